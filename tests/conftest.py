@@ -1,0 +1,37 @@
+import os, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def run_hanorec(*args, env=None, cwd=None, check=False):
+    "Run the installed `hanorec` command as a user would, returning the CompletedProcess."
+    exe = Path(sys.executable).parent / "hanorec"
+    full_env = {**os.environ, "HANOREC_PROGRESS": "0", **(env or {})}
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, check=check)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    "A headless Debian chromium driven by Playwright; under CI=true a missing browser fails instead of skipping."
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true": pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    "Where screenshots go: $HANOREC_SCREENSHOTS if set (to look at them), else the test's temporary folder."
+    d = Path(os.environ.get("HANOREC_SCREENSHOTS") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
