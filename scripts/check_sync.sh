@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate 2>/dev/null || true
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cp -r nbs hanorec settings.ini setup.py "$tmp"/
-[ -f pyproject.toml ] && cp pyproject.toml "$tmp"/
+for f in pyproject.toml _quarto.yml; do [ -f "$f" ] && cp "$f" "$tmp"/; done
 [ -f README.md ] && cp README.md "$tmp"/
 status=0
 (cd "$tmp" && nbdev_export) >/dev/null || { echo "nbdev_export failed" >&2; exit 1; }

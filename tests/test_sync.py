@@ -10,7 +10,7 @@ from conftest import ROOT
 def _copy_project(dst: Path) -> Path:
     for name in ("nbs", "hanorec", "scripts"):
         shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-    for name in ("settings.ini", "setup.py", "pyproject.toml", "README.md"):
+    for name in ("settings.ini", "setup.py", "pyproject.toml", "README.md", "_quarto.yml"):
         shutil.copy(ROOT / name, dst / name)
     return dst
 
