@@ -43,4 +43,4 @@ def test_docs_site_renders_in_chromium(tmp_path, browser, shots):
 
 def test_readme_is_generated_from_the_index_notebook():
     from hanorec.docsite import readme_text
-    assert (ROOT / "README.md").read_text() == readme_text(ROOT / "nbs" / "index.ipynb")
+    assert (ROOT / "README.md").read_text() == readme_text(ROOT / "nbs" / "index.ipynb", prefix="nbs")
