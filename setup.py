@@ -42,6 +42,7 @@ setuptools.setup(
     python_requires=">=" + cfg["min_python"],
     packages=setuptools.find_packages(include=["hanorec", "hanorec.*"]),
     include_package_data=True,
+    package_data={"hanorec": ["imagenet_classes.txt"]},  # the 1,000 ImageNet class names (summarize.imagenet_labels)
     install_requires=reqs("requirements"),
     extras_require=extras,
     entry_points={

@@ -21,10 +21,12 @@ from .core import HanorecError, atomic_write_json, get_logger, package_version
 from .data import prepare, write_sample_files
 from .models import build_composed
 from .scoring import bench_scoring
+from .summarize import UserSummaryConfig, bench_summaries, summarize_items
+import hanorec.synthetic  # registers the synthetic source (the quick summaries benchmark's data)
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'Benchmark', 'register_benchmark', 'machine', 'run_benchmark', 'measure', 'bench_data_prepare',
-           'bench_candidate_scoring']
+           'bench_candidate_scoring', 'bench_user_summaries']
 
 # %% ../nbs/15_bench.ipynb #2b96edb8
 @dataclass
@@ -119,3 +121,18 @@ def bench_candidate_scoring(quick:bool=False) -> dict:
         rec = build_composed("tiny", texts=[f"Film number {i} (19{i % 100:02d})" for i in range(300)])
         return bench_scoring(rec, n_candidates=20, prompt_tokens=128, repeats=1)
     return bench_scoring(build_composed("smollm2"), n_candidates=20, prompt_tokens=512, repeats=3)
+
+# %% ../nbs/15_bench.ipynb #7c268ba9
+@register_benchmark("summaries", "SmolLM2-135M user-summary generation (tokens/s, users/min) vs the statistical backend")
+def bench_user_summaries(quick:bool=False) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="hanorec-bench-"))
+    try:
+        data = work/"data"
+        if quick: prepare("synthetic", data, options=dict(users=10, items=60, seed=0), min_item=1)
+        else: prepare("movielens-small", data, min_item=60)
+        summarize_items(data)
+        users, tokens = (2, 8) if quick else (8, 32)
+        return dict(dataset="synthetic" if quick else "movielens-small (items with 60+ ratings)",
+                    **bench_summaries(data, users=users, blocks=1, config=UserSummaryConfig(max_new_tokens=tokens, batch_size=8)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

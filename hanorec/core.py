@@ -96,6 +96,9 @@ def _coerce(value, tp, key:str):
         if isinstance(value, bool): return value
         raise HanorecError(f"config key {key!r}: expected true or false, got {value!r}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+        try: return float(value)
+        except ValueError: pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool): return value
     if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool): return str(value)
     if tp is Path and isinstance(value, (str, Path)): return Path(value)

@@ -21,7 +21,7 @@ from .prompts import Prompt, multiple_choice_prompt
 
 # %% auto #0
 __all__ = ['QWEN2_5_VL_3B', 'ScoringConfig', 'logp_naive', 'logp', 'yes_no_logp', 'match_title', 'valid_ratio', 'generate',
-           'generative_choices', 'bench_prompt', 'bench_scoring', 'models_check', 'bench_real_size']
+           'generative_choices', 'bench_prompt', 'bench_scoring', 'item_titles', 'models_check', 'bench_real_size']
 
 # %% ../nbs/07_scoring.ipynb #6b62eaf0
 @dataclass
@@ -259,7 +259,7 @@ def bench_scoring(rec:Recommender,
                 repeats=repeats, threads=torch.get_num_threads())
 
 # %% ../nbs/07_scoring.ipynb #09f03d90
-def _item_titles(items) -> dict[str, str]:
+def item_titles(items) -> dict[str, str]:
     "item id -> title with the year in brackets where the catalog has one (titles alone can repeat)."
     import pandas as pd
     years = items["year"] if "year" in items else [None] * len(items)
@@ -290,7 +290,7 @@ def models_check(dataset_dir:str|Path, # a prepared dataset (`hanorec data prepa
     if user not in cands.index: raise HanorecError(f"user {user!r} has no {split} candidates in {dataset_dir}", hint="user ids are strings")
     row = cands.loc[user]
     example = ds.splits[split].set_index("user_id").loc[user]
-    titles = _item_titles(ds.items)
+    titles = item_titles(ds.items)
     if str(model) in ("composed-smollm2", "composed-tiny"):
         rec = build_composed("smollm2" if str(model) == "composed-smollm2" else "tiny", texts=list(titles.values()))
         rec.model.to(pick_device(device))

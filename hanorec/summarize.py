@@ -86,15 +86,15 @@ def _open_cache(folder:Path, expected:Manifest, force:bool, what:str) -> Path:
 
 # %% ../nbs/08_summarize.ipynb #791a8841
 def imagenet_labels() -> list[str]:
-    "The 1,000 ImageNet-1k class names, from Gradio's package data; `ImageNet class N` where it is not installed."
-    from hanorec.assets import _package_dir
-    d = _package_dir("gradio")
-    path = d/"media_assets"/"data"/"imagenet_labels.json" if d else None
-    if path is not None and path.exists():
-        labels = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(labels, list) and len(labels) == 1000: return [str(l) for l in labels]
-    get_logger("hanorec.summarize").warning("ImageNet class names not found (they come with `pip install gradio`); using class numbers")
-    return [f"ImageNet class {i}" for i in range(1000)]
+    "The 1,000 ImageNet-1k class names in the classifier's output order, from hanorec's package data."
+    from importlib.resources import files
+    path = files("hanorec")/"imagenet_classes.txt"
+    if not path.is_file():
+        raise HanorecError(f"{path} is missing from this hanorec install",
+                           hint="reinstall hanorec (pip install -e . or pip install hanorec); the file is package data")
+    labels = path.read_text(encoding="utf-8").splitlines()
+    if len(labels) != 1000: raise HanorecError(f"{path} has {len(labels)} class names, not 1000", hint="reinstall hanorec")
+    return labels
 
 # %% ../nbs/08_summarize.ipynb #9f8d8e53
 PALETTE = {"black": (20, 20, 20), "white": (240, 240, 240), "grey": (128, 128, 128), "red": (200, 30, 35),
@@ -427,6 +427,8 @@ class UserSummaries:
     table: pd.DataFrame
     block_size: int = 3
     folder: Path|None = None
+    computed: int = 0 # summaries the call that returned this wrote (0 from `load_user_summaries`)
+    reused: int = 0 # summaries it needed and found already in the cache
 
     def at(self, user_id:str, # the user
            position:int) -> str|None: # the target's position: how many of the user's items come before it
@@ -517,19 +519,20 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
     done = {}
     for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
         if u in histories and r["history"] == _history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
-    if backend == "lm":
+    total = sum(len([p for p in _needed_prefixes(t, cfg) if p not in done.get(u, {})]) for u, t in positions.items())
+    if backend == "lm" and total:  # loaded only when there is something to write
         from hanorec.models import load_recommender
         run = lm_backend(load_recommender(path, device=device, dtype="float32"))
     else: run = statistical_backend
-    total = sum(len([p for p in _needed_prefixes(t, cfg) if p not in done.get(u, {})]) for u, t in positions.items())
     count = [0]
     def emit(records):
         _append_lines(folder/"users.jsonl", records)
         count[0] += len(records)
         if on_chunk: on_chunk(count[0], total)
+    reused = sum(len([p for p in _needed_prefixes(t, cfg) if p in done.get(u, {})]) for u, t in positions.items())
     with progress(total=total, desc=f"user summaries ({backend})") as bar:
         run_user_steps(histories, positions, run, cfg, done, emit, limit, bar)
-    return load_user_summaries(ds.path, backend, cfg)
+    return dataclasses.replace(load_user_summaries(ds.path, backend, cfg), computed=count[0], reused=reused)
 
 # %% ../nbs/08_summarize.ipynb #6d8ee637
 def bench_summaries(dataset_dir:str|Path, # a prepared dataset folder

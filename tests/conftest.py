@@ -35,3 +35,7 @@ def shots(tmp_path):
     d = Path(os.environ.get("HANOREC_SCREENSHOTS") or tmp_path)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~30 s; CI runs it too (scripts/test.sh runs every test)")

@@ -1,0 +1,85 @@
+"`hanorec train` as a user runs it: a real SIGKILL and --resume, two processes, and the errors a user meets."
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_hanorec
+
+HANOREC = Path(sys.executable).parent/"hanorec"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    "A small synthetic world and a sequential encoder trained on it with cross-entropy (the SFT stage)."
+    d = tmp_path_factory.mktemp("train")
+    r = run_hanorec("data", "prepare", "synthetic", "--out", d/"data", "--users", 80, "--items", 100)
+    assert r.returncode == 0, r.stderr
+    r = run_hanorec("train", f"data={d/'data'}", f"out={d/'sft'}", "model=seqrec", "optim.max_steps=20", "optim.batch_size=16",
+                    "eval.every=10", "eval.users=20")
+    assert r.returncode == 0, r.stderr
+    assert "validation: auc" in r.stdout and (d/"sft"/"model"/"model.safetensors").exists()
+    return d
+
+
+def dpo_args(world, out, *more):
+    return [f"data={world/'data'}", f"init={world/'sft'}", f"out={world/out}", "model=seqrec", "objective=dpo", "deterministic=true",
+            "negatives.strategy=stochastic_topk", "negatives.pool_size=10", "negatives.refresh_every=3", "optim.batch_size=32",
+            "optim.max_steps=40", "checkpoint.every=5", "eval.every=10", "eval.users=20", *more]
+
+
+def test_sigkill_then_resume_ends_with_the_weights_of_an_unstopped_run(world):
+    r = run_hanorec("train", *dpo_args(world, "whole"))
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "HANOREC_PROGRESS": "0"}
+    p = subprocess.Popen([str(HANOREC), "train", *dpo_args(world, "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = world/"killed"/"checkpoints"/"latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if latest.exists() and latest.read_text().strip() >= "step-000010": break
+        time.sleep(0.02)
+    assert p.poll() is None, "the run finished before it could be killed"
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (world/"killed"/"model").exists()
+    assert not list((world/"killed"/"checkpoints").glob("*.tmp*"))        # no half-written checkpoint is left to be read
+    again = run_hanorec("train", *dpo_args(world, "killed"))
+    assert again.returncode == 2 and "--resume" in again.stderr           # a run folder is never silently overwritten
+    r = run_hanorec("train", "--resume", f"out={world/'killed'}")          # the run's own config.yaml is read back
+    assert r.returncode == 0, r.stderr
+    a, b = load_file(world/"whole"/"model"/"model.safetensors"), load_file(world/"killed"/"model"/"model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    steps = lambda run: [(x["step"], x.get("loss"), x.get("ndcg@5")) for x in map(json.loads, (world/run/"log.jsonl").read_text().splitlines())]
+    assert steps("whole") == steps("killed")
+
+
+def test_two_processes_give_the_single_process_responsiveness(world):
+    common = [f"data={world/'data'}", f"init={world/'sft'}", "model=seqrec", "objective=hanorec", "optim.max_steps=4",
+              "optim.warmup_steps=0", "optim.lr=1e-3", "eval.every=0", "eval.users=10", "eval.test=false", "deterministic=true"]
+    one = run_hanorec("train", *common, f"out={world/'one'}", "optim.batch_size=8")
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "HANOREC_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([str(Path(sys.executable).parent/"accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", str(HANOREC), "train", *common, f"out={world/'two'}",
+                          "optim.batch_size=4"], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    r = lambda run: [x["responsiveness"] for x in map(json.loads, (world/run/"log.jsonl").read_text().splitlines()) if "responsiveness" in x]
+    r1, r2 = r("one"), r("two")
+    assert len(r1) == len(r2) == 4 and len(set(r1)) > 1                  # real values, not the constant of a policy equal to its reference
+    assert max(abs(a - b) for a, b in zip(r1, r2)) < 1e-5, (r1, r2)
+    a, b = load_file(world/"one"/"model"/"model.safetensors"), load_file(world/"two"/"model"/"model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
+
+
+def test_errors_name_the_problem_and_the_fix(world, tmp_path):
+    r = run_hanorec("train", f"data={world/'data'}", f"out={tmp_path/'x'}", "model=seqrec", "objective=dpo")
+    assert r.returncode == 2 and "needs a reference" in r.stderr and "init=" in r.stderr
+    r = run_hanorec("train", f"data={world/'data'}", f"out={tmp_path/'x'}", "optim.lr=fast")
+    assert r.returncode == 2 and "optim.lr" in r.stderr
+    r = run_hanorec("train", f"data={tmp_path/'missing'}", f"out={tmp_path/'y'}")
+    assert r.returncode == 2 and "missing" in r.stderr
+    r = run_hanorec("train", f"out={tmp_path/'z'}", "--resume")
+    assert r.returncode == 2 and "no run to resume" in r.stderr
+    cfg = tmp_path/"bad.yaml"; cfg.write_text("optim:\n  lr: [1\n")
+    r = run_hanorec("train", cfg)
+    assert r.returncode == 2 and "bad.yaml:" in r.stderr
