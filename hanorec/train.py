@@ -28,7 +28,7 @@ from .core import (HanorecError, Manifest, atomic_path, atomic_write_json, atomi
                           seed_everything, write_manifest)
 from .data import PreparedDataset, load_prepared
 from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
-from .models import Recommender, add_lora, build_composed, load_lora, load_recommender, save_lora
+from .models import Recommender, add_lora, build_composed, enable_gradient_checkpointing, load_lora, load_recommender, save_lora
 from .seqrec import SeqRec, SeqRecConfig, item_features, load_seqrec, save_seqrec, text_embeddings, PAD
 from .summarize import UserSummaryConfig
 from .scoring import item_titles, logp as lm_logp, yes_no_logp
@@ -124,6 +124,7 @@ class TrainConfig:
     summaries: Literal["none", "statistical", "lm"] = "none" # the user-summary slot of the prompt (MLLM-MSR), from this backend
     reduce: Literal["sum", "mean"] = "sum" # an answer's log-likelihood: summed or averaged over its tokens
     disable_dropout: bool = True # preference stages: no dropout in the policy (as TRL), so it starts equal to the reference
+    gradient_checkpointing: bool = False # language models: recompute activations in backward (less memory, slower; no shared KV cache)
     max_samples: int = 0 # 0: every training sample; else a fixed seeded subset
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -633,6 +634,7 @@ def _build_policy(self:Trainer, ds:PreparedDataset, base:dict):
     rec = _load_base_lm(base, dev)
     if base.get("init"): load_lora(rec, base["init"])
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and not self.objective.reference)
+    if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(dev)
     return LMPolicy(rec, ds, self.samples, cfg, _item_images(ds, rec, cfg.images), _summaries(ds, cfg))
 

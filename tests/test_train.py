@@ -83,3 +83,23 @@ def test_errors_name_the_problem_and_the_fix(world, tmp_path):
     cfg = tmp_path/"bad.yaml"; cfg.write_text("optim:\n  lr: [1\n")
     r = run_hanorec("train", cfg)
     assert r.returncode == 2 and "bad.yaml:" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_hugging_face_mllm_from_a_local_folder_trains_sft_then_hanorec(tmp_path):
+    "A user's own Qwen2-VL checkpoint (here a tiny random one of the real architecture, with its real processor and images)."
+    from hanorec.models import build_tiny_checkpoint
+    r = run_hanorec("data", "prepare", "synthetic", "--out", tmp_path/"data", "--users", 30, "--items", 50)
+    assert r.returncode == 0, r.stderr
+    ckpt = build_tiny_checkpoint("qwen2_vl", tmp_path/"qwen2-vl")
+    common = [f"data={tmp_path/'data'}", f"model={ckpt}", "optim.batch_size=4", "eval.users=4", "prompt_candidates=5", "history=3", "eval.every=0"]
+    r = run_hanorec("train", *common, f"out={tmp_path/'sft'}", "optim.max_steps=2")
+    assert r.returncode == 0, r.stderr
+    r = run_hanorec("train", *common, f"out={tmp_path/'han'}", f"init={tmp_path/'sft'}", "objective=hanorec", "nodo.sigma=0.1", "optim.max_steps=2")
+    assert r.returncode == 0, r.stderr
+    log = [json.loads(l) for l in (tmp_path/"han"/"log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log if "split" not in x] == [1, 2] and all(x["responsiveness"] > 0 for x in log if "split" not in x)
+    info = json.loads((tmp_path/"han"/"model"/"hanorec_adapter.json").read_text())
+    assert info["family"] == "qwen2_vl" and info["merged"] == [str((tmp_path/"sft"/"model").resolve())]
+    metrics = json.loads((tmp_path/"han"/"metrics.json").read_text())
+    assert 0 <= metrics["validation"]["auc"] <= 1 and metrics["validation"]["users"] == 4
