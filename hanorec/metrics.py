@@ -27,7 +27,7 @@ def target_ranks(scores, # [U, C] higher is better (log-probs, logits or similar
     if torch.isnan(s).any():
         raise HanorecError(f"{int(torch.isnan(s).any(1).sum())} users have NaN scores", hint="the model diverged: lower the learning rate or check the inputs")
     mine = s.gather(1, t[:, None])
-    return (1 + (s > mine).sum(1) + (s == mine).sum(1) - 1).numpy()
+    return (s >= mine).sum(1).numpy()  # itself, every higher score and every tie
 
 # %% ../nbs/10a_metrics.ipynb #fa2b45a3
 def auc(scores, target_index) -> np.ndarray: # [U, C] and [U]

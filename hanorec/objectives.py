@@ -163,6 +163,8 @@ def nodo(model:torch.nn.Module, # the policy (a peft model for mode="lora")
     elif mode == "logits":
         def hook(m, inputs, output):
             if isinstance(output, torch.Tensor): return output + noise_like(output)
+            if isinstance(output, tuple) and isinstance(output[0], torch.Tensor):  # (scores, extras...), e.g. a sequential encoder
+                return (output[0] + noise_like(output[0]), *output[1:])
             if hasattr(output, "logits") and output.logits is not None:
                 output.logits = output.logits + noise_like(output.logits)
             return output

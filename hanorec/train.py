@@ -309,15 +309,7 @@ class SeqRecPolicy:
     "A sequential encoder (SASRec / GRU4Rec, sparse MoE) as a policy; the reference is a frozen copy."
     family = "seqrec"
     def __init__(self, model:SeqRec, samples:Samples, reference:SeqRec|None=None):
-        self.module, self.samples, self.ref, self._noise = model, samples, reference, None
-
-    @contextmanager
-    def noisy(self, sigma:float, mode:str, generator:torch.Generator):
-        "NoDO for an encoder: Gaussian noise on the output scores (mode 'logits'); it has no LoRA matrices."
-        if mode != "logits": raise HanorecError("NoDO mode 'lora' needs LoRA layers; a sequential encoder has none", hint="set nodo.mode=logits")
-        self._noise = (sigma, generator)
-        try: yield
-        finally: self._noise = None
+        self.module, self.samples, self.ref = model, samples, reference
 
     def _history(self, samples:Samples, idx) -> torch.Tensor:
         L = self.module.config.max_len
@@ -338,7 +330,6 @@ class SeqRecPolicy:
         "Full-catalog log-probs of the target and the negatives."
         hist, cols = self._history(self.samples, idx), self._columns(idx, negatives)
         scores, balance = self.module(hist)
-        if self._noise: scores = scores + self._noise[0] * torch.randn(scores.shape, generator=self._noise[1]).to(scores.device)
         lp = scores.float().log_softmax(-1).gather(1, torch.as_tensor(cols, device=scores.device))
         keys = np.array([[answer_key(i, c) for c in row] for i, row in zip(idx, cols.tolist())], dtype=np.int64)
         aux = self.module.config.moe_balance_weight * balance if self.module.config.fusion == "moe" else None
@@ -461,7 +452,8 @@ class LMPolicy:
                 out.append(lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce, batch_size=batch_size).float().cpu())
             else:
                 prompts = [self._yes_no(samples, i, c) for i in b for c in samples.candidates[i]]
-                lp = torch.cat([yes_no_logp(self.rec, prompts[k:k + batch_size * 4], self.images) for k in range(0, len(prompts), batch_size * 4)])
+                lp = torch.cat([yes_no_logp(self.rec, prompts[k:k + batch_size * 4], self.images, self.templates.yes, self.templates.no)
+                                for k in range(0, len(prompts), batch_size * 4)])
                 out.append((lp[:, 0] - lp[:, 1]).float().cpu().view(len(b), -1))
         return torch.cat(out)
 
@@ -674,7 +666,7 @@ def setup(self:Trainer):
     c, acc = self.cfg, self.acc
     seed_everything(c.seed, c.deterministic)
     ds = load_prepared(c.data)
-    self.ds, self.n_items = ds, len(ds.items)
+    self.ds, self.n_items, self.item_ids = ds, len(ds.items), [str(i) for i in ds.items.item_id]
     self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed)
     self.val = load_samples(ds, "validation", c.history, 0)
     self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
@@ -728,8 +720,7 @@ def _noise(self:Trainer, step:int, micro:int):
     c = self.cfg.nodo
     if c.sigma <= 0: return nullcontext()
     gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
-    if isinstance(self.policy, SeqRecPolicy): return self.policy.noisy(c.sigma, c.mode, gen)
-    return nodo(self.policy.module, c.sigma, c.mode, gen)
+    return nodo(self.policy.module, c.sigma, c.mode, gen)  # an encoder has no LoRA: nodo.mode=logits noises its scores
 
 @patch
 def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
@@ -763,11 +754,8 @@ def _false_negative_rate(self:Trainer, idx:np.ndarray, negs:np.ndarray) -> float
     from hanorec.synthetic import false_negative_mask, step_of
     users = self.samples.users[idx]
     steps = step_of(self.truth, users, self.samples.timestamp[idx])
-    ids = np.array([[self.policy_ids[r] for r in row] for row in negs])
+    ids = np.asarray(self.item_ids, dtype=object)[negs]
     return float(false_negative_mask(self.truth, users, steps, ids).mean())
-
-@patch(as_prop=True)
-def policy_ids(self:Trainer) -> list: return [str(i) for i in self.ds.items.item_id]
 
 @patch
 def _sync_gradients(self:Trainer):
@@ -823,7 +811,7 @@ def _validate(self:Trainer, step:int) -> bool:
     if c.metric not in m: raise HanorecError(f"eval.metric {c.metric!r} is not a metric", hint=f"choose from {', '.join(m)}")
     better = self.state["best"] is None or m[c.metric] > self.state["best"]
     if better:
-        self.state.update(best=m[c.metric], best_step=step, bad_evals=0)
+        self.state.update(best=m[c.metric], best_step=step, bad_evals=0, best_metrics=m)
         self.best_weights = {k: v.detach().cpu().clone() for k, v in _trainable(self.policy.module).items()}
     else: self.state["bad_evals"] += 1
     self.state["last_eval"] = step
@@ -916,7 +904,7 @@ def finish(self:Trainer) -> dict:
     "Write the final model (best validated weights), its metrics and the curves."
     if self.state.get("last_eval") != self.state["step"]: self._validate(self.state["step"])
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
-    metrics = {"validation": self.evaluate("validation"), "best_step": self.state["best_step"], "steps": self.state["step"],
+    metrics = {"validation": self.state["best_metrics"], "best_step": self.state["best_step"], "steps": self.state["step"],
                "stopped_early": self.state["stopped_early"], "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
     if self.test is not None: metrics["test"] = self.evaluate("test")
     if self.acc.is_main_process:
