@@ -397,7 +397,7 @@ class ComposedMLLM(nn.Module):
         if tokens.shape[0] != int(image_mask.sum()):
             raise HanorecError(f"{int(image_mask.sum())} image positions but {tokens.shape[0]} projected image tokens",
                                hint="pass one feature vector per image marker, in order")
-        return emb.masked_scatter(image_mask.unsqueeze(-1), tokens)
+        return emb.masked_scatter(image_mask.unsqueeze(-1), tokens.to(emb.dtype))  # under autocast the projector gives bf16
 
     def forward(self, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
         "The LM's forward pass (same keywords and outputs) on the embedded ids."

@@ -151,7 +151,7 @@ class SparseMoE(nn.Module):
 
     def route(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "Router probabilities [T, E], chosen experts [T, k] and their renormalised weights [T, k]."
-        probs = self.router(x).softmax(-1)
+        probs = self.router(x).float().softmax(-1)  # routing in fp32, also under bf16 autocast
         w, chosen = probs.topk(self.top_k, dim=-1)
         return probs, chosen, w / w.sum(-1, keepdim=True)
 
@@ -161,7 +161,7 @@ class SparseMoE(nn.Module):
         out = x.new_zeros(len(x), self.d_out)
         for e, expert in enumerate(self.experts):
             rows, slot = (chosen == e).nonzero(as_tuple=True)
-            if len(rows): out.index_add_(0, rows, w[rows, slot, None] * expert(x[rows]))
+            if len(rows): out.index_add_(0, rows, (w[rows, slot, None] * expert(x[rows])).to(out.dtype))
         E = len(self.experts)
         f = F.one_hot(chosen, E).float().sum((0, 1)) / chosen.numel()
         return out, E * (f * probs.mean(0)).sum()
@@ -188,7 +188,8 @@ class SeqRec(nn.Module):
                 feat = getattr(features, name).float()
                 self.register_buffer(f"{name}_features", feat.clone())
                 self.proj[name] = nn.Sequential(nn.LayerNorm(feat.shape[1]), nn.Linear(feat.shape[1], d))
-                nn.init.normal_(self.proj[name][1].weight, std=0.02); nn.init.zeros_(self.proj[name][1].bias)
+                nn.init.normal_(self.proj[name][1].weight, std=0.02 / math.sqrt(feat.shape[1]))  # the id embedding's scale
+                nn.init.zeros_(self.proj[name][1].bias)
         m = 1 + len(self.proj)
         if c.fusion == "concat": self.fuse = nn.Linear(m * d, d)
         elif c.fusion == "moe": self.fuse = SparseMoE(m * d, d, c.moe_experts, c.moe_top_k)

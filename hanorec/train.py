@@ -93,6 +93,7 @@ class HarsConfig:
     "HaNoRec's hardness-aware beta."
     beta0: float = 0.1
     top_k: int = 10 # neighbours per item
+    text: str = "minilm" # item text vectors: minilm (all-MiniLM-L6-v2) or model (the reference model's own)
     image: bool = True # fuse image features into the item embeddings when the dataset has images
     mean_samples: int = 4096 # training samples whose mean delta normalises the hardness
 
@@ -353,6 +354,10 @@ class SeqRecPolicy:
             out.append(self.module.scores_all(self._history(samples, b)).float().gather(1, torch.as_tensor(samples.candidates[b], device=self._device)).cpu())
         return torch.cat(out)
 
+    def item_embeddings(self) -> torch.Tensor:
+        "[N, d] HaRS's `hars.text=model` vectors: the reference encoder's item table (its id, text and image parts fused)."
+        with torch.no_grad(): return self.ref.item_table()[0].float().cpu()
+
     def save(self, folder:Path): save_seqrec(self.module, folder)
 
 # %% ../nbs/11_train.ipynb #4b0964f6
@@ -433,6 +438,25 @@ class LMPolicy:
             with torch.no_grad(), self._adapter_off(): return self._logp(prompts, yes)
         finally: self.module.train(was)
 
+    def item_embeddings(self, batch_size:int=64) -> torch.Tensor:
+        "[N, d] HaRS's `hars.text=model` vectors: the reference LM's last hidden state averaged over each title's tokens."
+        from hanorec.models import _host
+        host, tok, pad = _host(self.rec), self.rec.tokenizer, self.rec.pad_id
+        ids = [tok(self.titles[i], add_special_tokens=False).input_ids or [pad] for i in self.ids]
+        was, out = self.module.training, []
+        self.module.eval()
+        try:
+            with torch.no_grad(), self._adapter_off():
+                for s in progress(range(0, len(ids), batch_size), desc="HaRS: the model's own item vectors"):
+                    rows = ids[s:s + batch_size]
+                    L = max(map(len, rows))  # right padding: a causal LM's real tokens never see it
+                    x = torch.tensor([r + [pad] * (L - len(r)) for r in rows], device=self.rec.device)
+                    mask = torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows], device=self.rec.device)
+                    h = host(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states[-1].float()
+                    out.append(((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).cpu())
+        finally: self.module.train(was)
+        return torch.cat(out)
+
     def catalog_scores(self, idx:np.ndarray) -> torch.Tensor:
         "[B, N]: the log-likelihood of each shortlisted item as the answer to a prompt listing the shortlist; -inf elsewhere."
         s, N = self.samples, len(self.ids)
@@ -463,19 +487,21 @@ class LMPolicy:
 def _image_index_exists(ds:PreparedDataset) -> bool:
     return (ds.path/"images"/"index.json").exists()
 
-def neighbour_scores(ds:PreparedDataset, top_k:int=10, image:bool=True) -> torch.Tensor:
+def neighbour_scores(ds:PreparedDataset, top_k:int=10, image:bool=True,
+                     text:tuple[str, Callable[[], torch.Tensor]]|None=None) -> torch.Tensor: # (name, () -> [N, d]) instead of MiniLM
     "[N, top_k] each item's top-K cosine scores on the fused text+image embedding, cached in features/hars-*/."
     use_image = image and _image_index_exists(ds)
-    text = torch.from_numpy(text_embeddings(ds.path, ds.items))
-    folder = ds.path/"features"/f"hars-k{top_k}{'-image' if use_image else ''}"
-    expected = Manifest("hars-neighbours", inputs={"text": hash_file(ds.path/"features"/"minilm"/"features.npy")},
+    if text is None: minilm = text_embeddings(ds.path, ds.items)  # cached in features/minilm/
+    name = text[0] if text else None  # names the vectors: the cache is computed once per name
+    folder = ds.path/"features"/f"hars-k{top_k}{'-' + name if name else ''}{'-image' if use_image else ''}"
+    expected = Manifest("hars-neighbours", inputs={"text": name or hash_file(ds.path/"features"/"minilm"/"features.npy")},
                         config={"top_k": top_k, "image": use_image, "projection_seed": 0})
     if use_image:
         from hanorec.images import image_features
         img = torch.from_numpy(np.ascontiguousarray(image_features(ds.path, ds.items)))
         expected.inputs["image"] = hash_file(ds.path/"features"/"efficientnet-lite0"/"manifest.json")
     if not check_manifest(folder, expected, rebuild_hint=f"delete {folder}"):
-        emb = text
+        emb = text = torch.as_tensor(text[1]() if text else minilm).float()
         if use_image:
             proj = torch.randn(img.shape[1], text.shape[1], generator=torch.Generator().manual_seed(0)) / math.sqrt(text.shape[1])
             emb = fuse_item_embeddings(text, img.float() @ proj)
@@ -592,10 +618,19 @@ class Trainer:
         if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
         if self.objective.reference and not cfg.init:
             raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
+        if cfg.hars.text not in ("minilm", "model"):
+            raise HanorecError(f"unknown hars.text {cfg.hars.text!r}", hint="use minilm (all-MiniLM-L6-v2) or model (the reference model's own item vectors)")
         cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda")
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-        self.acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+        # processes, devices, gather and reduce come from accelerate; the precision is the trainer's own autocast (accelerate's is
+        # fixed once per process, and runs in one notebook kernel may differ). Policy, reference and evaluation all run under it.
+        self.acc = Accelerator(cpu=not cuda)
+        self.precision = "bf16" if bf16 else "fp32"
         self.log = get_logger("hanorec.train")
+
+    def autocast(self):
+        "The run's precision: bf16 autocast (weights stay fp32), or nothing."
+        return torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _check_run_folder(self):
         saved = self.run/"config.yaml"
@@ -641,18 +676,24 @@ def _prepare_policy(self:Trainer, policy):
     return policy
 
 @patch
+def _init_hash(self:Trainer) -> str:
+    "A hash of the reference's weights (the init run's model files)."
+    init = Path(self.base["init"])
+    return hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
+
+@patch
 def _reference_manifest(self:Trainer, ds:PreparedDataset, base:dict) -> Manifest:
-    init = Path(base["init"])
-    weights = sorted(p for p in init.iterdir() if p.suffix in (".safetensors", ".json"))
     c = self.cfg
-    return Manifest("reference-logp", inputs={"reference": hash_obj({p.name: hash_file(p) for p in weights}), "data": hash_file(ds.path/"manifest.json")},
+    return Manifest("reference-logp", inputs={"reference": self._init_hash(), "data": hash_file(ds.path/"manifest.json")},
                     config=dict(task=c.task, reduce=c.reduce, history=c.history, images=c.images, summaries=c.summaries,
-                                summary=config_to_dict(c.summary) if c.summaries != "none" else None, prompt_candidates=c.prompt_candidates, seed=c.seed))
+                                summary=config_to_dict(c.summary) if c.summaries != "none" else None, prompt_candidates=c.prompt_candidates, seed=c.seed,
+                                precision=self.precision))
 
 @patch
 def _hardness(self:Trainer, ds:PreparedDataset) -> Hardness:
     c = self.cfg
-    neigh = neighbour_scores(ds, c.hars.top_k, c.hars.image)
+    own = (f"model-{self._init_hash()[:12]}", self.policy.item_embeddings) if c.hars.text == "model" else None
+    neigh = neighbour_scores(ds, c.hars.top_k, c.hars.image, own)
     n = min(c.hars.mean_samples, len(self.samples))
     idx = np.sort(sample_rng(c.seed, 6).choice(len(self.samples), n, replace=False))
     if self.sampler.dynamic: negs = fixed_items(self.samples, idx, len(ds.items), c.negatives.k, c.seed, _NEGATIVES)
@@ -685,7 +726,11 @@ def setup(self:Trainer):
     self.popularity = np.bincount(train_items, minlength=self.n_items).astype(np.float64)
     self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, self.popularity, c.seed, self.policy.catalog_scores)
     self.store = ReferenceStore(self.run/"reference", self._reference_manifest(ds, self.base)) if self.objective.reference else None
-    self.hardness = self._hardness(ds) if self.objective.hars else None
+    if self.objective.hars:  # the main process fills the neighbour cache first; the others then read it
+        if not acc.is_main_process: acc.wait_for_everyone()
+        self.hardness = self._hardness(ds)
+        if acc.is_main_process: acc.wait_for_everyone()
+    else: self.hardness = None
     self.truth = None
     if (ds.path/"truth").exists():
         from hanorec.synthetic import load_truth
@@ -730,11 +775,12 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
                if lm_prompts or c.negatives.strategy == "candidates" else None)
     wants_negatives = obj.negatives or (lm_prompts and c.task == "yes_no")
     negs = self.sampler.draw(idx, step, fillers) if wants_negatives else None
-    with self._noise(step, micro), self.acc.autocast():
+    with self._noise(step, micro), self.autocast():
         scored = pol.score(idx, negs, fillers)
     lp = scored.logp.float()
     if not obj.negatives: lp = lp[:, :1]
-    ref = self.store.get(scored.keys, lambda rows: pol.reference(idx, negs, fillers)[rows]).to(lp.device) if obj.reference else None
+    with self.autocast():  # the reference in the policy's precision: at step 0 the two agree and the loss is log 2
+        ref = self.store.get(scored.keys, lambda rows: pol.reference(idx, negs, fillers)[rows]).to(lp.device) if obj.reference else None
     extra = {}
     if obj.hars:
         logits = preference_logits(lp.detach(), ref).mean(1)
@@ -744,7 +790,7 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
     loss, metrics = obj.loss(lp, ref, beta)
     total = loss + scored.aux if scored.aux is not None else loss
     if scored.aux is not None: extra["balance_loss"] = scored.aux.detach()
-    self.acc.backward(total / c.optim.grad_accum)
+    (total / c.optim.grad_accum).backward()
     if negs is not None and self.truth is not None: extra["false_negative_rate"] = self._false_negative_rate(idx, negs)
     return {**{k: float(v) for k, v in metrics.items()}, **{k: float(v) for k, v in extra.items()}}
 
@@ -794,7 +840,7 @@ def evaluate(self:Trainer, split:str="validation") -> dict:
     "Metrics of the current policy on the evaluation users' fixed candidates of `split`."
     samples = self.val if split == "validation" else self.test
     self.policy.module.eval()
-    with torch.no_grad(): scores = self.policy.eval_scores(samples, self.eval_idx, self.cfg.eval.batch_size)
+    with torch.no_grad(), self.autocast(): scores = self.policy.eval_scores(samples, self.eval_idx, self.cfg.eval.batch_size)
     return evaluate_scores(scores, samples.target_index[self.eval_idx], ks=(1, 5, 10))
 
 @patch

@@ -14,6 +14,8 @@ fi
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HANOREC_PROGRESS=0
 bash scripts/check_sync.sh
 echo "== nbdev_test (all notebooks, slow cells included)"
-nbdev_test --flags slow --n_workers 2 --timing
+# two notebooks at a time, one torch thread each: two threads each would make four on two cores, and torch's threads
+# then spin waiting for each other (a notebook took 2-4 times as long)
+OMP_NUM_THREADS=1 nbdev_test --flags slow --n_workers 2 --timing
 echo "== pytest"
 python -m pytest -q -ra tests "$@"
