@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -521,7 +522,9 @@ def add_lora(rec:Recommender,
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
                      target_modules=targets or lora_targets(host, rec.family))
     merged = getattr(host, _MERGED, [])
-    wrapped = get_peft_model(host, cfg)
+    with warnings.catch_warnings():  # peft 0.18 reads transformers' deprecated `is_gradient_checkpointing`: its warning, not ours
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        wrapped = get_peft_model(host, cfg)
     setattr(wrapped, _MERGED, merged)
     _set_host(rec, wrapped)
     if rec.family == "composed": rec.model.projector.requires_grad_(train_projector)
@@ -562,7 +565,9 @@ def load_lora(rec:Recommender, # the base model the adapter was trained on
         if below not in getattr(_host(rec), _MERGED, []): merge_lora(load_lora(rec, below))
     host = _host(rec)
     merged = getattr(host, _MERGED, [])
-    wrapped = PeftModel.from_pretrained(host, folder, is_trainable=trainable)
+    with warnings.catch_warnings():  # as in `add_lora`: peft's use of a deprecated transformers property
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        wrapped = PeftModel.from_pretrained(host, folder, is_trainable=trainable)
     setattr(wrapped, _MERGED, merged); setattr(wrapped, _SOURCE, str(folder.resolve()))
     _set_host(rec, wrapped)
     if rec.family == "composed" and (folder/"projector.safetensors").exists():
