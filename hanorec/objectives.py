@@ -70,7 +70,7 @@ def sdpo_loss(policy_logp:torch.Tensor, # [B, C]: positive, then C-1 negatives
     rewards = b[:, None] * (policy_logp - reference_logp)
     inner = torch.logsumexp(rewards[:, 1:] - rewards[:, :1], dim=1)
     loss = -F.logsigmoid(-inner).mean()
-    return loss, _metrics(loss, -inner, b)
+    return loss, _metrics(loss, (rewards[:, :1] - rewards[:, 1:]).mean(1), b)  # the pairwise margins, as every objective logs them
 
 # %% ../nbs/10_objectives.ipynb #d612dc7e
 def fuse_item_embeddings(text:torch.Tensor, # [N, Dt] text embeddings (e.g. MiniLM)
