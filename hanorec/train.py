@@ -93,7 +93,7 @@ class HarsConfig:
     "HaNoRec's hardness-aware beta."
     beta0: float = 0.1
     top_k: int = 10 # neighbours per item
-    text: str = "minilm" # item text vectors: minilm (all-MiniLM-L6-v2) or model (the reference model's own)
+    text: Literal["minilm", "model"] = "minilm" # item text vectors: minilm (all-MiniLM-L6-v2) or model (the reference model's own)
     image: bool = True # fuse image features into the item embeddings when the dataset has images
     mean_samples: int = 4096 # training samples whose mean delta normalises the hardness
 
