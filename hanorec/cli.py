@@ -238,9 +238,11 @@ def cmd_train(args):
 def _add_train(sub):
     t = sub.add_parser("train", help="train one stage (sft, dpo, sdpo, hanorec) of a model on a prepared dataset",
                        description="Train one stage. Examples: hanorec train data=data/ml model=seqrec out=runs/sft ; "
-                                   "hanorec train data=data/ml init=runs/sft objective=hanorec nodo.sigma=0.1 out=runs/hanorec")
+                                   "hanorec train data=data/ml init=runs/sft objective=hanorec nodo.sigma=0.1 out=runs/hanorec . "
+                                   "Every setting, with its default: hanorec train --print-config")
     t.add_argument("settings", nargs="*", help="an optional CONFIG.yaml, then key=value overrides (e.g. objective=dpo init=runs/sft)")
     t.add_argument("--resume", action="store_true", help="continue the run in out= from its last checkpoint")
+    t.add_argument("--print-config", action="store_true", help="print every setting (defaults, then the file and overrides) as YAML and exit")
     t.set_defaults(func=cmd_train)
 
 # %% ../nbs/17_cli.ipynb #8ad1da3d
@@ -288,6 +290,7 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted)."
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get("HANOREC_PROGRESS") == "0": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -298,5 +301,6 @@ def main(argv:list[str]|None=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("hanorec: interrupted", file=sys.stderr)
+        if getattr(args, "interrupted_hint", None): print(f"  hint: {args.interrupted_hint}", file=sys.stderr)
         return 130
     return 0

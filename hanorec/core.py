@@ -79,7 +79,7 @@ def _coerce(value, tp, key:str):
         raise HanorecError(f"config key {key!r}: {value!r} does not fit {tp}")
     if origin is typing.Literal:
         if value in args: return value
-        raise HanorecError(f"config key {key!r}: {value!r} is not one of {list(args)}")
+        raise HanorecError(f"config key {key!r}: {value!r} is not one of {list(args)}", hint=f"for example {key}={args[0]}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise HanorecError(f"config key {key!r}: expected a list, got {value!r}", hint="write it as [a, b, c]")
@@ -109,7 +109,7 @@ def _from_dict(cls, d:dict, prefix:str=""):
     hints, names = _hints(cls), [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown:
-        raise HanorecError(f"unknown config key {prefix}{unknown[0]!r} for {cls.__name__}",
+        raise HanorecError(f"unknown config key {prefix + unknown[0]!r} for {cls.__name__}",
                            hint=f"valid keys: {', '.join(prefix + n for n in names)}")
     base = cls()
     return dataclasses.replace(base, **{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
@@ -131,7 +131,7 @@ def parse_overrides(overrides:Iterable[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise HanorecError(f"override {item!r} is not of the form key=value", hint="for example: train.lr=1e-4")
+            raise HanorecError(f"override {item!r} is not of the form key=value", hint="a dotted key names a section's setting: for example optim.lr=1e-4")
         try: value = _Raw(raw, yaml.safe_load(raw) if raw.strip() else "")
         except yaml.YAMLError: value = _Raw(raw, raw)
         node = out
@@ -153,7 +153,7 @@ def load_config(cls, # the config dataclass
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.exists(): raise HanorecError(f"config file {path} does not exist", hint="check the path")
+        if not path.exists(): raise HanorecError(f"config file {path} does not exist", hint="check the path; a setting is written key=value, e.g. optim.lr=1e-4")
         try: data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)

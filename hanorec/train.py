@@ -22,6 +22,7 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from .core import (HanorecError, Manifest, atomic_path, atomic_write_json, atomic_write_text, check_manifest,
                           config_to_dict, get_logger, hash_file, hash_obj, load_config, progress, read_json, save_config,
@@ -39,11 +40,11 @@ from .objectives import (dpo_loss, fuse_item_embeddings, hanorec_loss, hars_beta
 from .metrics import evaluate_scores
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'NegativesConfig', 'OptimConfig', 'EvalConfig', 'LoraSettings', 'HarsConfig', 'NodoConfig',
-           'CheckpointConfig', 'TrainConfig', 'Objective', 'Samples', 'item_rows', 'load_samples', 'sample_rng',
-           'allowed_mask', 'fixed_items', 'NegativeSampler', 'answer_key', 'ReferenceStore', 'Scored', 'SeqRecPolicy',
-           'LMPolicy', 'neighbour_scores', 'Hardness', 'load_policy', 'read_log', 'Trainer', 'plot_curves', 'train',
-           'train_command']
+__all__ = ['OBJECTIVES', 'EVAL_METRICS', 'NegativesConfig', 'OptimConfig', 'EvalConfig', 'LoraSettings', 'HarsConfig',
+           'NodoConfig', 'CheckpointConfig', 'TrainConfig', 'Objective', 'Samples', 'item_rows', 'load_samples',
+           'sample_rng', 'allowed_mask', 'fixed_items', 'NegativeSampler', 'answer_key', 'ReferenceStore', 'Scored',
+           'SeqRecPolicy', 'LMPolicy', 'neighbour_scores', 'Hardness', 'load_policy', 'read_log', 'Trainer',
+           'plot_curves', 'train', 'train_command']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -113,7 +114,7 @@ class TrainConfig:
     "One training stage."
     data: str = "" # a prepared dataset folder (hanorec data prepare)
     out: str = "runs/run" # the run folder this stage writes
-    model: str = "composed-smollm2" # "composed-smollm2" (SmolLM2-135M + EfficientNet-Lite0), "composed-tiny", "seqrec", or a local Hugging Face folder
+    model: str = "" # "composed-smollm2" (SmolLM2-135M + EfficientNet-Lite0, the default), "composed-tiny", "seqrec", or a local Hugging Face folder; with init=, the init run's model
     init: str = "" # a finished run to start from (the SFT run of a preference stage); "" for a fresh model
     objective: Literal["sft", "dpo", "sdpo", "hanorec"] = "sft"
     beta: float = 0.1 # DPO and S-DPO beta (HaNoRec reads hars.beta0)
@@ -524,10 +525,8 @@ class Hardness:
 # %% ../nbs/11_train.ipynb #32268a08
 def _base_for(cfg:TrainConfig, ds:PreparedDataset, run:Path) -> dict:
     "Build (or read from `init`) the description of the base model this stage trains on."
-    if cfg.init:
+    if cfg.init:  # `_resolve_model` checked that it is a finished run
         init = Path(cfg.init)
-        if not (init/"base.json").exists() or not (init/"model").exists():
-            raise HanorecError(f"init run {init} has no finished model (base.json and model/)", hint="finish that run first, or check the path")
         base = read_json(init/"base.json")
         return {**base, "init": str((init/"model").resolve())}
     if cfg.model == "seqrec": return {"kind": "seqrec"}
@@ -609,24 +608,60 @@ def read_log(run:str|Path) -> list[dict]:
         except json.JSONDecodeError: pass
     return out
 
+_RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json")
+EVAL_METRICS = ("auc",) + tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in (1, 5, 10))  # what eval.metric may name
+
+def _resolve_model(cfg:TrainConfig) -> TrainConfig:
+    "The config with `model` filled in: the init run's model for a preference stage, else composed-smollm2."
+    if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
+    init = Path(cfg.init)
+    if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
+        raise HanorecError(f"init run {init} has no finished model (config.yaml, base.json and model/)", hint="finish that run first, or check the path")
+    trained = load_config(TrainConfig, init/"config.yaml").model
+    same = cfg.model == trained or (Path(cfg.model).is_dir() and Path(trained).is_dir() and Path(cfg.model).resolve() == Path(trained).resolve())
+    if cfg.model and not same:
+        raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
+                           hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
+    return dataclasses.replace(cfg, model=trained)
+
+def _check_settings(cfg:TrainConfig, processes:int):
+    "Refuse settings that cannot work, before anything is loaded or written."
+    o = cfg.optim
+    if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
+    if OBJECTIVES[cfg.objective].reference and not cfg.init:
+        raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
+    for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
+                              ("optim.lr", o.lr, 0), ("optim.warmup_steps", o.warmup_steps, 0), ("eval.every", cfg.eval.every, 0),
+                              ("eval.users", cfg.eval.users, 0), ("checkpoint.every", cfg.checkpoint.every, 0), ("nodo.sigma", cfg.nodo.sigma, 0)):
+        if value < least: raise HanorecError(f"{key}={value} is below {least}", hint=f"set {key} to {least} or more")
+    if cfg.eval.metric not in EVAL_METRICS:
+        raise HanorecError(f"eval.metric {cfg.eval.metric!r} is not a validation metric", hint=f"choose from {', '.join(EVAL_METRICS)}")
+    if OBJECTIVES[cfg.objective].hars and o.batch_size * processes < 3:
+        raise HanorecError(f"HaNoRec's responsiveness needs at least 3 samples per global batch; optim.batch_size={o.batch_size} "
+                           f"on {processes} process(es) gives {o.batch_size * processes}", hint="set optim.batch_size=3 or more")
+    if cfg.model == "seqrec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
+        raise HanorecError("nodo.mode=lora puts the noise on LoRA matrices, and the sequential encoder has none",
+                           hint="set nodo.mode=logits (noise on the encoder's scores)")
+    if OBJECTIVES[cfg.objective].hars and cfg.nodo.sigma == 0:
+        get_logger("hanorec.train").warning("objective=hanorec with nodo.sigma=0 is HaRS alone; HaNoRec adds NoDO: nodo.sigma=0.05 (MicroLens) or 0.1 (MovieLens, Netflix)")
+    if 0 < o.max_steps <= o.warmup_steps:
+        get_logger("hanorec.train").warning("optim.warmup_steps=%d is not below optim.max_steps=%d: the learning rate never reaches optim.lr", o.warmup_steps, o.max_steps)
+
 class Trainer:
     "One stage of training on one prepared dataset, in one run folder."
     def __init__(self, cfg:TrainConfig, resume:bool=False):
         from accelerate import Accelerator
+        self.log = get_logger("hanorec.train")
+        cfg = _resolve_model(cfg)
         self.cfg, self.objective, self.run, self.resume = cfg, OBJECTIVES[cfg.objective], Path(cfg.out), resume
-        self._check_run_folder()
-        if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
-        if self.objective.reference and not cfg.init:
-            raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
-        if cfg.hars.text not in ("minilm", "model"):
-            raise HanorecError(f"unknown hars.text {cfg.hars.text!r}", hint="use minilm (all-MiniLM-L6-v2) or model (the reference model's own item vectors)")
         cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda")
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
         # processes, devices, gather and reduce come from accelerate; the precision is the trainer's own autocast (accelerate's is
         # fixed once per process, and runs in one notebook kernel may differ). Policy, reference and evaluation all run under it.
         self.acc = Accelerator(cpu=not cuda)
         self.precision = "bf16" if bf16 else "fp32"
-        self.log = get_logger("hanorec.train")
+        _check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
+        self._check_run_folder()
 
     def autocast(self):
         "The run's precision: bf16 autocast (weights stay fp32), or nothing."
@@ -634,6 +669,14 @@ class Trainer:
 
     def _check_run_folder(self):
         saved = self.run/"config.yaml"
+        if saved.exists() and not read_log(self.run) and not (self.run/"checkpoints"/"latest").exists() and not (self.run/"model").exists():
+            # it stopped before it logged anything (a crash while loading, a kill): nothing to keep, start it again
+            self.log.info("%s holds a run that stopped before its first step: starting it again", self.run)
+            if self.acc.is_main_process:
+                for name in _RUN_FILES: shutil.rmtree(self.run/name, ignore_errors=True) if (self.run/name).is_dir() else (self.run/name).unlink(missing_ok=True)
+            self.acc.wait_for_everyone()
+            self.resume = False
+            return
         if self.resume:
             if not saved.exists(): raise HanorecError(f"{self.run} holds no run to resume (no config.yaml)", hint="start it without --resume")
             old = config_to_dict(load_config(TrainConfig, saved))
@@ -854,7 +897,6 @@ def _validate(self:Trainer, step:int) -> bool:
     "Validate, keep the best weights, log; True when early stopping says stop."
     c = self.cfg.eval
     m = self.evaluate("validation")
-    if c.metric not in m: raise HanorecError(f"eval.metric {c.metric!r} is not a metric", hint=f"choose from {', '.join(m)}")
     better = self.state["best"] is None or m[c.metric] > self.state["best"]
     if better:
         self.state.update(best=m[c.metric], best_step=step, bad_evals=0, best_metrics=m)
@@ -993,9 +1035,13 @@ def train_command(args) -> dict:
         if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
         cfg = load_config(TrainConfig, saved)
     else: cfg = load_config(TrainConfig, path, settings)
+    if getattr(args, "print_config", False):
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
+    args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `hanorec` prints it after Ctrl-C
     m = train(cfg, resume=args.resume)
     v = m["validation"]
-    print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}, negatives {cfg.negatives.strategy}; best step {m['best_step']})")
+    negatives = f", negatives {cfg.negatives.strategy}" if OBJECTIVES[cfg.objective].negatives else ""
+    print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}{negatives}; best step {m['best_step']})")
     print("validation: " + "  ".join(f"{k} {v[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10")) + f"  ({v['users']} users)")
     if "test" in m: print("test:       " + "  ".join(f"{k} {m['test'][k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10")))
     print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")

@@ -83,6 +83,22 @@ def test_errors_name_the_problem_and_the_fix(world, tmp_path):
     cfg = tmp_path/"bad.yaml"; cfg.write_text("optim:\n  lr: [1\n")
     r = run_hanorec("train", cfg)
     assert r.returncode == 2 and "bad.yaml:" in r.stderr
+    r = run_hanorec("train", f"data={world/'data'}", f"out={tmp_path/'typo'}", "optim.lrr=1e-4")
+    assert r.returncode == 2 and "unknown config key 'optim.lrr'" in r.stderr and "optim.lr" in r.stderr
+    r = run_hanorec("train", f"data={world/'data'}", f"out={tmp_path/'neg'}", "model=seqrec", "optim.max_steps=-5")
+    assert r.returncode == 2 and "optim.max_steps=-5" in r.stderr
+    assert not (tmp_path/"neg").exists()  # a refused run leaves no folder to clear before the next try
+
+
+def test_ctrl_c_stops_with_the_resume_command(world):
+    env = {**os.environ, "HANOREC_PROGRESS": "0"}
+    p = subprocess.Popen([str(HANOREC), "train", *dpo_args(world, "interrupted")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log, deadline = world/"interrupted"/"log.jsonl", time.time() + 300
+    while time.time() < deadline and p.poll() is None and not log.exists(): time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130, err
+    assert "interrupted" in err and f"hanorec train --resume out={world/'interrupted'}" in err
 
 
 @pytest.mark.slow
@@ -103,3 +119,10 @@ def test_a_hugging_face_mllm_from_a_local_folder_trains_sft_then_hanorec(tmp_pat
     assert info["family"] == "qwen2_vl" and info["merged"] == [str((tmp_path/"sft"/"model").resolve())]
     metrics = json.loads((tmp_path/"han"/"metrics.json").read_text())
     assert 0 <= metrics["validation"]["auc"] <= 1 and metrics["validation"]["users"] == 4
+
+
+def test_print_config_shows_every_setting_with_the_overrides():
+    r = run_hanorec("train", "--print-config", "objective=hanorec", "nodo.sigma=0.1")
+    assert r.returncode == 0, r.stderr
+    assert "objective: hanorec" in r.stdout and "  sigma: 0.1" in r.stdout
+    assert all(f"\n{section}:" in r.stdout for section in ("negatives", "optim", "eval", "lora", "hars", "nodo", "checkpoint", "seqrec", "summary"))
