@@ -644,8 +644,6 @@ def _check_settings(cfg:TrainConfig, processes:int):
                            hint="set nodo.mode=logits (noise on the encoder's scores)")
     if OBJECTIVES[cfg.objective].hars and cfg.nodo.sigma == 0:
         get_logger("hanorec.train").warning("objective=hanorec with nodo.sigma=0 is HaRS alone; HaNoRec adds NoDO: nodo.sigma=0.05 (MicroLens) or 0.1 (MovieLens, Netflix)")
-    if 0 < o.max_steps <= o.warmup_steps:
-        get_logger("hanorec.train").warning("optim.warmup_steps=%d is not below optim.max_steps=%d: the learning rate never reaches optim.lr", o.warmup_steps, o.max_steps)
 
 class Trainer:
     "One stage of training on one prepared dataset, in one run folder."
