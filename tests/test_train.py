@@ -93,7 +93,9 @@ def test_errors_name_the_problem_and_the_fix(world, tmp_path):
 def test_ctrl_c_stops_with_the_resume_command(world):
     env = {**os.environ, "HANOREC_PROGRESS": "0"}
     endless = dpo_args(world, "interrupted", "optim.max_steps=10000000")  # still training when the signal comes
-    p = subprocess.Popen([str(HANOREC), "train", *endless], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a shell's background job ignores SIGINT, and its children inherit that: give this one the terminal's default back
+    p = subprocess.Popen([str(HANOREC), "train", *endless], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log, deadline = world/"interrupted"/"log.jsonl", time.time() + 300
     while time.time() < deadline and p.poll() is None and not log.exists(): time.sleep(0.2)
     p.send_signal(signal.SIGINT)
