@@ -96,10 +96,13 @@ def test_ctrl_c_stops_with_the_resume_command(world):
     # a shell's background job ignores SIGINT, and its children inherit that: give this one the terminal's default back
     p = subprocess.Popen([str(HANOREC), "train", *endless], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    log, deadline = world/"interrupted"/"log.jsonl", time.time() + 300
-    while time.time() < deadline and p.poll() is None and not log.exists(): time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    err = p.communicate(timeout=120)[1]
+    try:
+        log, deadline = world/"interrupted"/"log.jsonl", time.time() + 300
+        while time.time() < deadline and p.poll() is None and not log.exists(): time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None: p.kill()  # it must not outlive a failed test (it was told to run for ever)
     assert p.returncode == 130, err
     assert "interrupted" in err and f"hanorec train --resume out={world/'interrupted'}" in err
 
