@@ -519,7 +519,9 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
     done = {}
     for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
         if u in histories and r["history"] == _history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
-    total = sum(len([p for p in _needed_prefixes(t, cfg) if p not in done.get(u, {})]) for u, t in positions.items())
+    needed = [(u, p) for u, t in positions.items() for p in _needed_prefixes(t, cfg)]
+    reused = sum(p in done.get(u, {}) for u, p in needed)
+    total = len(needed) - reused
     if backend == "lm" and total:  # loaded only when there is something to write
         from hanorec.models import load_recommender
         run = lm_backend(load_recommender(path, device=device, dtype="float32"))
@@ -529,7 +531,6 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
         _append_lines(folder/"users.jsonl", records)
         count[0] += len(records)
         if on_chunk: on_chunk(count[0], total)
-    reused = sum(len([p for p in _needed_prefixes(t, cfg) if p in done.get(u, {})]) for u, t in positions.items())
     with progress(total=total, desc=f"user summaries ({backend})") as bar:
         run_user_steps(histories, positions, run, cfg, done, emit, limit, bar)
     return dataclasses.replace(load_user_summaries(ds.path, backend, cfg), computed=count[0], reused=reused)

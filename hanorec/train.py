@@ -718,9 +718,11 @@ def _prepare_policy(self:Trainer, policy):
 
 @patch
 def _init_hash(self:Trainer) -> str:
-    "A hash of the reference's weights (the init run's model files)."
-    init = Path(self.base["init"])
-    return hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
+    "A hash of the reference's weights (the init run's model files), read once per run."
+    if getattr(self, "_init_digest", None) is None:
+        init = Path(self.base["init"])
+        self._init_digest = hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
+    return self._init_digest
 
 @patch
 def _reference_manifest(self:Trainer, ds:PreparedDataset, base:dict) -> Manifest:
