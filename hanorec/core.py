@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import logging
@@ -24,9 +25,10 @@ import yaml
 
 # %% auto #0
 __all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'load_config', 'save_config', 'seed_everything',
-           'pick_device', 'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'read_json',
-           'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
-           'StaleArtifactError', 'manifest_diff', 'check_manifest', 'hanorec_home', 'get_logger', 'progress']
+           'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng', 'atomic_path', 'atomic_write',
+           'atomic_write_text', 'atomic_write_json', 'read_json', 'hash_bytes', 'hash_file', 'hash_obj',
+           'package_version', 'Manifest', 'write_manifest', 'read_manifest', 'StaleArtifactError', 'manifest_diff',
+           'check_manifest', 'hanorec_home', 'get_logger', 'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
 class HanorecError(Exception):
@@ -148,7 +150,8 @@ def _merge(a:dict, b:dict) -> dict:
 
 def load_config(cls, # the config dataclass
                 path:str|Path|None=None, # a YAML file whose keys are the dataclass's fields (nested for nested ones)
-                overrides:Iterable[str]=()): # `key=value` strings; dots reach into nested dataclasses
+                overrides:Iterable[str]=(), # `key=value` strings; dots reach into nested dataclasses
+                part:bool=False): # read only the top-level keys `cls` has (one part of a larger config, e.g. a run's policy)
     "Build `cls` from its defaults, then the YAML file at `path`, then `overrides`, checking every key and type."
     data: dict = {}
     if path is not None:
@@ -161,6 +164,7 @@ def load_config(cls, # the config dataclass
             raise HanorecError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})", hint="fix the YAML syntax") from None
         if not isinstance(data, dict): raise HanorecError(f"{path}: expected a mapping of config keys at the top level")
     data = _merge(data, parse_overrides(overrides))
+    if part: data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
     return _from_dict(cls, data)
 
 def save_config(cfg, path:str|Path):
@@ -180,6 +184,18 @@ def seed_everything(seed:int, # the one seed for python, numpy and torch
         torch.use_deterministic_algorithms(True, warn_only=True)
         if hasattr(torch.backends, "cudnn"): torch.backends.cudnn.benchmark = False
 
+# %% ../nbs/00_core.ipynb #c0aa5e05
+def rng_state() -> dict:
+    "Python's and NumPy's global random states, as JSON-safe lists and numbers."
+    npst = np.random.get_state(legacy=False)
+    return {"python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+            "numpy": {**npst, "state": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in npst["state"].items()}}}
+
+def set_rng_state(state:dict): # from `rng_state` (read back from JSON)
+    "Restore Python's and NumPy's global random states."
+    p = state["python"]; random.setstate((p[0], tuple(p[1]), p[2]))
+    n = state["numpy"]; np.random.set_state({**n, "state": {k: (np.array(v, dtype=np.uint64) if isinstance(v, list) else v) for k, v in n["state"].items()}})
+
 # %% ../nbs/00_core.ipynb #5f047c03
 def pick_device(want:str="auto"): # "auto", "cpu", "cuda", "cuda:1" or "mps"
     "The torch device to use: with `auto`, CUDA, then Apple's MPS, then the CPU; a device asked for but absent is an error."
@@ -195,6 +211,24 @@ def pick_device(want:str="auto"): # "auto", "cpu", "cuda", "cuda:1" or "mps"
         raise HanorecError("device 'mps' was asked for, but this torch has no MPS backend", hint="use device=cpu or device=auto")
     try: return torch.device(want)
     except RuntimeError: raise HanorecError(f"unknown device {want!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
+
+# %% ../nbs/00_core.ipynb #c0aa5e02
+class Purpose(enum.IntEnum):
+    "What a seeded draw is for: each purpose has its own random stream (the values are fixed forever)."
+    FILLERS = 1 # fixed random unseen items per sample: prompt fillers
+    NEGATIVES = 2 # model-free negatives of a sample (random, popularity)
+    SHORTLIST = 3 # fixed items a language model ranks to find hard or top-K negatives
+    STOCHASTIC = 4 # a draw from the dynamic top-K pool, per step
+    EPOCH = 5 # the order of training samples in an epoch
+    HARS_MEAN = 6 # the training samples whose mean delta normalises HaRS hardness
+    EVAL_USERS = 7 # the validation users scored while training
+    PROMPT_ORDER = 9 # the shuffled order of a training prompt's listed items
+
+def sample_rng(seed:int, # the run's seed
+               purpose:Purpose, # what the draw is for
+               *keys:int) -> np.random.Generator: # which sample, which step, ...
+    "A generator fixed by the run's seed, the draw's purpose and its keys."
+    return np.random.default_rng([seed, int(purpose), *[int(k) for k in keys]])
 
 # %% ../nbs/00_core.ipynb #3682f4e8
 @contextmanager
