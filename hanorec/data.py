@@ -35,7 +35,7 @@ __all__ = ['ITEM_COLUMNS', 'INTERACTION_COLUMNS', 'IMAGE_EXTENSIONS', 'LOADERS',
            'get_loader', 'load_movielens_small_source', 'load_movielens_1m', 'load_amazon_2018', 'load_amazon_2023',
            'load_microlens', 'write_sample_files', 'clean_interactions', 'kcore', 'leave_one_out', 'history_examples',
            'candidate_sets', 'prepare', 'PreparedDataset', 'load_prepared', 'to_hf_dataset', 'stats_table',
-           'stats_figures', 'dataset_stats']
+           'stats_figures', 'dataset_stats', 'Samples', 'item_rows', 'load_samples']
 
 # %% ../nbs/02_data.ipynb #60eca0eb
 ITEM_COLUMNS = ("item_id", "title", "description", "categories", "year", "image_source", "attributes")
@@ -630,7 +630,7 @@ def _list_array(offsets:np.ndarray, values:pa.Array) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
 def history_examples(seq:pd.DataFrame, # the output of `leave_one_out`
-                     max_history:int=10) -> dict[str, pa.Table]: # the most history items an example keeps
+                     history:int=10) -> dict[str, pa.Table]: # the most history items an example keeps
     "Train, validation and test examples (user_id, history, target, timestamp) as Arrow tables."
     items = pa.array(seq.item_id.to_numpy(dtype=object), pa.string())
     users = pa.array(seq.user_id.to_numpy(dtype=object), pa.string())
@@ -638,7 +638,7 @@ def history_examples(seq:pd.DataFrame, # the output of `leave_one_out`
     out = {}
     for name in ("train", "validation", "test"):
         rows = np.flatnonzero((split == name) & (pos >= 1))
-        lo = np.maximum(rows - pos[rows], rows - max_history)
+        lo = np.maximum(rows - pos[rows], rows - history)
         lengths = rows - lo
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         flat = np.repeat(lo - offsets[:-1], lengths) + np.arange(offsets[-1])
@@ -716,8 +716,8 @@ _LOG = get_logger("hanorec.data")
 _OUTPUTS = ("items.parquet", "interactions.parquet", "splits/train.parquet", "splits/validation.parquet", "splits/test.parquet",
             "candidates/validation.parquet", "candidates/test.parquet", "stats.json", "rejects.jsonl")
 
-def _check_prepare_args(min_user, min_item, max_history, candidates):
-    for name, v, lo in (("min_user", min_user, 1), ("min_item", min_item, 1), ("max_history", max_history, 1), ("candidates", candidates, 2)):
+def _check_prepare_args(min_user, min_item, history, candidates):
+    for name, v, lo in (("min_user", min_user, 1), ("min_item", min_item, 1), ("history", history, 1), ("candidates", candidates, 2)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise HanorecError(f"{name}={v!r}: expected an integer of at least {lo}", hint=f"set --{name.replace('_', '-')} to {lo} or more")
 
@@ -776,7 +776,7 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
             min_user:int=5, # k-core: keep users with at least this many interactions
             min_item:int=5, # k-core: keep items with at least this many interactions
             min_rating:float|None=None, # keep only ratings >= this (implicit feedback); None keeps all
-            max_history:int=10, # the most history items an example keeps
+            history:int=10, # the most history items an example keeps
             candidates:int=20, # items per fixed validation/test candidate set (target included)
             seed:int=0, # seeds the candidate draw
             strict:bool=False, # stop at the first malformed input line instead of skipping it
@@ -785,11 +785,11 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
             options:dict|None=None) -> dict: # source-specific keywords passed to its loader (the synthetic world's)
     "Read `source`, filter, split and draw candidates, and write the prepared folder `out`; returns its stats."
     t0 = time.perf_counter()
-    _check_prepare_args(min_user, min_item, max_history, candidates)
+    _check_prepare_args(min_user, min_item, history, candidates)
     out = Path(out)
     _check_out(out)
     config = dict(source=source, path=path, reviews=reviews, meta=meta, images=images, min_user=min_user, min_item=min_item,
-                  min_rating=min_rating, max_history=max_history, candidates=candidates, seed=seed, strict=strict,
+                  min_rating=min_rating, max_history=history, candidates=candidates, seed=seed, strict=strict,
                   image_size=list(image_size), with_images=with_images, options=options or {})
     config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
 
@@ -819,7 +819,7 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                            hint="leave-one-out needs 3 interactions per user: raise --min-user to 3, or lower --min-item")
     item_ids = np.sort(seq.item_id.unique().astype(object))
     items = raw.items.set_index("item_id").loc[item_ids].reset_index()
-    splits = history_examples(seq, max_history)
+    splits = history_examples(seq, history)
     cands = candidate_sets(seq, candidates, seed)
 
     with atomic_path(out) as tmp:
@@ -845,7 +845,7 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                      raw_interactions=len(raw.interactions), **counts, removed_by_kcore=len(inter) - len(core),
                      kcore_rounds=rounds, users_too_short=too_short,
                      density=round(len(seq) / (seq.user_id.nunique() * len(items)), 6),
-                     filters=dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=max_history,
+                     filters=dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history,
                                   candidates=candidates, seed=seed))
         atomic_write_json(tmp/"stats.json", stats)
         write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config=config), outputs=[*_OUTPUTS, *extras])
@@ -968,3 +968,52 @@ def dataset_stats(folder:str|Path, # a folder written by `prepare`
         with atomic_path(out/f"{name}.html", suffix=".html") as tmp: fig.write_html(tmp, include_plotlyjs=True)
         paths.append(out/f"{name}.html")
     return stats_table(ds.stats), paths
+
+# %% ../nbs/02_data.ipynb #d5a70002
+@dataclass
+class Samples:
+    "Examples as item rows: who, what came before, what came next."
+    users: np.ndarray # [S] user ids
+    history: list # S int arrays of item rows, oldest first
+    target: np.ndarray # [S] item rows
+    position: np.ndarray # [S] how many of the user's items come before the target
+    timestamp: np.ndarray # [S]
+    seen: dict # user id -> int array of every item row the user interacted with
+    candidates: np.ndarray|None = None # [S, C] fixed candidate rows (validation and test)
+    target_index: np.ndarray|None = None # [S] the target's column in `candidates`
+    def __len__(self): return len(self.target)
+
+def item_rows(ds:PreparedDataset) -> dict:
+    "item id -> row of `items.parquet`."
+    return {str(i): n for n, i in enumerate(ds.items.item_id)}
+
+# %% ../nbs/02_data.ipynb #d5a70003
+def load_samples(ds:PreparedDataset, split:str="train", # train, validation or test
+                 history:int=10, # the most history items kept per example (the most recent)
+                 min_history:int=1, # examples with fewer history items are left out
+                 max_samples:int=0, # 0: all; else a seeded subset (kept in order)
+                 seed:int=0) -> Samples:
+    "The split's examples as item rows, with positions and each user's seen items."
+    if split not in ds.splits: raise HanorecError(f"{ds.path} has no {split!r} split", hint="choose train, validation or test")
+    rows, ex, inter = item_rows(ds), ds.splits[split], ds.interactions
+    pos = inter[inter.split == split].sort_values(["user_id", "position"])
+    if split == "train": pos = pos[pos.position >= 1]
+    pos_of = dict(zip(zip(pos.user_id, pos.item_id), pos.position))
+    users, targets = ex.user_id.astype(str).to_numpy(), ex.target.astype(str).to_numpy()
+    try: position = np.array([pos_of[(u, t)] for u, t in zip(users, targets)], dtype=np.int64)
+    except KeyError as e: raise HanorecError(f"{ds.path}: split {split} has a target {e.args[0]} not among the user's {split} interactions", hint="prepare the dataset again") from None
+    hist = [np.array([rows[str(i)] for i in list(h)[-history:]], dtype=np.int64) for h in ex.history]
+    keep = np.array([len(h) >= min_history for h in hist])
+    if max_samples and keep.sum() > max_samples:
+        chosen = np.random.default_rng(seed).choice(np.flatnonzero(keep), max_samples, replace=False)
+        keep = np.zeros(len(keep), bool); keep[chosen] = True
+    idx = np.flatnonzero(keep)
+    if not len(idx): raise HanorecError(f"{ds.path}: no {split} sample has {min_history} or more history items", hint="lower min_history")
+    seen = {u: np.array([rows[i] for i in g], dtype=np.int64) for u, g in inter.groupby("user_id").item_id}
+    out = Samples(users[idx], [hist[i] for i in idx], np.array([rows[t] for t in targets[idx]], dtype=np.int64), position[idx],
+                  ex.timestamp.to_numpy()[idx], seen)
+    if split in ds.candidates:
+        c = ds.candidates[split].set_index("user_id").loc[out.users]
+        out.candidates = np.stack([[rows[str(i)] for i in r] for r in c.candidates])
+        out.target_index = c.target_index.to_numpy(np.int64)
+    return out
