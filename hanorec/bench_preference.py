@@ -23,7 +23,7 @@ from .core import HanorecError
 from .models import Recommender, load_recommender, tiny_llama, train_tokenizer
 from .objectives import dpo_loss
 from .prompts import Prompt, multiple_choice_prompt
-from .scoring import _synthetic_titles, logp
+from .scoring import synthetic_titles, logp
 
 # %% auto #0
 __all__ = ['preference_batch', 'save_tiny_llama', 'reference_logp', 'preference_step', 'trl_trainer', 'trl_batch', 'trl_logp',
@@ -36,7 +36,7 @@ def preference_batch(batch_size:int=8, # prompts (users) in the batch
                      seed:int=0) -> tuple:
     "A tokenizer trained on synthetic titles and `batch_size` prompts with answers `[positive, negative]`."
     block = n_candidates + prompt_tokens // 4  # a user's items: candidates, then history (a title is 4 tokens or more)
-    titles = {str(i): t for i, t in enumerate(_synthetic_titles(batch_size * block, seed))}
+    titles = {str(i): t for i, t in enumerate(synthetic_titles(batch_size * block, seed))}
     tok = train_tokenizer(list(titles.values()) + [multiple_choice_prompt(["0"], ["1"], titles, images=False).text], vocab_size=1024)
     prompts = []
     for u in range(batch_size):

@@ -13,6 +13,7 @@ import shutil
 import time
 import unicodedata
 import warnings
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .core import (HanorecError, Manifest, StaleArtifactError, atomic_path, atom
                           get_logger, hash_file, hash_obj, pick_device, progress, read_json, write_manifest)
 
 # %% auto #0
-__all__ = ['safe_image_path', 'verify_image', 'render_poster', 'placeholder_image', 'cache_item_images', 'image_features']
+__all__ = ['safe_image_path', 'verify_image', 'render_poster', 'placeholder_image', 'cache_item_images', 'encoder_input',
+           'image_features', 'load_item_image', 'item_images']
 
 # %% ../nbs/01_images.ipynb #c1ae928b
 _PATH_HINT = ("image paths in data files must be relative to the images folder (--images DIR) and stay inside it; "
@@ -428,7 +430,9 @@ def _frozen_encoder(device):
     for p in model.parameters(): p.requires_grad_(False)
     return model.eval().to(device, memory_format=torch.channels_last)
 
-def _encoder_input(im:Image.Image, side:int=224) -> np.ndarray:
+def encoder_input(im:Image.Image, # any PIL image (converted to RGB, transparency on white)
+                  side:int=224, # the encoder's input side in pixels
+                 ) -> np.ndarray:
     "A float32 [3, side, side] array: `im` fitted and padded into the square, normalised with ImageNet's mean and std."
     x = np.asarray(_fit_image(im, (side, side)), dtype=np.float32)/255
     return ((x - np.array(IMAGENET_MEAN, np.float32))/np.array(IMAGENET_STD, np.float32)).transpose(2, 0, 1)
@@ -439,7 +443,7 @@ def _encode_batch(model, files:list[Path], device) -> np.ndarray:
     arrays = []
     for f in files:
         try:
-            with Image.open(f) as im: arrays.append(_encoder_input(im))
+            with Image.open(f) as im: arrays.append(encoder_input(im))
         except Exception as e:
             raise HanorecError(f"cached image {f} does not decode ({_short(e)})", hint="run cache_item_images again to rebuild the image cache") from None
     x = torch.from_numpy(np.stack(arrays)).to(device).contiguous(memory_format=torch.channels_last)
@@ -517,3 +521,37 @@ def image_features(dataset_dir:str|Path, # a folder holding an image cache made 
     features, stored = np.load(out/"features.npy"), read_json(out/"item_ids.json")
     row = {i: k for k, i in enumerate(stored)}
     return features[[row[i] for i in wanted]]
+
+# %% ../nbs/01_images.ipynb #5c1e0a02
+def load_item_image(dataset_dir:str|Path, # a prepared dataset folder
+                    image:str|os.PathLike, # the item's cached image, relative to `dataset_dir` (the items' `image` column)
+                   ) -> Image.Image:
+    "The item image `image` of `dataset_dir` as RGB, opened through `safe_image_path` and fully decoded."
+    with Image.open(safe_image_path(dataset_dir, image)) as im: return im.convert("RGB")
+
+class _LazyItemImages(Mapping):
+    "item id -> RGB image of a prepared dataset, each opened when asked for."
+    def __init__(self, dataset_dir:Path, files:dict[str, str]): self.dataset_dir, self.files = dataset_dir, files
+    def __getitem__(self, item:str) -> Image.Image: return load_item_image(self.dataset_dir, self.files[item])
+    def __contains__(self, item) -> bool: return item in self.files  # without opening the image
+    def __iter__(self): return iter(self.files)
+    def __len__(self) -> int: return len(self.files)
+    def __repr__(self) -> str: return f"<{len(self)} item images of {self.dataset_dir}, opened when asked for>"
+
+def item_images(dataset_dir:str|Path, # a prepared dataset folder
+                items:pd.DataFrame, # the items wanted: `item_id`, and `image` (the cached file, relative to `dataset_dir`)
+                family:str, # the model's family (`hanorec.models.FAMILIES`): "text", "composed" or a Hugging Face MLLM's
+                encoder:str|None=None, # composed: the vision encoder whose features to read (None: "efficientnet-lite0")
+               ) -> Mapping|None:
+    "item id -> what a `family` model reads of the item's image (features or a lazily opened image); None without images."
+    dataset_dir = Path(dataset_dir)
+    if family == "text" or not (dataset_dir/"images"/_INDEX).exists(): return None
+    ids = [str(i) for i in items["item_id"]]
+    if family == "composed":
+        import torch
+        features = image_features(dataset_dir, items, encoder=encoder or "efficientnet-lite0")
+        return dict(zip(ids, torch.from_numpy(np.ascontiguousarray(features))))
+    if "image" not in items.columns:
+        raise HanorecError(f"the items table has no 'image' column (it has {', '.join(map(str, items.columns))})",
+                           hint=f"pass the items of the prepared dataset {dataset_dir} (items.parquet), which name each cached image")
+    return _LazyItemImages(dataset_dir, dict(zip(ids, items["image"])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,8 +23,8 @@ from .prompts import Prompt
 __all__ = ['CHAT_TEMPLATE', 'IMAGE_TEXT_FAMILIES', 'MROPE_FAMILIES', 'FAMILIES', 'COMPOSED_CONFIG', 'ItemImages', 'TINY_TEXTS',
            'QWEN_TOKENS', 'TINY_FAMILIES', 'LORA_TARGETS', 'ADAPTER_INFO', 'train_tokenizer', 'family_of',
            'image_only_processor', 'Recommender', 'build_tiny_checkpoint', 'load_recommender', 'ComposedConfig',
-           'Projector', 'ComposedMLLM', 'tiny_llama', 'build_composed', 'lora_targets', 'merge_lora', 'add_lora',
-           'save_lora', 'load_lora', 'enable_gradient_checkpointing']
+           'Projector', 'ComposedMLLM', 'tiny_llama', 'build_composed', 'host_model', 'lora_targets', 'merge_lora',
+           'add_lora', 'save_lora', 'load_lora', 'enable_gradient_checkpointing', 'adapter_disabled']
 
 # %% ../nbs/05_models.ipynb #4c7dd627
 CHAT_TEMPLATE = (
@@ -478,8 +479,8 @@ LORA_TARGETS = {f: ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pro
 ADAPTER_INFO = "hanorec_adapter.json"
 _MERGED, _SOURCE = "hanorec_merged_adapters", "hanorec_adapter_source"
 
-def _host(rec:Recommender) -> nn.Module:
-    "The module peft wraps: the LM inside a composed MLLM, else the model itself."
+def host_model(rec:Recommender) -> nn.Module:
+    "The transformers module `rec` wraps, where LoRA goes: the LM inside a composed MLLM, else the model (peft-wrapped once adapted)."
     return rec.model.lm if rec.family == "composed" else rec.model
 
 def _set_host(rec:Recommender, module:nn.Module):
@@ -501,7 +502,7 @@ def lora_targets(model:nn.Module, # a transformers model (not peft-wrapped)
 def merge_lora(rec:Recommender) -> Recommender:
     "Fold the recommender's LoRA adapter into its weights, in place, remembering which saved adapter it was."
     from peft import PeftModel
-    host = _host(rec)
+    host = host_model(rec)
     if not isinstance(host, PeftModel): return rec
     merged = getattr(host, _MERGED, []) + [getattr(host, _SOURCE, None)]
     host = host.merge_and_unload()
@@ -518,7 +519,7 @@ def add_lora(rec:Recommender,
     "Add a fresh LoRA adapter (merging an existing one first), in place; only adapter (and projector) weights train."
     from peft import LoraConfig, get_peft_model
     merge_lora(rec)
-    host = _host(rec)
+    host = host_model(rec)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
                      target_modules=targets or lora_targets(host, rec.family))
     merged = getattr(host, _MERGED, [])
@@ -535,7 +536,7 @@ def save_lora(rec:Recommender, folder:str|Path) -> Path:
     "Write the adapter as safetensors (plus the composed projector) and the list of adapters merged under it."
     from peft import PeftModel
     from safetensors.torch import save_file
-    host, folder = _host(rec), Path(folder)
+    host, folder = host_model(rec), Path(folder)
     if not isinstance(host, PeftModel): raise HanorecError("the recommender has no LoRA adapter to save", hint="call add_lora first")
     merged = getattr(host, _MERGED, [])
     if None in merged:
@@ -562,8 +563,8 @@ def load_lora(rec:Recommender, # the base model the adapter was trained on
     if info["family"] != rec.family: raise HanorecError(f"{folder} holds an adapter for a {info['family']} model, not a {rec.family} one")
     merge_lora(rec)
     for below in info["merged"]:
-        if below not in getattr(_host(rec), _MERGED, []): merge_lora(load_lora(rec, below))
-    host = _host(rec)
+        if below not in getattr(host_model(rec), _MERGED, []): merge_lora(load_lora(rec, below))
+    host = host_model(rec)
     merged = getattr(host, _MERGED, [])
     with warnings.catch_warnings():  # as in `add_lora`: peft's use of a deprecated transformers property
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -577,8 +578,15 @@ def load_lora(rec:Recommender, # the base model the adapter was trained on
 
 def enable_gradient_checkpointing(rec:Recommender) -> Recommender:
     "Recompute activations in the backward pass (non-reentrant, so frozen inputs need no grad hooks); turns the KV cache off."
-    host, kw = _unwrap(_host(rec)), {"use_reentrant": False}
+    host, kw = _unwrap(host_model(rec)), {"use_reentrant": False}
     if hasattr(host, "activation_checkpointing_enable"): host.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
     else: host.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)  # transformers before 5.2x
     host.config.use_cache = False
     return rec
+
+# %% ../nbs/05_models.ipynb #7d2e4b02
+@contextmanager
+def adapter_disabled(rec:Recommender): # a recommender, with or without a LoRA adapter
+    "Within the block, `rec` runs without its LoRA adapter (the reference model); a no-op when it has none."
+    host = host_model(rec)
+    with (host.disable_adapter() if hasattr(host, "disable_adapter") else nullcontext()): yield rec

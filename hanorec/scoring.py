@@ -8,29 +8,20 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 
 from .core import HanorecError, get_logger, pick_device
+from .images import item_images
 from .models import (ItemImages, MROPE_FAMILIES, Recommender, add_lora, build_composed, enable_gradient_checkpointing,
                             load_recommender, train_tokenizer, image_only_processor, QWEN_TOKENS)
 from .prompts import Prompt, multiple_choice_prompt
 
 # %% auto #0
-__all__ = ['QWEN2_5_VL_3B', 'ScoringConfig', 'logp_naive', 'logp', 'yes_no_logp', 'match_title', 'valid_ratio', 'generate',
-           'generative_choices', 'bench_prompt', 'bench_scoring', 'item_titles', 'models_check', 'bench_real_size']
-
-# %% ../nbs/07_scoring.ipynb #6b62eaf0
-@dataclass
-class ScoringConfig:
-    "How candidate answers are scored (a config section)."
-    reduce: Literal["sum", "mean"] = "sum" # sum of the answer's token log-probs, or their mean (length-normalised)
-    end_of_answer: bool = True # the answer includes the end-of-turn token
-    batch_size: int = 8 # prompts per forward pass (each with all its candidates)
-    max_new_tokens: int = 64 # greedy generation: the longest answer
+__all__ = ['QWEN2_5_VL_3B', 'logp_naive', 'logp', 'yes_no_logp', 'match_title', 'valid_ratio', 'generate', 'generative_choices',
+           'synthetic_titles', 'bench_prompt', 'bench_scoring', 'item_titles', 'models_check', 'bench_real_size']
 
 # %% ../nbs/07_scoring.ipynb #cbf5674f
 def _answers(rec:Recommender, prompts:Sequence[Prompt], end:bool) -> list[list[list[int]]]:
@@ -206,7 +197,9 @@ def generative_choices(rec:Recommender,
 _WORDS = ("Star Night Return Last City Love Dark Story Man Woman King Lost House River Summer War Dream Secret Blue Road "
           "Island Ghost Heart Shadow Time Game Family Day Fire Wild Stone Little Big Golden").split()
 
-def _synthetic_titles(n:int, seed:int=0) -> list[str]:
+def synthetic_titles(n:int, # how many titles
+                     seed:int=0) -> list[str]:
+    "`n` made-up film titles with years, e.g. 'Lost River Dream (1987)', the same for the same seed (benchmark catalogs)."
     g = torch.Generator().manual_seed(seed)
     pick = lambda hi, k=1: torch.randint(0, hi, (k,), generator=g).tolist()
     return [f"{' '.join(_WORDS[j] for j in pick(len(_WORDS), 2 + pick(3)[0]))} ({1950 + pick(70)[0]})" for _ in range(n)]
@@ -220,7 +213,7 @@ def _synthetic_images(rec:Recommender, items:Sequence[str], side:int=56, seed:in
 
 def bench_prompt(rec:Recommender, n_candidates:int=20, prompt_tokens:int=512, seed:int=0, image_side:int=56) -> tuple:
     "A multiple-choice prompt of at least `prompt_tokens` tokens (or 300 history items), its images, and its length."
-    titles = {str(i): t for i, t in enumerate(_synthetic_titles(300 + n_candidates, seed))}
+    titles = {str(i): t for i, t in enumerate(synthetic_titles(300 + n_candidates, seed))}
     cands = [str(i) for i in range(n_candidates)]
     history, n = [], 0
     while n < prompt_tokens and len(history) < 300:
@@ -265,16 +258,6 @@ def item_titles(items) -> dict[str, str]:
     years = items["year"] if "year" in items else [None] * len(items)
     return {str(i): f"{t} ({int(y)})" if pd.notna(y) else str(t) for i, t, y in zip(items.item_id, items.title, years)}
 
-def _check_images(dataset_dir:Path, ds, items:list[str], rec:Recommender) -> dict|None:
-    "The images (or features) of `items`, or None where the dataset has no image cache or the model reads none."
-    if rec.family == "text" or not (dataset_dir/"images").is_dir(): return None
-    rows = ds.items.set_index("item_id").loc[items].reset_index()
-    if rec.family == "composed":
-        from hanorec.images import image_features
-        return dict(zip(items, torch.from_numpy(image_features(dataset_dir, rows, encoder=rec.model.config.encoder))))
-    from PIL import Image
-    return {i: Image.open(dataset_dir/f).convert("RGB") for i, f in zip(items, rows["image"])}
-
 def models_check(dataset_dir:str|Path, # a prepared dataset (`hanorec data prepare movielens-small`)
                  model:str|Path="composed-smollm2", # "composed-smollm2", "composed-tiny", or a local model folder
                  user:str|None=None, # the user whose test candidates are scored (default: the first)
@@ -296,7 +279,8 @@ def models_check(dataset_dir:str|Path, # a prepared dataset (`hanorec data prepa
         rec.model.to(pick_device(device))
     else: rec = load_recommender(model, device=device)
     past, candidates = [str(i) for i in list(example["history"])[-history:]], [str(i) for i in row["candidates"]]
-    images = _check_images(dataset_dir, ds, past, rec)
+    encoder = rec.model.config.encoder if rec.family == "composed" else None
+    images = item_images(dataset_dir, ds.items[ds.items.item_id.isin(past)], rec.family, encoder)
     prompt = multiple_choice_prompt(past, candidates, titles, images=images is not None)
     t1 = time.perf_counter()
     with torch.inference_mode(): scores = logp(rec, [prompt], images)[0].float().cpu()
@@ -327,7 +311,7 @@ _TINY_QWEN = dict(
 def _real_size_recommender(size:str, device:torch.device, dtype:torch.dtype, image_side:int, seed:int) -> Recommender:
     import transformers as T
     sizes = QWEN2_5_VL_3B if size == "3b" else _TINY_QWEN
-    tok = train_tokenizer(_synthetic_titles(2000, seed) + ["Candidates:", "Which candidate will the user interact with next?"],
+    tok = train_tokenizer(synthetic_titles(2000, seed) + ["Candidates:", "Which candidate will the user interact with next?"],
                           vocab_size=4000, special_tokens=QWEN_TOKENS)
     ids = tok.convert_tokens_to_ids
     text = {**sizes["text"], "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id, "bos_token_id": None}
@@ -359,7 +343,7 @@ def bench_real_size(size:str="3b", # "3b": Qwen2.5-VL-3B's sizes (needs CUDA); "
                            hint="run it on a GPU machine; size='tiny' runs the same code here")
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
     rec = _real_size_recommender(size, dev, dt, image_side, seed)
-    titles = {str(i): t for i, t in enumerate(_synthetic_titles(n_prompts * history + n_candidates, seed))}
+    titles = {str(i): t for i, t in enumerate(synthetic_titles(n_prompts * history + n_candidates, seed))}
     cands = [str(i) for i in range(n_candidates)]
     prompts = [multiple_choice_prompt([str(n_candidates + b * history + h) for h in range(history)], cands[b:] + cands[:b], titles)
                for b in range(n_prompts)]

@@ -82,34 +82,34 @@ class ItemFeatures:
 
 def item_features(dataset_dir:str|Path, # a prepared folder
                   text:bool=True, # MiniLM text embeddings (cached in features/minilm/)
-                  image:bool=False, # EfficientNet-Lite0 image features (cached in features/efficientnet-lite0/)
+                  images:bool=False, # EfficientNet-Lite0 image features (cached in features/efficientnet-lite0/)
                   items:pd.DataFrame|None=None) -> ItemFeatures: # the catalog, read from the folder when None
     "The item features of a prepared folder's catalog, rows in `items.parquet` order."
     dataset_dir = Path(dataset_dir)
     if items is None: items = pd.read_parquet(dataset_dir/"items.parquet")
     t = torch.from_numpy(text_embeddings(dataset_dir, items)) if text else None
     im = None
-    if image:
+    if images:
         from hanorec.images import image_features
         im = torch.from_numpy(np.ascontiguousarray(image_features(dataset_dir, items)))
     return ItemFeatures([str(i) for i in items["item_id"]], t, im)
 
 def encode_histories(features:ItemFeatures, histories, # one list of item ids per user
-                     max_len:int=50) -> torch.Tensor: # keep the most recent `max_len` items
-    "Left-padded `[B, max_len]` rows of the histories' items (PAD where empty)."
-    out = torch.full((len(histories), max_len), PAD, dtype=torch.long)
+                     history:int=50) -> torch.Tensor: # the history length: keep the most recent `history` items
+    "Left-padded `[B, history]` rows of the histories' items (PAD where empty)."
+    out = torch.full((len(histories), history), PAD, dtype=torch.long)
     for b, h in enumerate(histories):
-        h = list(h)[-max_len:]
-        if h: out[b, max_len - len(h):] = torch.from_numpy(features.index(h))
+        h = list(h)[-history:]
+        if h: out[b, history - len(h):] = torch.from_numpy(features.index(h))
     return out
 
 # %% ../nbs/06_seqrec.ipynb #602004cb
 def split_tensors(ds, # a `PreparedDataset`
                   features:ItemFeatures, split:str="train", # train, validation or test
-                  max_len:int=50) -> dict[str, torch.Tensor]:
+                  history:int=50) -> dict[str, torch.Tensor]: # the history length (most recent items kept)
     "`history` [B, L], `target` [B], and for validation/test `candidates` [B, C] and `target_index` [B]."
     ex = ds.splits[split]
-    out = {"history": encode_histories(features, ex["history"], max_len), "target": torch.from_numpy(features.index(ex["target"]))}
+    out = {"history": encode_histories(features, ex["history"], history), "target": torch.from_numpy(features.index(ex["target"]))}
     if split in ds.candidates:
         c = ds.candidates[split]
         if list(c["user_id"]) != list(ex["user_id"]):
@@ -127,9 +127,9 @@ class SeqRecConfig:
     layers: int = 2 # Transformer blocks or GRU layers
     heads: int = 2 # attention heads (sasrec)
     dropout: float = 0.2
-    max_len: int = 50 # longest history read (the most recent items)
-    use_text: bool = True # fuse the items' text embeddings
-    use_image: bool = False # fuse the items' image features
+    history: int = 50 # the history length: the most recent items read (the training config's `history` caps it)
+    text: bool = True # fuse the items' text embeddings
+    images: bool = False # fuse the items' image features
     fusion: Literal["sum", "concat", "moe"] = "sum" # how id, text and image vectors become one
     moe_experts: int = 4 # E experts (fusion="moe")
     moe_top_k: int = 2 # experts each item is routed to
@@ -174,16 +174,16 @@ class SeqRec(nn.Module):
         super().__init__()
         c, d = config, config.hidden
         self.config, self.item_ids = config, list(features.item_ids)
-        for flag, name in ((c.use_text, "text"), (c.use_image, "image")):
+        for flag, key, name in ((c.text, "text", "text"), (c.images, "images", "image")):
             if flag and getattr(features, name) is None:
-                raise HanorecError(f"SeqRecConfig asks for use_{name}=True, but the item features have no {name}",
-                                   hint=f"build them with item_features(..., {name}=True), or set use_{name}=false")
+                raise HanorecError(f"SeqRecConfig asks for {key}=True, but the item features have no {name} features",
+                                   hint=f"build them with item_features(..., {key}=True), or set {key}=false")
         if c.backbone not in ("sasrec", "gru4rec"): raise HanorecError(f"unknown backbone {c.backbone!r}", hint="use sasrec or gru4rec")
         if c.fusion not in ("sum", "concat", "moe"): raise HanorecError(f"unknown fusion {c.fusion!r}", hint="use sum, concat or moe")
         self.item_emb = nn.Embedding(len(features), d)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         self.proj = nn.ModuleDict()
-        for flag, name in ((c.use_text, "text"), (c.use_image, "image")):
+        for flag, name in ((c.text, "text"), (c.images, "image")):
             if flag:
                 feat = getattr(features, name).float()
                 self.register_buffer(f"{name}_features", feat.clone())
@@ -196,7 +196,7 @@ class SeqRec(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         if c.backbone == "sasrec":
             if d % c.heads: raise HanorecError(f"hidden {d} is not divisible by heads {c.heads}")
-            self.pos_emb = nn.Embedding(c.max_len, d)
+            self.pos_emb = nn.Embedding(c.history, d)
             block = nn.TransformerEncoderLayer(d, c.heads, 2 * d, c.dropout, activation="gelu", batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(block, c.layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
         else:
@@ -233,7 +233,7 @@ def _right_align(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _sasrec_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     L = history.shape[1]
-    pos = torch.arange(L - 1, -1, -1, device=history.device).clamp_max(model.config.max_len - 1)
+    pos = torch.arange(L - 1, -1, -1, device=history.device).clamp_max(model.config.history - 1)
     x = model.drop(x + model.pos_emb(pos)[None])
     return model.encoder(x, mask=_attention_mask(history != PAD, model.config.heads))[:, -1]
 
@@ -253,7 +253,7 @@ def _check_history(model, history:torch.Tensor):
 def _states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "User states [B, d], the item table [N, d] and the balance loss."
     _check_history(model, history)
-    history = history[:, -model.config.max_len:]
+    history = history[:, -model.config.history:]
     table, balance = model.item_table()
     padded = torch.cat([table.new_zeros(1, table.shape[1]), table])  # row 0: the padding slot
     if model.config.backbone == "sasrec": state = _sasrec_state(model, padded[history + 1], history)
@@ -308,6 +308,8 @@ def save_seqrec(model:SeqRec, folder:str|Path): # the model folder to write (rep
         atomic_write_json(tmp/"item_ids.json", model.item_ids)
     return Path(folder)
 
+_RENAMED = {"max_len": "history", "use_text": "text", "use_image": "images"} # config keys of models saved before the renaming
+
 def load_seqrec(folder:str|Path, # a folder written by `save_seqrec`
                 device:str="cpu") -> SeqRec:
     "The saved encoder, in eval mode."
@@ -316,7 +318,7 @@ def load_seqrec(folder:str|Path, # a folder written by `save_seqrec`
     if not (folder/"seqrec.json").exists():
         raise HanorecError(f"{folder} holds no saved sequential encoder (seqrec.json is missing)", hint="save one with save_seqrec")
     meta, ids = read_json(folder/"seqrec.json"), read_json(folder/"item_ids.json")
-    cfg = SeqRecConfig(**meta["config"])
+    cfg = SeqRecConfig(**{_RENAMED.get(k, k): v for k, v in meta["config"].items()})
     blank = lambda dim: None if dim is None else torch.zeros(len(ids), dim)
     model = SeqRec(cfg, ItemFeatures(ids, blank(meta["text_dim"]), blank(meta["image_dim"])))
     model.load_state_dict(load_file(folder/"model.safetensors", device="cpu"))

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from PIL import Image
 from .core import (HanorecError, Manifest, StaleArtifactError, check_manifest, config_to_dict, get_logger, hash_file,
                           hash_obj, progress, read_manifest, write_manifest)
 from .data import PreparedDataset, load_prepared
+from .images import encoder_input, load_item_image
 
 # %% auto #0
 __all__ = ['PALETTE', 'ITEM_BACKENDS', 'USER_BACKENDS', 'SummaryPrompts', 'UserSummaryConfig', 'imagenet_labels',
@@ -48,6 +49,7 @@ class SummaryPrompts:
 @dataclass
 class UserSummaryConfig:
     "How user summaries are made: blocks, ablation switches, generation and the statistical backend's decay."
+    backend: Literal["none", "statistical", "lm"] = "none" # which backend fills the prompt's user-summary slot in training; none: no summaries
     block_size: int = 3 # items per block (MLLM-MSR: 3)
     recurrent: bool = True # carry the previous block's summary forward; False: one summary of the whole prefix
     item_summaries: bool = True # give each item's image summary beside its title; False: titles only
@@ -142,10 +144,9 @@ def vision_summaries(images:Sequence[Image.Image], # item images
                      top:int=3) -> list[dict]: # how many labels to name
     "For each image: `summary` (one sentence) and `attributes` (labels, colours, brightness, contrast, edges)."
     import torch
-    from hanorec.images import _encoder_input
     if not images: return []
     model, labels = model or _vision_classifier(), labels or imagenet_labels()
-    x = torch.from_numpy(np.stack([_encoder_input(im) for im in images]))
+    x = torch.from_numpy(np.stack([encoder_input(im) for im in images]))
     with torch.inference_mode(): probs = model(x).softmax(-1)
     out = []
     for im, p in zip(images, probs):
@@ -291,9 +292,7 @@ def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its 
     with progress(total=len(todo), desc=f"item summaries ({backend})") as bar:
         for a in range(0, len(todo), batch_size):
             chunk = todo[a:a + batch_size]
-            images = []
-            for i in chunk:
-                with Image.open(ds.path/table.at[i, "image"]) as im: images.append(im.convert("RGB"))
+            images = [load_item_image(ds.path, table.at[i, "image"]) for i in chunk]  # a path leaving the folder is refused
             recs = [dict(item_id=i, key=keys[i], **r) for i, r in zip(chunk, run(images))]
             _append_lines(folder/"items.jsonl", recs)
             done.update({r["item_id"]: r for r in recs})
@@ -507,6 +506,7 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
                                      hint="run summarize_items with force=True (--force) to redo the item summaries")
         histories, positions = _histories(ds, split, users, item_records)
     settings = config_to_dict(cfg)
+    settings.pop("backend")  # the trainer's choice of cache, not a setting of this one (the `backend` argument is)
     if backend == "lm":
         path = _lm_path(model); settings["lm"] = _model_hash(path)
     else:

@@ -9,10 +9,11 @@ def test_models_check_scores_a_users_fixed_candidates(tmp_path):
     # a small catalog (items with 60+ ratings) keeps the one-off EfficientNet feature cache to seconds on a CPU
     r = run_hanorec("data", "prepare", "movielens-small", "--out", data, "--min-item", "60")
     assert r.returncode == 0, r.stderr
-    r = run_hanorec("models", "check", data, "--model", "composed-tiny", "--json")
+    r = run_hanorec("models", "check", data, "--model", "composed-tiny", "--history", "3", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert len(out["candidates"]) == 20 and len(out["scores"]) == 20 and out["images"] is True
+    assert len(out["history"]) == 3  # --history N: the N most recent items in the prompt
     assert out["ranked_titles"][out["target_rank"] - 1] == out["target_title"]
     assert (data / "features").is_dir()  # image features were computed once and cached
     text = run_hanorec("models", "check", data, "--model", "composed-tiny", "--user", out["user"])

@@ -52,7 +52,7 @@ def test_items_then_users_fill_the_caches_and_a_second_run_reuses_them(data):
     assert len(_records(users_cache / "users.jsonl")) == n_users  # nothing appended
 
     # an ablation gets its own cache beside the first; --users N is the first N users, for a quick look
-    r = run_hanorec("summarize", "users", data, "--no-recurrence", "--no-item-summaries", "--users", "2", "--show")
+    r = run_hanorec("summarize", "users", data, "--no-recurrent", "--no-item-summaries", "--users", "2", "--show")
     assert r.returncode == 0, r.stderr
     assert "summaries/users-statistical-b3-flat-titles" in r.stdout
     assert len({rec["user_id"] for rec in _records(data / "summaries" / "users-statistical-b3-flat-titles" / "users.jsonl")}) == 2
