@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .core import HanorecError, Manifest, atomic_path, atomic_write_json, progress, read_manifest, write_manifest
+from .metrics import auc, rank_metrics, target_ranks
 
 # %% auto #0
 __all__ = ['ATTRIBUTE_GROUPS', 'VISUAL_WORDS', 'FALSE_NEGATIVE_KINDS', 'AttributeGroup', 'attribute_names', 'Truth', 'step_of',
@@ -621,7 +622,7 @@ def prepare_synthetic(out:str|Path, # the prepared folder to write
                       observe_prob:float=0.5, # chance that a wanted item is logged
                       min_item:int=1, # k-core on items (1: keep the whole catalog)
                       world_options:dict|None=None, # more `generate_world` settings (temperature, taste_scale, ...)
-                      **prepare_kwargs) -> dict: # passed to `hanorec.data.prepare` (min_user, max_history, candidates, ...)
+                      **prepare_kwargs) -> dict: # passed to `hanorec.data.prepare` (min_user, history, candidates, ...)
     "Generate a synthetic world and write it as a prepared dataset with its truth in `out/truth`; returns the stats."
     options = dict(users=users, items=items, seed=seed, visual_signal=visual_signal, drift=drift,
                    popularity_skew=popularity_skew, observe_prob=observe_prob, **(world_options or {}))
@@ -723,6 +724,12 @@ def _logistic_regression(x:np.ndarray, y:np.ndarray, l2:float=1e-3, iters:int=50
         if np.abs(step).max() < 1e-9: break
     return w[:-1]
 
+def _score_test_items(scores:np.ndarray, target:np.ndarray, history:np.ndarray) -> tuple[dict, np.ndarray]:
+    "HR@10 and mean AUC of each user's target column against the catalog less the history; and the per-user AUC."
+    aucs = auc(scores, target, exclude=history)
+    m = rank_metrics(target_ranks(scores, target, exclude=history), ks=(10,), aucs=aucs)
+    return {"hr@10": m["hr@10"], "auc": m["auc"]}, aucs
+
 def modality_ablation(world:World, # a generated world
                       negatives:int=4, # random negatives per training positive
                       seed:int=0) -> ModalityAblation: # seeds the negatives
@@ -754,10 +761,7 @@ def modality_ablation(world:World, # a generated world
         weights = _logistic_regression(x.reshape(-1, x.shape[-1]), label.ravel())
         s = _profile_features(truth, {g: counts[g][test] for g in groups}, pos[test], catalog, groups, log_pop) @ weights
         s[history] = -np.inf
-        target = s[np.arange(len(test)), it[test]]
-        above = np.count_nonzero(s > target[:, None], axis=1)
-        per_user_auc[name] = 1 - above/(np.isfinite(s).sum(axis=1) - 1)
-        rows[name] = {"hr@10": float(np.mean(above < 10)), "auc": float(per_user_auc[name].mean())}
+        rows[name], per_user_auc[name] = _score_test_items(s, it[test], history)
         scores[name] = s
     diff = per_user_auc["text+visual"] - per_user_auc["text"]
     rows["gap"] = {"hr@10": rows["text+visual"]["hr@10"] - rows["text"]["hr@10"], "auc": float(diff.mean()),
