@@ -6,16 +6,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 
-from .core import HanorecError
+from .core import HanorecError, Purpose, sample_rng
+from .data import Samples
 
 # %% auto #0
-__all__ = ['exclusion_mask', 'random_negatives', 'popularity_negatives', 'hard_negatives', 'topk_pool',
-           'stochastic_topk_negatives', 'DynamicTopKPool', 'candidate_negatives', 'false_negative_rate']
+__all__ = ['STRATEGIES', 'StrategyName', 'exclusion_mask', 'random_negatives', 'popularity_negatives', 'hard_negatives',
+           'topk_pool', 'stochastic_topk_negatives', 'DynamicTopKPool', 'false_negative_rate', 'per_sample',
+           'excluded_items', 'fixed_items', 'Strategy', 'NegativesConfig', 'NegativeSampler']
 
 # %% ../nbs/09_negatives.ipynb #13457464
 def exclusion_mask(n_items:int, # catalog size
@@ -89,31 +91,137 @@ def stochastic_topk_negatives(rng:np.random.Generator, pool:np.ndarray, # [B, K]
 @dataclass
 class DynamicTopKPool:
     "RoDPO's dynamic top-K pool, refreshed from the current model every `refresh_every` steps."
-    score_fn: Callable[[np.ndarray], torch.Tensor] # user indices [U] -> scores over the catalog [U, N]
+    score_fn: Callable[[np.ndarray], torch.Tensor] # sample indices [B] -> scores over the catalog [B, N]
     pool_size: int = 50 # K
     refresh_every: int = 100 # R, in optimizer steps
-    pools: dict = field(default_factory=dict) # user index -> (step computed, pool indices, pool scores)
+    pools: dict = field(default_factory=dict) # sample index -> (step computed, pool indices, pool scores)
 
-    def get(self, users:np.ndarray, mask:np.ndarray, step:int) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, samples:np.ndarray, # [B] sample indices (a sample's pool is its own)
+            mask:np.ndarray, # [B, N] from `exclusion_mask`
+            step:int) -> tuple[np.ndarray, np.ndarray]:
         "Pools [B, K] and their scores for these samples, recomputing those older than `refresh_every` steps."
-        stale = [i for i, u in enumerate(users) if u not in self.pools or step - self.pools[u][0] >= self.refresh_every]
+        stale = [j for j, i in enumerate(samples) if i not in self.pools or step - self.pools[i][0] >= self.refresh_every]
         if stale:
-            s = _allowed_scores(self.score_fn(users[stale]), mask[stale])
+            s = _allowed_scores(self.score_fn(samples[stale]), mask[stale])
             top = s.topk(self.pool_size, dim=1)
-            for j, i in enumerate(stale): self.pools[users[i]] = (step, top.indices[j].numpy(), top.values[j].numpy())
-        return (np.stack([self.pools[u][1] for u in users]), np.stack([self.pools[u][2] for u in users]))
+            for r, j in enumerate(stale): self.pools[samples[j]] = (step, top.indices[r].numpy(), top.values[r].numpy())
+        return (np.stack([self.pools[i][1] for i in samples]), np.stack([self.pools[i][2] for i in samples]))
 
 # %% ../nbs/09_negatives.ipynb #96d19aac
-def candidate_negatives(candidates:np.ndarray, # [B, C] candidate item indices of each sample
-                        target_index:np.ndarray, # [B] where the target sits in each row
-                        k:int|None=None) -> np.ndarray: # how many (default all C-1)
-    "The non-target candidates of each row, in stored order: [B, k]."
-    keep = np.ones(candidates.shape, dtype=bool)
-    keep[np.arange(len(candidates)), target_index] = False
-    out = candidates[keep].reshape(len(candidates), -1)
-    return out if k is None else out[:, :k]
-
 def false_negative_rate(negatives:np.ndarray, # [B, k] drawn negatives
                         is_true_positive:np.ndarray) -> float: # [B, k] from a world's ground truth
     "Share of drawn negatives the user truly wanted (measurable on the synthetic world)."
+    if np.shape(negatives) != np.shape(is_true_positive):
+        raise HanorecError(f"negatives {np.shape(negatives)} and the truth mask {np.shape(is_true_positive)} differ in shape")
     return float(np.asarray(is_true_positive, dtype=bool).mean())
+
+# %% ../nbs/09_negatives.ipynb #e0a1b002
+def per_sample(draw:Callable[[np.random.Generator, int], np.ndarray], # (its generator, its row j in the batch) -> [k]
+               seed:int, purpose:Purpose, idx:np.ndarray, # the run's seed, what the draws are for, [B] sample indices
+               *keys:int) -> np.ndarray: # more keys before the sample index (the step, for draws that change every step)
+    "[B, k]: one draw per sample, each from the generator `sample_rng(seed, purpose, *keys, sample index)`."
+    return np.stack([draw(sample_rng(seed, purpose, *keys, i), j) for j, i in enumerate(idx)])
+
+def excluded_items(samples:Samples, idx:np.ndarray, n_items:int, # [B] sample indices, the catalog size
+                   exclude_history:bool=True) -> np.ndarray: # also every item the sample's user interacted with
+    "[B, N] True where an item may not be a negative of the sample: its target (and its user's items)."
+    return exclusion_mask(n_items, samples.target[idx], [samples.seen[u] for u in samples.users[idx]] if exclude_history else None)
+
+def fixed_items(samples:Samples, idx:np.ndarray, n_items:int, count:int, seed:int,
+                purpose:Purpose=Purpose.FILLERS) -> np.ndarray: # FILLERS for prompts, SHORTLIST, NEGATIVES
+    "[B, count] fixed random items each sample's user never touched, the same at every step."
+    excluded = excluded_items(samples, idx, n_items)
+    return per_sample(lambda rng, j: random_negatives(rng, excluded[j:j + 1], count)[0], seed, purpose, idx)
+
+# %% ../nbs/09_negatives.ipynb #e0a1b006
+@dataclass(frozen=True)
+class Strategy:
+    "How a negative strategy draws, and what it needs."
+    draw: Callable # (sampler, sample indices [B], step, excluded [B, N], fillers [B, F] or None) -> [B, k]
+    model_based: bool = False # reads the current model's catalog scores (re-drawn as the model trains)
+    fillers: bool = False # takes the samples' fixed fillers
+    about: str = ""
+
+def _draw_random(sampler, idx, step, excluded, fillers):
+    return per_sample(lambda rng, j: random_negatives(rng, excluded[j:j + 1], sampler.cfg.k)[0], sampler.seed, Purpose.NEGATIVES, idx)
+
+def _draw_popularity(sampler, idx, step, excluded, fillers):
+    c = sampler.cfg
+    return per_sample(lambda rng, j: popularity_negatives(rng, excluded[j:j + 1], sampler.popularity, c.k, c.popularity_alpha)[0],
+                      sampler.seed, Purpose.NEGATIVES, idx)
+
+def _draw_hard(sampler, idx, step, excluded, fillers):
+    with torch.no_grad(): return hard_negatives(sampler.score_fn(idx), excluded, sampler.cfg.k)
+
+def _draw_stochastic_topk(sampler, idx, step, excluded, fillers):
+    c = sampler.cfg
+    with torch.no_grad(): pools, scores = sampler.pool.get(idx, excluded, step)
+    return per_sample(lambda rng, j: stochastic_topk_negatives(rng, pools[j:j + 1], c.k, scores[j:j + 1], c.temperature or None)[0],
+                      sampler.seed, Purpose.STOCHASTIC, idx, step)
+
+def _draw_candidates(sampler, idx, step, excluded, fillers):
+    k = sampler.cfg.k
+    if fillers is None or fillers.shape[1] < k: raise HanorecError(f"the candidates strategy needs {k} fillers per sample", hint="raise prompt_candidates")
+    return fillers[:, :k]
+
+STRATEGIES = {
+    "random": Strategy(_draw_random, about="uniform over the items the user never touched"),
+    "popularity": Strategy(_draw_popularity, about="in proportion to training popularity ** popularity_alpha"),
+    "hard": Strategy(_draw_hard, model_based=True, about="the current model's top-scored items (deterministic hard)"),
+    "stochastic_topk": Strategy(_draw_stochastic_topk, model_based=True,
+                                about="RoDPO: at random from the model's top-K pool, refreshed every refresh_every steps"),
+    "candidates": Strategy(_draw_candidates, fillers=True, about="the sample's fixed fillers (S-DPO: the prompt's other candidates)"),
+}
+StrategyName = Literal[tuple(STRATEGIES)]
+
+# %% ../nbs/09_negatives.ipynb #e0a1b007
+@dataclass
+class NegativesConfig:
+    "Which items fill the negative columns (RoDPO's question)."
+    strategy: StrategyName = "random" # a name from `STRATEGIES`
+    k: int = 1 # negatives per sample: columns 1..k of the preference batch (S-DPO uses 3)
+    exclude_history: bool = True # never draw an item the user interacted with (else only the positive is excluded)
+    popularity_alpha: float = 1.0 # popularity: weight ~ count**alpha
+    pool_size: int = 20 # stochastic_topk: K, the size of the dynamic pool
+    refresh_every: int = 20 # stochastic_topk: R, optimizer steps before a sample's pool is recomputed
+    temperature: float = 0.0 # stochastic_topk: 0 draws uniformly from the pool, else softmax(score / T)
+    shortlist: int = 50 # language-model policies: hard and top-K negatives are ranked among this many fixed random unseen items
+
+# %% ../nbs/09_negatives.ipynb #e0a1b008
+class NegativeSampler:
+    "Draw the negative columns of a batch with the configured strategy."
+    def __init__(self, cfg:NegativesConfig, samples:Samples, n_items:int, # the run's settings, training samples, catalog size
+                 popularity:np.ndarray, seed:int, # [N] training counts (the popularity strategy), the run's seed
+                 score_fn:Callable[[np.ndarray], torch.Tensor]|None=None): # sample indices -> [B, N] scores (model-based strategies)
+        if cfg.strategy not in STRATEGIES:
+            raise HanorecError(f"unknown negative strategy {cfg.strategy!r}", hint=f"choose one of {', '.join(STRATEGIES)}")
+        self.cfg, self.strategy, self.samples, self.n_items = cfg, STRATEGIES[cfg.strategy], samples, n_items
+        self.popularity, self.seed, self.score_fn = popularity, seed, score_fn
+        if self.strategy.model_based and score_fn is None:
+            raise HanorecError(f"the {cfg.strategy} strategy reads the model's scores, and no scoring function was given")
+        self.pool = DynamicTopKPool(score_fn, cfg.pool_size, cfg.refresh_every) if score_fn is not None else None
+
+    @property
+    def dynamic(self) -> bool: return self.strategy.model_based
+
+    def draw(self, idx:np.ndarray, step:int, # [B] sample indices, the optimizer step
+             fillers:np.ndarray|None=None) -> np.ndarray: # [B, F] the samples' fixed fillers
+        "[B, k] negative item rows for the samples `idx` at optimizer step `step`."
+        excluded = excluded_items(self.samples, idx, self.n_items, self.cfg.exclude_history)
+        return self.strategy.draw(self, idx, step, excluded, fillers)
+
+    def model_free_draw(self, idx:np.ndarray, fillers:np.ndarray|None=None) -> np.ndarray:
+        "Negatives drawn without the model (for statistics fixed before training): a model-based strategy gives fixed random items."
+        if self.dynamic: return fixed_items(self.samples, idx, self.n_items, self.cfg.k, self.seed, Purpose.NEGATIVES)
+        return self.draw(idx, 0, fillers)
+
+    def state(self) -> dict:
+        "The dynamic pool, for checkpoints."
+        if self.pool is None or not self.pool.pools: return {}
+        keys = np.array(sorted(self.pool.pools), dtype=np.int64)
+        return {"pool_samples": keys, "pool_steps": np.array([self.pool.pools[k][0] for k in keys], dtype=np.int64),
+                "pool_items": np.stack([self.pool.pools[k][1] for k in keys]), "pool_scores": np.stack([self.pool.pools[k][2] for k in keys])}
+
+    def load_state(self, state:dict):
+        if self.pool is None or "pool_samples" not in state: return
+        self.pool.pools = {int(k): (int(s), i, v) for k, s, i, v in zip(state["pool_samples"], state["pool_steps"], state["pool_items"], state["pool_scores"])}

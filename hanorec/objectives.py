@@ -8,15 +8,19 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import HanorecError
+from .core import HanorecError, Manifest, atomic_path, check_manifest, hash_file, write_manifest
+from .data import PreparedDataset
 
 # %% auto #0
-__all__ = ['sft_loss', 'preference_logits', 'dpo_loss', 'sdpo_loss', 'fuse_item_embeddings', 'topk_neighbour_scores',
-           'pair_delta', 'hardness', 'responsiveness', 'hanorec_loss', 'hars_beta', 'nodo']
+__all__ = ['OBJECTIVES', 'sft_loss', 'preference_logits', 'dpo_loss', 'sdpo_loss', 'fuse_item_embeddings',
+           'topk_neighbour_scores', 'pair_delta', 'hardness', 'responsiveness', 'hanorec_loss', 'hars_beta', 'nodo',
+           'Objective', 'HarsConfig', 'NodoConfig', 'neighbour_scores', 'Hardness']
 
 # %% ../nbs/10_objectives.ipynb #df5b3442
 def _check(policy_logp:torch.Tensor, reference_logp:torch.Tensor|None, min_columns:int=1):
@@ -30,9 +34,18 @@ def _as_beta(beta, batch:int, like:torch.Tensor) -> torch.Tensor:
     b = torch.as_tensor(beta, dtype=like.dtype, device=like.device)
     return b.expand(batch) if b.ndim == 0 else b
 
-def _metrics(loss, margins, beta) -> dict:
+def _likelihoods(policy_logp, reference_logp=None) -> dict:
+    "Mean log-probs of the chosen (column 0) and rejected (columns 1..) answers, the policy's and the reference's."
+    out = {"logp_chosen": policy_logp[:, 0].detach().mean()}
+    if policy_logp.shape[1] > 1: out["logp_rejected"] = policy_logp[:, 1:].detach().mean()
+    if reference_logp is not None:
+        out.update(ref_logp_chosen=reference_logp[:, 0].detach().mean(), ref_logp_rejected=reference_logp[:, 1:].detach().mean())
+    return out
+
+def _metrics(loss, margins, beta, policy_logp, reference_logp) -> dict:
     return {"loss": loss.detach(), "reward_margin": margins.detach().mean(), "preference_accuracy": (margins > 0).float().mean().detach(),
-            "beta_mean": beta.detach().float().mean(), "beta_std": beta.detach().float().std(unbiased=False)}
+            "beta_mean": beta.detach().float().mean(), "beta_std": beta.detach().float().std(unbiased=False),
+            **_likelihoods(policy_logp, reference_logp)}
 
 # %% ../nbs/10_objectives.ipynb #c0c83bb6
 def sft_loss(policy_logp:torch.Tensor, # [B, C] policy log-probs, positive in column 0
@@ -41,7 +54,8 @@ def sft_loss(policy_logp:torch.Tensor, # [B, C] policy log-probs, positive in co
     _check(policy_logp, None)
     loss = -policy_logp[:, 0].mean()
     zero = torch.zeros((), device=policy_logp.device)
-    return loss, {"loss": loss.detach(), "reward_margin": zero, "preference_accuracy": zero, "beta_mean": zero, "beta_std": zero}
+    return loss, {"loss": loss.detach(), "reward_margin": zero, "preference_accuracy": zero, "beta_mean": zero, "beta_std": zero,
+                  "logp_chosen": policy_logp[:, 0].detach().mean()}
 
 # %% ../nbs/10_objectives.ipynb #00cb068b
 def preference_logits(policy_logp:torch.Tensor, reference_logp:torch.Tensor) -> torch.Tensor:
@@ -58,7 +72,7 @@ def dpo_loss(policy_logp:torch.Tensor, # [B, 2]: positive, negative
     logits = preference_logits(policy_logp, reference_logp)  # [B, C-1]
     margins = b[:, None] * logits
     loss = F.softplus(-margins).mean()
-    return loss, _metrics(loss, margins.mean(1), b)
+    return loss, _metrics(loss, margins.mean(1), b, policy_logp, reference_logp)
 
 # %% ../nbs/10_objectives.ipynb #65fed8b5
 def sdpo_loss(policy_logp:torch.Tensor, # [B, C]: positive, then C-1 negatives
@@ -70,7 +84,7 @@ def sdpo_loss(policy_logp:torch.Tensor, # [B, C]: positive, then C-1 negatives
     rewards = b[:, None] * (policy_logp - reference_logp)
     inner = torch.logsumexp(rewards[:, 1:] - rewards[:, :1], dim=1)
     loss = -F.logsigmoid(-inner).mean()
-    return loss, _metrics(loss, (rewards[:, :1] - rewards[:, 1:]).mean(1), b)  # the pairwise margins, as every objective logs them
+    return loss, _metrics(loss, (rewards[:, :1] - rewards[:, 1:]).mean(1), b, policy_logp, reference_logp)  # pairwise margins, as DPO
 
 # %% ../nbs/10_objectives.ipynb #d612dc7e
 def fuse_item_embeddings(text:torch.Tensor, # [N, Dt] text embeddings (e.g. MiniLM)
@@ -103,9 +117,11 @@ def pair_delta(neigh:torch.Tensor, # [N, k] from `topk_neighbour_scores`
     neg = neg[:, None] if neg.ndim == 1 else neg
     return (p[pos][:, None, :] - p[neg]).norm(dim=-1).mean(1)
 
-def hardness(delta:torch.Tensor) -> torch.Tensor: # [N] deltas of every training sample
+def hardness(delta:torch.Tensor, # [B] deltas of the samples
+             mean_delta:float|None=None) -> torch.Tensor: # the mean delta over the training set (default: the mean of `delta`)
     "h_i = s(delta_i) / s(mean delta) over the training set (HaNoRec eq. 6)."
-    return torch.sigmoid(delta) / torch.sigmoid(delta.mean())
+    mean = delta.mean() if mean_delta is None else torch.as_tensor(mean_delta, dtype=delta.dtype)
+    return torch.sigmoid(delta) / torch.sigmoid(mean)
 
 # %% ../nbs/10_objectives.ipynb #e645fe64
 def responsiveness(logits:torch.Tensor, # [B] preference logits of the whole global batch (gathered across processes)
@@ -174,3 +190,76 @@ def nodo(model:torch.nn.Module, # the policy (a peft model for mode="lora")
     try: yield
     finally:
         for h in handles: h.remove()
+
+# %% ../nbs/10_objectives.ipynb #ob7a0002
+@dataclass(frozen=True)
+class Objective:
+    "A training objective: its loss and what the loss reads."
+    loss: Callable # (policy_logp [B, C], reference_logp [B, C] or None, beta) -> (loss, metrics)
+    negatives: bool # negative columns are scored
+    reference: bool # reads the frozen reference's log-probs
+    hars: bool = False # beta per sample from HaRS
+
+OBJECTIVES = {"sft": Objective(sft_loss, negatives=False, reference=False),
+              "dpo": Objective(dpo_loss, negatives=True, reference=True),
+              "sdpo": Objective(sdpo_loss, negatives=True, reference=True),
+              "hanorec": Objective(hanorec_loss, negatives=True, reference=True, hars=True)}
+
+# %% ../nbs/10_objectives.ipynb #ob7a0005
+@dataclass
+class HarsConfig:
+    "HaNoRec's hardness-aware beta."
+    beta0: float = 0.1
+    top_k: int = 10 # neighbours per item
+    text: Literal["minilm", "model"] = "minilm" # item text vectors: minilm (all-MiniLM-L6-v2) or model (the reference model's own)
+    images: bool = True # fuse image features into the item embeddings when the dataset has images
+    mean_samples: int = 4096 # training samples whose mean delta normalises the hardness
+
+@dataclass
+class NodoConfig:
+    "HaNoRec's noise during policy forwards (0 turns it off)."
+    sigma: float = 0.0
+    mode: Literal["lora", "logits"] = "lora" # on the LoRA matrices (authors' code) or on the output logits (abstract)
+
+# %% ../nbs/10_objectives.ipynb #ob7a0006
+def neighbour_scores(ds:PreparedDataset, top_k:int=10, # a prepared dataset, neighbours per item
+                     images:bool=True, # fuse the image features (when the dataset has an image cache)
+                     text:tuple[str, Callable[[], torch.Tensor]]|None=None) -> torch.Tensor: # (name, () -> [N, d]) instead of MiniLM
+    "[N, top_k] each item's top-K cosine scores on the fused text+image embedding, cached in features/hars-*/."
+    from hanorec.seqrec import text_embeddings
+    use_image = images and (ds.path/"images"/"index.json").exists()
+    if text is None: minilm = text_embeddings(ds.path, ds.items)  # cached in features/minilm/
+    name = text[0] if text else None  # names the vectors: the cache is computed once per name
+    folder = ds.path/"features"/f"hars-k{top_k}{'-' + name if name else ''}{'-image' if use_image else ''}"
+    expected = Manifest("hars-neighbours", inputs={"text": name or hash_file(ds.path/"features"/"minilm"/"features.npy")},
+                        config={"top_k": top_k, "image": use_image, "projection_seed": 0})
+    if use_image:
+        from hanorec.images import image_features
+        img = torch.from_numpy(np.ascontiguousarray(image_features(ds.path, ds.items)))
+        expected.inputs["image"] = hash_file(ds.path/"features"/"efficientnet-lite0"/"manifest.json")
+    if not check_manifest(folder, expected, rebuild_hint=f"delete {folder}"):
+        emb = vectors = torch.as_tensor(text[1]() if text else minilm).float()
+        if use_image:
+            proj = torch.randn(img.shape[1], vectors.shape[1], generator=torch.Generator().manual_seed(0)) / math.sqrt(vectors.shape[1])
+            emb = fuse_item_embeddings(vectors, img.float() @ proj)
+        else: emb = fuse_item_embeddings(vectors)
+        neigh = topk_neighbour_scores(emb, top_k)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(); np.save(tmp/"neighbours.npy", neigh.numpy())
+            write_manifest(tmp, expected, outputs=["neighbours.npy"])
+    return torch.from_numpy(np.load(folder/"neighbours.npy"))
+
+# %% ../nbs/10_objectives.ipynb #ob7a0011
+@dataclass
+class Hardness:
+    "Offline HaRS hardness of (positive, negatives) pairs: `hardness(pair_delta(...), mean_delta)`."
+    neighbours: torch.Tensor # [N, K] from `neighbour_scores`
+    mean_delta: float # the mean delta over the training set
+
+    @classmethod
+    def fit(cls, neighbours:torch.Tensor, positives:np.ndarray, negatives:np.ndarray): # [N, K]; [S], [S, k] of training samples
+        "Hardness normalised by the mean delta of these training samples' pairs."
+        return cls(neighbours, float(pair_delta(neighbours, torch.as_tensor(positives), torch.as_tensor(negatives)).mean()))
+
+    def __call__(self, positives:np.ndarray, negatives:np.ndarray) -> torch.Tensor: # [B], [B, k]
+        return hardness(pair_delta(self.neighbours, torch.as_tensor(positives), torch.as_tensor(negatives)), self.mean_delta)
