@@ -95,6 +95,15 @@ def cmd_docs(args):
     print(f"wrote {len(pages)} pages to {Path(args.out).resolve()}; open {Path(args.out).resolve()/'index.html'}")
 
 # %% ../nbs/17_cli.ipynb #f5e3cff5
+class _Renamed(argparse.Action):
+    "A flag's old spelling: still accepted (hidden from --help), with a note on stderr naming the new one."
+    def __init__(self, *args, new:str, **kwargs): # new: the flag's name now
+        super().__init__(*args, **{**kwargs, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS})
+        self.new = new
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"hanorec: {option_string} is now {self.new}; the old name will go", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
 _SYNTHETIC_OPTIONS = {"users": int, "items": int, "visual_signal": float, "drift": float, "popularity_skew": float, "observe_prob": float}
 
 def cmd_data_prepare(args):
@@ -107,7 +116,7 @@ def cmd_data_prepare(args):
     # The synthetic world is sparse by design (each user sees a few of many items): keep its whole catalog by default.
     min_item = args.min_item if args.min_item is not None else (1 if synthetic else 5)
     stats = prepare(args.source, args.out, path=args.path, reviews=args.reviews, meta=args.meta, images=args.images,
-                    min_user=args.min_user, min_item=min_item, min_rating=args.min_rating, max_history=args.max_history,
+                    min_user=args.min_user, min_item=min_item, min_rating=args.min_rating, history=args.history,
                     candidates=args.candidates, seed=args.seed, strict=args.strict, options=options or None)
     keys = ("users", "items", "interactions", "items_with_image", "images_rendered", "images_missing", "images_unreadable",
             "lines_read", "lines_skipped", "users_too_short")
@@ -133,7 +142,8 @@ def _add_data(sub):
     p.add_argument("--min-user", type=int, default=5, help="k-core: least interactions per user (default 5)")
     p.add_argument("--min-item", type=int, default=None, help="k-core: least interactions per item (default 5; 1 for synthetic)")
     p.add_argument("--min-rating", type=float, default=None, help="keep ratings >= R only (implicit feedback)")
-    p.add_argument("--max-history", type=int, default=10, help="most history items per example (default 10)")
+    p.add_argument("--history", type=int, default=10, help="most history items per example (default 10)")
+    p.add_argument("--max-history", type=int, dest="history", action=_Renamed, new="--history")
     p.add_argument("--candidates", type=int, default=20, help="items per fixed candidate set, target included (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the candidate draw, and of the synthetic world (default 0)")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed line (exit code 2) instead of skipping it")
@@ -148,7 +158,7 @@ def _add_data(sub):
 # %% ../nbs/17_cli.ipynb #350513ca
 def cmd_models_check(args):
     from hanorec.scoring import models_check
-    r = models_check(args.data, model=args.model, user=args.user, device=args.device, split=args.split)
+    r = models_check(args.data, model=args.model, user=args.user, device=args.device, split=args.split, history=args.history)
     if args.json:
         print(json.dumps(r, indent=2)); return
     print(f"{r['model']} ({r['family']}, {r['device']}{', with item images' if r['images'] else ''}): user {r['user']}, "
@@ -167,6 +177,7 @@ def _add_models(sub):
     c.add_argument("--model", default="composed-smollm2", help="composed-smollm2 (default), composed-tiny, or a local model folder")
     c.add_argument("--user", default=None, help="user id (default: the first with test candidates)")
     c.add_argument("--split", default="test", choices=["test", "validation"])
+    c.add_argument("--history", type=int, default=10, help="the most recent history items in the prompt (default 10; the training key history)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=cmd_models_check)
@@ -190,7 +201,7 @@ def cmd_summarize_items(args):
     print(_cache_line(f"item summaries ({args.backend})", computed, len(done) - computed, items_folder(args.data, args.backend)))
 
 def cmd_summarize_users(args):
-    cfg = UserSummaryConfig(block_size=args.block_size, recurrent=not args.no_recurrence, item_summaries=not args.no_item_summaries,
+    cfg = UserSummaryConfig(block_size=args.block_size, recurrent=args.recurrent, item_summaries=args.item_summaries,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     users = _first_users(args.data, args.split, args.users)
     sums = summarize_users(args.data, backend=args.backend, split=args.split, users=users, model=args.model, config=cfg,
@@ -219,8 +230,13 @@ def _add_summarize(sub):
     u.add_argument("--backend", default="statistical", help="statistical (default: recency-weighted counts, fast) or lm (a causal LM)")
     u.add_argument("--model", default=None, help="lm: a local causal LM folder (default SmolLM2-135M-Instruct, offline)")
     u.add_argument("--block-size", type=int, default=d.block_size, help=f"items per block (default {d.block_size}, as MLLM-MSR)")
-    u.add_argument("--no-recurrence", action="store_true", help="ablation: summarise each whole prefix at once, nothing carried")
-    u.add_argument("--no-item-summaries", action="store_true", help="ablation: titles only, no item image summaries")
+    on = lambda v: "on" if v else "off"
+    u.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=d.recurrent,
+                   help=f"carry each block's summary into the next (default {on(d.recurrent)}); --no-recurrent, the ablation: "
+                        "summarise each whole prefix at once")
+    u.add_argument("--item-summaries", action=argparse.BooleanOptionalAction, default=d.item_summaries,
+                   help=f"give each item's image summary beside its title (default {on(d.item_summaries)}); --no-item-summaries, "
+                        "the ablation: titles only")
     u.add_argument("--split", default="test", choices=["train", "validation", "test"], help="summaries up to this split's targets (default test)")
     u.add_argument("--users", type=int, default=None, help="only the first N users of the split, for a quick look")
     u.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"lm: new tokens per summary (default {d.max_new_tokens})")
@@ -231,9 +247,30 @@ def _add_summarize(sub):
     u.set_defaults(func=cmd_summarize_users)
 
 # %% ../nbs/17_cli.ipynb #4eb5d723
-def cmd_train(args):
-    from hanorec.train import train_command
-    train_command(args)
+def cmd_train(args) -> dict:
+    "Run `hanorec train`: read the config and overrides, train, print where everything went."
+    import yaml
+    from hanorec.core import config_to_dict, load_config
+    from hanorec.objectives import OBJECTIVES
+    from hanorec.train import TrainConfig, train
+    settings = list(args.settings)
+    path = settings.pop(0) if settings and "=" not in settings[0] else None
+    if args.resume and path is None and len(settings) == 1 and settings[0].startswith("out="):  # `--resume out=RUN`: its own settings
+        saved = Path(settings[0][4:])/"config.yaml"
+        if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
+        cfg = load_config(TrainConfig, saved)
+    else: cfg = load_config(TrainConfig, path, settings)
+    if getattr(args, "print_config", False):
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
+    args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `main` prints it after Ctrl-C
+    m = train(cfg, resume=args.resume)
+    negatives = f", negatives {cfg.negatives.strategy}" if OBJECTIVES[cfg.objective].negatives else ""
+    print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}{negatives}; best step {m['best_step']})")
+    show = lambda r: "  ".join(f"{k} {r[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10"))
+    print(f"validation: {show(m['validation'])}  ({m['validation']['users']} users)")
+    if "test" in m: print(f"test:       {show(m['test'])}")
+    print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")
+    return m
 
 def _add_train(sub):
     t = sub.add_parser("train", help="train one stage (sft, dpo, sdpo, hanorec) of a model on a prepared dataset",

@@ -5,60 +5,35 @@
 # %% ../nbs/11_train.ipynb #c43b185f
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import random
 import shutil
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
-import yaml
+from fastcore.basics import patch
 
-from .core import (HanorecError, Manifest, atomic_path, atomic_write_json, atomic_write_text, check_manifest,
-                          config_to_dict, get_logger, hash_file, hash_obj, load_config, progress, read_json, save_config,
-                          seed_everything, write_manifest)
-from .data import PreparedDataset, load_prepared
-from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
-from .models import Recommender, add_lora, build_composed, enable_gradient_checkpointing, load_lora, load_recommender, save_lora
-from .seqrec import SeqRec, SeqRecConfig, item_features, load_seqrec, save_seqrec, text_embeddings, PAD
-from .summarize import UserSummaryConfig
-from .scoring import item_titles, logp as lm_logp, yes_no_logp
-from .negatives import (DynamicTopKPool, exclusion_mask, hard_negatives, popularity_negatives, random_negatives,
-                               stochastic_topk_negatives)
-from .objectives import (dpo_loss, fuse_item_embeddings, hanorec_loss, hars_beta, nodo, pair_delta,
-                                preference_logits, sdpo_loss, sft_loss, topk_neighbour_scores)
+from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, config_to_dict,
+                          get_logger, hash_file, hash_obj, load_config, pick_device, progress, read_json, rng_state, sample_rng,
+                          save_config, seed_everything, set_rng_state)
+from .data import PreparedDataset, item_rows, load_prepared, load_samples
 from .metrics import evaluate_scores
+from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
+from .objectives import OBJECTIVES, Hardness, HarsConfig, NodoConfig, hars_beta, neighbour_scores, nodo, preference_logits
+from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base
+from .evaluation import plot_curves, read_log
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'EVAL_METRICS', 'NegativesConfig', 'OptimConfig', 'EvalConfig', 'LoraSettings', 'HarsConfig',
-           'NodoConfig', 'CheckpointConfig', 'TrainConfig', 'Objective', 'Samples', 'item_rows', 'load_samples',
-           'sample_rng', 'allowed_mask', 'fixed_items', 'NegativeSampler', 'answer_key', 'ReferenceStore', 'Scored',
-           'SeqRecPolicy', 'LMPolicy', 'neighbour_scores', 'Hardness', 'load_policy', 'read_log', 'Trainer',
-           'plot_curves', 'train', 'train_command']
+__all__ = ['EVAL_METRICS', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer', 'train']
 
 # %% ../nbs/11_train.ipynb #fcc91868
-@dataclass
-class NegativesConfig:
-    "Which items fill the negative columns (RoDPO's question)."
-    strategy: Literal["random", "popularity", "hard", "stochastic_topk", "candidates"] = "random"
-    k: int = 1 # negatives per sample: columns 1..k of the preference batch (S-DPO uses 3)
-    exclude_history: bool = True # never draw an item the user interacted with (else only the positive is excluded)
-    popularity_alpha: float = 1.0 # popularity: weight ~ count**alpha
-    pool_size: int = 20 # stochastic_topk: K, the size of the dynamic pool
-    refresh_every: int = 20 # stochastic_topk: R, optimizer steps before a sample's pool is recomputed
-    temperature: float = 0.0 # stochastic_topk: 0 draws uniformly from the pool, else softmax(score / T)
-    shortlist: int = 50 # language-model policies: hard and top-K negatives are ranked among this many fixed random unseen items
-
 @dataclass
 class OptimConfig:
     "The optimizer and its schedule."
@@ -71,545 +46,57 @@ class OptimConfig:
     max_grad_norm: float = 1.0 # gradient clipping (0: off)
     schedule: Literal["cosine", "constant"] = "cosine" # after the linear warm-up
 
+EVAL_METRICS = ("auc",) + tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in (1, 5, 10))  # what eval.metric may name
+
 @dataclass
 class EvalConfig:
     "Validation on the fixed candidate sets while training."
     every: int = 50 # optimizer steps between validations (0: only at the end)
     users: int = 100 # validation users, a fixed seeded subset (0: all)
-    metric: str = "ndcg@5" # what early stopping and the best checkpoint watch (higher is better)
+    metric: str = "ndcg@5" # what early stopping and the best checkpoint watch (higher is better), one of EVAL_METRICS
     patience: int = 0 # validations without improvement before stopping (0: never stop early)
     batch_size: int = 8 # prompts (or users) per forward
     test: bool = True # at the end, also score the same users' test candidates
 
 @dataclass
-class LoraSettings:
-    "The LoRA adapter a language-model stage trains (a fresh one on top of the merged SFT adapter for preference stages)."
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.05
-    train_projector: bool = True # composed MLLM, SFT stage: train the image projector too (preference stages never do)
-
-@dataclass
-class HarsConfig:
-    "HaNoRec's hardness-aware beta."
-    beta0: float = 0.1
-    top_k: int = 10 # neighbours per item
-    text: Literal["minilm", "model"] = "minilm" # item text vectors: minilm (all-MiniLM-L6-v2) or model (the reference model's own)
-    image: bool = True # fuse image features into the item embeddings when the dataset has images
-    mean_samples: int = 4096 # training samples whose mean delta normalises the hardness
-
-@dataclass
-class NodoConfig:
-    "HaNoRec's noise during policy forwards (0 turns it off)."
-    sigma: float = 0.0
-    mode: Literal["lora", "logits"] = "lora" # on the LoRA matrices (authors' code) or on the output logits (abstract)
-
-@dataclass
 class CheckpointConfig:
+    "When checkpoints are written and how many are kept."
     every: int = 50 # optimizer steps between checkpoints (0: only at the end)
     keep: int = 2 # most recent checkpoints kept
 
+# %% ../nbs/11_train.ipynb #tr000002
 @dataclass
-class TrainConfig:
-    "One training stage."
-    data: str = "" # a prepared dataset folder (hanorec data prepare)
+class TrainConfig(PolicyConfig):
+    "One training stage: the policy (`PolicyConfig`'s keys) and how to train it."
     out: str = "runs/run" # the run folder this stage writes
-    model: str = "" # "composed-smollm2" (SmolLM2-135M + EfficientNet-Lite0, the default), "composed-tiny", "seqrec", or a local Hugging Face folder; with init=, the init run's model
     init: str = "" # a finished run to start from (the SFT run of a preference stage); "" for a fresh model
-    objective: Literal["sft", "dpo", "sdpo", "hanorec"] = "sft"
+    objective: Literal[tuple(OBJECTIVES)] = "sft" # a name of `objectives.OBJECTIVES`
     beta: float = 0.1 # DPO and S-DPO beta (HaNoRec reads hars.beta0)
-    task: Literal["multiple_choice", "yes_no"] = "multiple_choice" # language-model prompt form
-    prompt_candidates: int = 20 # multiple choice: items listed in a training prompt (target, negatives, fixed fillers)
-    history: int = 10 # most history items read
-    min_history: int = 1 # training samples with fewer history items are skipped
-    images: bool = True # image slots for history items (multimodal models, datasets with images)
-    summaries: Literal["none", "statistical", "lm"] = "none" # the user-summary slot of the prompt (MLLM-MSR), from this backend
-    reduce: Literal["sum", "mean"] = "sum" # an answer's log-likelihood: summed or averaged over its tokens
     disable_dropout: bool = True # preference stages: no dropout in the policy (as TRL), so it starts equal to the reference
-    gradient_checkpointing: bool = False # language models: recompute activations in backward (less memory, slower; no shared KV cache)
     max_samples: int = 0 # 0: every training sample; else a fixed seeded subset
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
     hars: HarsConfig = field(default_factory=HarsConfig)
     nodo: NodoConfig = field(default_factory=NodoConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
-    summary: UserSummaryConfig = field(default_factory=UserSummaryConfig) # block size and MLLM-MSR's ablations (recurrent, item_summaries)
-    seed: int = 0
     deterministic: bool = False # torch deterministic algorithms (exact resume on CPU)
-    device: str = "auto"
+    device: str = "auto" # auto, cpu, cuda, cuda:N or mps (`core.pick_device`: one asked for but absent is an error)
     precision: Literal["auto", "fp32", "bf16"] = "auto" # auto: bf16 autocast on CUDA, fp32 elsewhere
 
-# %% ../nbs/11_train.ipynb #fe3972aa
-@dataclass(frozen=True)
-class Objective:
-    loss: Callable # (policy_logp [B, C], reference_logp [B, C] or None, beta) -> (loss, metrics)
-    negatives: bool # negative columns are scored
-    reference: bool # reads the frozen reference's log-probs
-    hars: bool = False # beta per sample from HaRS
-
-OBJECTIVES = {"sft": Objective(sft_loss, negatives=False, reference=False),
-              "dpo": Objective(dpo_loss, negatives=True, reference=True),
-              "sdpo": Objective(sdpo_loss, negatives=True, reference=True),
-              "hanorec": Objective(hanorec_loss, negatives=True, reference=True, hars=True)}
-
-# %% ../nbs/11_train.ipynb #b0e99036
-@dataclass
-class Samples:
-    "Examples as item rows: who, what came before, what came next."
-    users: np.ndarray # [S] user ids
-    history: list # S int arrays of item rows, oldest first
-    target: np.ndarray # [S] item rows
-    position: np.ndarray # [S] how many of the user's items come before the target
-    timestamp: np.ndarray # [S]
-    seen: dict # user id -> int array of every item row the user interacted with
-    candidates: np.ndarray|None = None # [S, C] fixed candidate rows (validation and test)
-    target_index: np.ndarray|None = None # [S] the target's column in `candidates`
-    def __len__(self): return len(self.target)
-
-def item_rows(ds:PreparedDataset) -> dict:
-    "item id -> row of `items.parquet`."
-    return {str(i): n for n, i in enumerate(ds.items.item_id)}
-
-def load_samples(ds:PreparedDataset, split:str="train", # train, validation or test
-                 history:int=10, min_history:int=1,
-                 max_samples:int=0, # 0: all; else a seeded subset (kept in order)
-                 seed:int=0) -> Samples:
-    "The split's examples as item rows, with positions and each user's seen items."
-    if split not in ds.splits: raise HanorecError(f"{ds.path} has no {split!r} split", hint="choose train, validation or test")
-    rows, ex, inter = item_rows(ds), ds.splits[split], ds.interactions
-    pos = inter[inter.split == split].sort_values(["user_id", "position"])
-    if split == "train": pos = pos[pos.position >= 1]
-    pos_of = dict(zip(zip(pos.user_id, pos.item_id), pos.position))
-    users, targets = ex.user_id.astype(str).to_numpy(), ex.target.astype(str).to_numpy()
-    try: position = np.array([pos_of[(u, t)] for u, t in zip(users, targets)], dtype=np.int64)
-    except KeyError as e: raise HanorecError(f"{ds.path}: split {split} has a target {e.args[0]} not among the user's {split} interactions", hint="prepare the dataset again") from None
-    hist = [np.array([rows[str(i)] for i in list(h)[-history:]], dtype=np.int64) for h in ex.history]
-    keep = np.array([len(h) >= min_history for h in hist])
-    if max_samples and keep.sum() > max_samples:
-        chosen = np.random.default_rng(seed).choice(np.flatnonzero(keep), max_samples, replace=False)
-        keep = np.zeros(len(keep), bool); keep[chosen] = True
-    idx = np.flatnonzero(keep)
-    if not len(idx): raise HanorecError(f"{ds.path}: no {split} sample has {min_history} or more history items", hint="lower min_history")
-    seen = {u: np.array([rows[i] for i in g], dtype=np.int64) for u, g in inter.groupby("user_id").item_id}
-    out = Samples(users[idx], [hist[i] for i in idx], np.array([rows[t] for t in targets[idx]], dtype=np.int64), position[idx],
-                  ex.timestamp.to_numpy()[idx], seen)
-    if split in ds.candidates:
-        c = ds.candidates[split].set_index("user_id").loc[out.users]
-        out.candidates = np.stack([[rows[str(i)] for i in r] for r in c.candidates])
-        out.target_index = c.target_index.to_numpy(np.int64)
-    return out
-
-# %% ../nbs/11_train.ipynb #859c62e3
-def sample_rng(seed:int, *keys:int) -> np.random.Generator:
-    "A generator fixed by the run's seed and `keys` (what it is for, which sample, which step)."
-    return np.random.default_rng([seed, *[int(k) for k in keys]])
-
-def _step_seed(seed:int, step:int, rank:int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
-
-_FILLERS, _NEGATIVES, _SHORTLIST, _STOCHASTIC = 1, 2, 3, 4
-
-def allowed_mask(samples:Samples, idx:np.ndarray, n_items:int, exclude_history:bool=True) -> np.ndarray:
-    "[B, N] True where an item may not be a negative of the sample (its target, and its user's items)."
-    return exclusion_mask(n_items, samples.target[idx], [samples.seen[u] for u in samples.users[idx]] if exclude_history else None)
-
-def fixed_items(samples:Samples, idx:np.ndarray, n_items:int, count:int, seed:int, purpose:int=_FILLERS) -> np.ndarray:
-    "[B, count] fixed random unseen items per sample (prompt fillers, or a shortlist)."
-    mask = allowed_mask(samples, idx, n_items)
-    return np.stack([random_negatives(sample_rng(seed, purpose, i), mask[j:j + 1], count)[0] for j, i in enumerate(idx)])
-
-# %% ../nbs/11_train.ipynb #6f8d54e9
-class NegativeSampler:
-    "Draw the negative columns of a batch with one of the five strategies."
-    def __init__(self, cfg:NegativesConfig, samples:Samples, n_items:int, popularity:np.ndarray, seed:int,
-                 score_fn:Callable[[np.ndarray], torch.Tensor]|None=None): # sample indices -> [B, N] scores
-        if cfg.strategy not in ("random", "popularity", "hard", "stochastic_topk", "candidates"):
-            raise HanorecError(f"unknown negative strategy {cfg.strategy!r}", hint="random, popularity, hard, stochastic_topk or candidates")
-        self.cfg, self.samples, self.n_items, self.popularity, self.seed, self.score_fn = cfg, samples, n_items, popularity, seed, score_fn
-        self.pool = DynamicTopKPool(score_fn, cfg.pool_size, cfg.refresh_every) if cfg.strategy == "stochastic_topk" else None
-
-    @property
-    def dynamic(self) -> bool: return self.cfg.strategy in ("hard", "stochastic_topk")
-
-    def draw(self, idx:np.ndarray, step:int, fillers:np.ndarray|None=None) -> np.ndarray:
-        "[B, k] negative item rows for the samples `idx` at optimizer step `step`."
-        c, mask = self.cfg, allowed_mask(self.samples, idx, self.n_items, self.cfg.exclude_history)
-        if c.strategy == "random":
-            return np.stack([random_negatives(sample_rng(self.seed, _NEGATIVES, i), mask[j:j + 1], c.k)[0] for j, i in enumerate(idx)])
-        if c.strategy == "popularity":
-            return np.stack([popularity_negatives(sample_rng(self.seed, _NEGATIVES, i), mask[j:j + 1], self.popularity, c.k, c.popularity_alpha)[0]
-                             for j, i in enumerate(idx)])
-        if c.strategy == "candidates":
-            if fillers is None or fillers.shape[1] < c.k: raise HanorecError(f"the candidates strategy needs {c.k} fillers per sample", hint="raise prompt_candidates")
-            return fillers[:, :c.k]
-        with torch.no_grad():
-            if c.strategy == "hard": return hard_negatives(self.score_fn(idx), mask, c.k)
-            pools, scores = self.pool.get(idx, mask, step)
-        return np.stack([stochastic_topk_negatives(sample_rng(self.seed, _STOCHASTIC, step, i), pools[j:j + 1], c.k, scores[j:j + 1],
-                                                   c.temperature or None)[0] for j, i in enumerate(idx)])
-
-    def state(self) -> dict:
-        "The dynamic pool, for checkpoints."
-        if self.pool is None or not self.pool.pools: return {}
-        keys = np.array(sorted(self.pool.pools), dtype=np.int64)
-        return {"pool_samples": keys, "pool_steps": np.array([self.pool.pools[k][0] for k in keys], dtype=np.int64),
-                "pool_items": np.stack([self.pool.pools[k][1] for k in keys]), "pool_scores": np.stack([self.pool.pools[k][2] for k in keys])}
-
-    def load_state(self, state:dict):
-        if self.pool is None or "pool_samples" not in state: return
-        self.pool.pools = {int(k): (int(s), i, v) for k, s, i, v in zip(state["pool_samples"], state["pool_steps"], state["pool_items"], state["pool_scores"])}
-
-# %% ../nbs/11_train.ipynb #9cd65eac
-def answer_key(*parts) -> int:
-    "A 63-bit key of a (prompt, images, answer) triple, or of any parts."
-    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
-
-class ReferenceStore:
-    "Reference log-probs by answer key, persisted in `folder/reference.npz` with a manifest."
-    def __init__(self, folder:str|Path, manifest:Manifest):
-        self.folder, self.manifest, self.values = Path(folder), manifest, {}
-        if check_manifest(self.folder, manifest, rebuild_hint=f"delete {self.folder} (the reference or the data changed)"):
-            z = np.load(self.folder/"reference.npz")
-            self.values = dict(zip(z["keys"].tolist(), z["values"].tolist()))
-        self.computed = 0
-
-    def get(self, keys:np.ndarray, # [B, C] answer keys
-            compute:Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor: # row indices -> [b, C] reference log-probs
-        "[B, C] reference log-probs, computing (once) the rows with any unknown entry."
-        missing = np.array([any(k not in self.values for k in row) for row in keys.tolist()])
-        if missing.any():
-            rows = np.flatnonzero(missing)
-            vals = compute(rows).detach().float().cpu().numpy()
-            for r, v in zip(rows, vals):
-                self.values.update(zip(keys[r].tolist(), v.tolist()))
-            self.computed += int(missing.sum())
-        return torch.tensor([[self.values[k] for k in row] for row in keys.tolist()], dtype=torch.float32)
-
-    def merge(self, values:dict): self.values.update(values)
-
-    def save(self):
-        with atomic_path(self.folder) as tmp:
-            tmp.mkdir()
-            keys = np.array(sorted(self.values), dtype=np.int64)
-            np.savez(tmp/"reference.npz", keys=keys, values=np.array([self.values[k] for k in keys.tolist()], dtype=np.float64))
-            write_manifest(tmp, self.manifest, outputs=["reference.npz"])
-
-# %% ../nbs/11_train.ipynb #13102e6e
-@dataclass
-class Scored:
-    "A batch's log-probs: `logp` [R, C] (positive or right answer in column 0), `keys` [R, C], `sample` [R] row -> sample."
-    logp: torch.Tensor
-    keys: np.ndarray
-    sample: np.ndarray
-    aux: torch.Tensor|None = None # an extra loss term (the MoE balance loss)
-
-class SeqRecPolicy:
-    "A sequential encoder (SASRec / GRU4Rec, sparse MoE) as a policy; the reference is a frozen copy."
-    family = "seqrec"
-    def __init__(self, model:SeqRec, samples:Samples, reference:SeqRec|None=None):
-        self.module, self.samples, self.ref = model, samples, reference
-
-    def _history(self, samples:Samples, idx) -> torch.Tensor:
-        L = self.module.config.max_len
-        out = torch.full((len(idx), L), PAD, dtype=torch.long)
-        for b, i in enumerate(idx):
-            h = samples.history[i][-L:]
-            if len(h): out[b, L - len(h):] = torch.from_numpy(h)
-        return out.to(self._device)
-
-    @property
-    def _device(self): return next(self.module.parameters()).device
-
-    def _columns(self, idx, negatives):
-        cols = self.samples.target[idx][:, None]
-        return cols if negatives is None else np.concatenate([cols, negatives], 1)
-
-    def score(self, idx:np.ndarray, negatives:np.ndarray|None, fillers=None) -> Scored:
-        "Full-catalog log-probs of the target and the negatives."
-        hist, cols = self._history(self.samples, idx), self._columns(idx, negatives)
-        scores, balance = self.module(hist)
-        lp = scores.float().log_softmax(-1).gather(1, torch.as_tensor(cols, device=scores.device))
-        keys = np.array([[answer_key(i, c) for c in row] for i, row in zip(idx, cols.tolist())], dtype=np.int64)
-        aux = self.module.config.moe_balance_weight * balance if self.module.config.fusion == "moe" else None
-        return Scored(lp, keys, np.arange(len(idx)), aux)
-
-    def reference(self, idx:np.ndarray, negatives:np.ndarray|None, fillers=None) -> torch.Tensor:
-        "The frozen copy's log-probs, run in the policy's own mode (dropout is off in both) so the two agree bit for bit at step 0."
-        self.ref.train(self.module.training)
-        with torch.no_grad():
-            scores, _ = self.ref(self._history(self.samples, idx))
-            return scores.float().log_softmax(-1).gather(1, torch.as_tensor(self._columns(idx, negatives), device=scores.device))
-
-    def catalog_scores(self, idx:np.ndarray) -> torch.Tensor:
-        return self.module.scores_all(self._history(self.samples, idx)).float().cpu()
-
-    def eval_scores(self, samples:Samples, idx:np.ndarray, batch_size:int=64) -> torch.Tensor:
-        "[U, C] scores of the fixed candidates."
-        out = []
-        for s in range(0, len(idx), batch_size):
-            b = idx[s:s + batch_size]
-            out.append(self.module.scores_all(self._history(samples, b)).float().gather(1, torch.as_tensor(samples.candidates[b], device=self._device)).cpu())
-        return torch.cat(out)
-
-    def item_embeddings(self) -> torch.Tensor:
-        "[N, d] HaRS's `hars.text=model` vectors: the reference encoder's item table (its id, text and image parts fused)."
-        with torch.no_grad(): return self.ref.item_table()[0].float().cpu()
-
-    def save(self, folder:Path): save_seqrec(self.module, folder)
-
-# %% ../nbs/11_train.ipynb #4b0964f6
-def _rows_to_ids(ds_ids:list, rows) -> list: return [ds_ids[int(r)] for r in rows]
-
-class LMPolicy:
-    "A language-model recommender (any family in `05_models`) as a policy over multiple-choice or yes/no prompts."
-    def __init__(self, rec:Recommender, ds:PreparedDataset, samples:Samples, cfg:TrainConfig, images:dict|None, summaries:dict|None):
-        self.rec, self.ds, self.samples, self.cfg, self.images, self.summaries = rec, ds, samples, cfg, images, summaries
-        self.ids, self.titles, self.templates = [str(i) for i in ds.items.item_id], item_titles(ds.items), PromptTemplates()
-        self.family = rec.family
-
-    @property
-    def module(self): return self.rec.model
-
-    def _summary(self, samples:Samples, i:int) -> str|None:
-        if self.summaries is None: return None
-        b = self.cfg.summary.block_size
-        p = b * (int(samples.position[i]) // b)
-        return self.summaries.get((samples.users[i], p)) if p else None
-
-    def _mc(self, samples, i, shown_rows, answer_rows) -> Prompt:
-        p = multiple_choice_prompt(_rows_to_ids(self.ids, samples.history[i]), _rows_to_ids(self.ids, shown_rows), self.titles,
-                                   self._summary(samples, i), self.templates, images=self.images is not None)
-        p.answers = [self.templates.multiple_choice_answer.format(title=self.titles[self.ids[r]]) for r in answer_rows]
-        return p
-
-    def _yes_no(self, samples, i, item_row) -> Prompt:
-        return yes_no_prompt(_rows_to_ids(self.ids, samples.history[i]), self.ids[int(item_row)], self.titles,
-                             self._summary(samples, i), self.templates, images=self.images is not None)
-
-    def _shown(self, i:int, pos:int, negatives, fillers) -> list:
-        "The training prompt's list: target, negatives, then fillers up to `prompt_candidates`, in a fixed shuffled order."
-        items = [pos, *list(negatives)]
-        items += [f for f in fillers if f not in items][:max(0, self.cfg.prompt_candidates - len(items))]
-        return list(sample_rng(self.cfg.seed, 9, i).permutation(items))
-
-    def prompts(self, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
-        "The batch's prompts, which sample each row belongs to, and for yes/no whether its right answer is 'yes'."
-        s, out, rows, yes = self.samples, [], [], []
-        for j, i in enumerate(idx):
-            pos, negs = int(s.target[i]), ([] if negatives is None else negatives[j].tolist())
-            if self.cfg.task == "multiple_choice":
-                out.append(self._mc(s, i, self._shown(i, pos, negs, fillers[j].tolist()), [pos, *negs])); rows.append(j); yes.append(True)
-            else:
-                for n, item in enumerate([pos, *negs]):
-                    out.append(self._yes_no(s, i, item)); rows.append(j); yes.append(n == 0)
-        return out, np.array(rows), np.array(yes)
-
-    def _logp(self, prompts, yes) -> torch.Tensor:
-        if self.cfg.task == "multiple_choice":
-            return lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce, batch_size=len(prompts)).float()
-        lp = yes_no_logp(self.rec, prompts, self.images, self.templates.yes, self.templates.no).float()
-        return torch.where(torch.as_tensor(yes, device=lp.device)[:, None], lp, lp.flip(1))  # [right, wrong]
-
-    def _keys(self, prompts, yes) -> np.ndarray:
-        if self.cfg.task == "multiple_choice":
-            return np.array([[answer_key(p.text, *p.image_items, a) for a in p.answers] for p in prompts], dtype=np.int64)
-        t = self.templates
-        return np.array([[answer_key(p.text, *p.image_items, a) for a in ((t.yes, t.no) if y else (t.no, t.yes))] for p, y in zip(prompts, yes)], dtype=np.int64)
-
-    def score(self, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> Scored:
-        prompts, rows, yes = self.prompts(idx, negatives, fillers)
-        return Scored(self._logp(prompts, yes), self._keys(prompts, yes), rows)
-
-    @contextmanager
-    def _adapter_off(self):
-        from hanorec.models import _host
-        host = _host(self.rec)
-        with (host.disable_adapter() if hasattr(host, "disable_adapter") else nullcontext()): yield
-
-    def reference(self, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> torch.Tensor:
-        "The same columns under the frozen reference: adapter off, eval mode, no noise."
-        prompts, rows, yes = self.prompts(idx, negatives, fillers)
-        was = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad(), self._adapter_off(): return self._logp(prompts, yes)
-        finally: self.module.train(was)
-
-    def item_embeddings(self, batch_size:int=64) -> torch.Tensor:
-        "[N, d] HaRS's `hars.text=model` vectors: the reference LM's last hidden state averaged over each title's tokens."
-        from hanorec.models import _host
-        host, tok, pad = _host(self.rec), self.rec.tokenizer, self.rec.pad_id
-        ids = [tok(self.titles[i], add_special_tokens=False).input_ids or [pad] for i in self.ids]
-        was, out = self.module.training, []
-        self.module.eval()
-        try:
-            with torch.no_grad(), self._adapter_off():
-                for s in progress(range(0, len(ids), batch_size), desc="HaRS: the model's own item vectors"):
-                    rows = ids[s:s + batch_size]
-                    L = max(map(len, rows))  # right padding: a causal LM's real tokens never see it
-                    x = torch.tensor([r + [pad] * (L - len(r)) for r in rows], device=self.rec.device)
-                    mask = torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows], device=self.rec.device)
-                    h = host(input_ids=x, attention_mask=mask, output_hidden_states=True).hidden_states[-1].float()
-                    out.append(((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).cpu())
-        finally: self.module.train(was)
-        return torch.cat(out)
-
-    def catalog_scores(self, idx:np.ndarray) -> torch.Tensor:
-        "[B, N]: the log-likelihood of each shortlisted item as the answer to a prompt listing the shortlist; -inf elsewhere."
-        s, N = self.samples, len(self.ids)
-        short = fixed_items(s, idx, N, self.cfg.negatives.shortlist, self.cfg.seed, _SHORTLIST)
-        prompts = [self._mc(s, i, row.tolist(), row.tolist()) for i, row in zip(idx, short)]
-        with torch.no_grad(): lp = lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce).float().cpu()
-        out = torch.full((len(idx), N), -float("inf"))
-        return out.scatter_(1, torch.as_tensor(short), lp)
-
-    def eval_scores(self, samples:Samples, idx:np.ndarray, batch_size:int=8) -> torch.Tensor:
-        "[U, C] fixed candidates: each title's log-likelihood (multiple choice) or log p(yes) - log p(no) (yes/no)."
-        out = []
-        for s in range(0, len(idx), batch_size):
-            b = idx[s:s + batch_size]
-            if self.cfg.task == "multiple_choice":
-                prompts = [self._mc(samples, i, samples.candidates[i].tolist(), samples.candidates[i].tolist()) for i in b]
-                out.append(lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce, batch_size=batch_size).float().cpu())
-            else:
-                prompts = [self._yes_no(samples, i, c) for i in b for c in samples.candidates[i]]
-                lp = torch.cat([yes_no_logp(self.rec, prompts[k:k + batch_size * 4], self.images, self.templates.yes, self.templates.no)
-                                for k in range(0, len(prompts), batch_size * 4)])
-                out.append((lp[:, 0] - lp[:, 1]).float().cpu().view(len(b), -1))
-        return torch.cat(out)
-
-    def save(self, folder:Path): save_lora(self.rec, folder)
-
-# %% ../nbs/11_train.ipynb #8c261308
-def _image_index_exists(ds:PreparedDataset) -> bool:
-    return (ds.path/"images"/"index.json").exists()
-
-def neighbour_scores(ds:PreparedDataset, top_k:int=10, image:bool=True,
-                     text:tuple[str, Callable[[], torch.Tensor]]|None=None) -> torch.Tensor: # (name, () -> [N, d]) instead of MiniLM
-    "[N, top_k] each item's top-K cosine scores on the fused text+image embedding, cached in features/hars-*/."
-    use_image = image and _image_index_exists(ds)
-    if text is None: minilm = text_embeddings(ds.path, ds.items)  # cached in features/minilm/
-    name = text[0] if text else None  # names the vectors: the cache is computed once per name
-    folder = ds.path/"features"/f"hars-k{top_k}{'-' + name if name else ''}{'-image' if use_image else ''}"
-    expected = Manifest("hars-neighbours", inputs={"text": name or hash_file(ds.path/"features"/"minilm"/"features.npy")},
-                        config={"top_k": top_k, "image": use_image, "projection_seed": 0})
-    if use_image:
-        from hanorec.images import image_features
-        img = torch.from_numpy(np.ascontiguousarray(image_features(ds.path, ds.items)))
-        expected.inputs["image"] = hash_file(ds.path/"features"/"efficientnet-lite0"/"manifest.json")
-    if not check_manifest(folder, expected, rebuild_hint=f"delete {folder}"):
-        emb = text = torch.as_tensor(text[1]() if text else minilm).float()
-        if use_image:
-            proj = torch.randn(img.shape[1], text.shape[1], generator=torch.Generator().manual_seed(0)) / math.sqrt(text.shape[1])
-            emb = fuse_item_embeddings(text, img.float() @ proj)
-        else: emb = fuse_item_embeddings(text)
-        neigh = topk_neighbour_scores(emb, top_k)
-        with atomic_path(folder) as tmp:
-            tmp.mkdir(); np.save(tmp/"neighbours.npy", neigh.numpy())
-            write_manifest(tmp, expected, outputs=["neighbours.npy"])
-    return torch.from_numpy(np.load(folder/"neighbours.npy"))
-
-@dataclass
-class Hardness:
-    "Offline HaRS hardness: `h(pos, negs) = s(delta) / s(mean delta)`."
-    neighbours: torch.Tensor # [N, K]
-    mean_delta: float
-    def __call__(self, positives:np.ndarray, negatives:np.ndarray) -> torch.Tensor: # [B], [B, k]
-        d = pair_delta(self.neighbours, torch.as_tensor(positives), torch.as_tensor(negatives))
-        return torch.sigmoid(d) / torch.sigmoid(torch.tensor(self.mean_delta))
-
 # %% ../nbs/11_train.ipynb #32268a08
-def _base_for(cfg:TrainConfig, ds:PreparedDataset, run:Path) -> dict:
-    "Build (or read from `init`) the description of the base model this stage trains on."
-    if cfg.init:  # `_resolve_model` checked that it is a finished run
-        init = Path(cfg.init)
-        base = read_json(init/"base.json")
-        return {**base, "init": str((init/"model").resolve())}
-    if cfg.model == "seqrec": return {"kind": "seqrec"}
-    if cfg.model == "composed-smollm2": return {"kind": "composed-smollm2"}
-    if cfg.model == "composed-tiny":
-        rec = build_composed("tiny", texts=list(item_titles(ds.items).values()), seed=cfg.seed)
-        rec.model.save_pretrained(run/"base", rec.tokenizer)
-        return {"kind": "local", "path": str((run/"base").resolve())}
-    if not Path(cfg.model).is_dir():
-        raise HanorecError(f"model {cfg.model!r} is neither a known name nor a local folder",
-                           hint="use composed-tiny, composed-smollm2, seqrec or the path of a model folder on this disk")
-    return {"kind": "local", "path": str(Path(cfg.model).resolve())}
-
-def _load_base_lm(base:dict, device) -> Recommender:
-    if base["kind"] == "composed-smollm2":
-        rec = build_composed("smollm2"); rec.model.to(device); return rec
-    return load_recommender(base["path"], device=str(device), dtype="float32")
-
-def _item_images(ds:PreparedDataset, rec:Recommender, use:bool) -> dict|None:
-    "item id -> image features (composed) or a lazily opened image (Hugging Face MLLMs); None for text models."
-    if not use or rec.family == "text" or not _image_index_exists(ds): return None
-    ids = [str(i) for i in ds.items.item_id]
-    if rec.family == "composed":
-        from hanorec.images import image_features
-        return dict(zip(ids, torch.from_numpy(np.ascontiguousarray(image_features(ds.path, ds.items, encoder=rec.model.config.encoder)))))
-    from hanorec.images import safe_image_path
-    from PIL import Image
-    files = dict(zip(ids, ds.items["image"]))
-    return lambda item: Image.open(safe_image_path(ds.path, files[item])).convert("RGB")
-
-def _summaries(ds:PreparedDataset, cfg:TrainConfig) -> dict|None:
-    "(user, prefix) -> summary, filled for every prefix up to the validation targets."
-    if cfg.summaries == "none": return None
-    from hanorec.summarize import load_user_summaries, summarize_users
-    scfg = cfg.summary
-    if cfg.summaries == "statistical": s = summarize_users(ds.path, "statistical", split="test", config=scfg)
-    else:
-        s = load_user_summaries(ds.path, "lm", scfg)
-        if not len(s.table):
-            raise HanorecError(f"{ds.path} has no 'lm' user summaries (block size {scfg.block_size}, recurrent {scfg.recurrent}, item summaries {scfg.item_summaries})",
-                               hint=f"run: hanorec summarize users {ds.path} --backend lm --block-size {scfg.block_size} --split test (with the same ablation flags)")
-    return {(str(u), int(p)): str(t) for u, p, t in zip(s.table.user_id, s.table.prefix, s.table.summary)}
-
-def load_policy(run:str|Path, # a finished run folder
-                device:str="cpu", which:str="model"): # "model" (final) or "best"
-    "The trained policy of a run, ready to score (the evaluation room and the demo read runs through this)."
-    run = Path(run)
-    cfg = load_config(TrainConfig, run/"config.yaml")
-    base, ds = read_json(run/"base.json"), load_prepared(cfg.data)
-    samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
-    if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=device), samples)
-    rec = _load_base_lm(base, torch.device(device))
-    load_lora(rec, run/which)
-    rec.model.eval()
-    return LMPolicy(rec, ds, samples, cfg, _item_images(ds, rec, cfg.images), _summaries(ds, cfg))
-
-# %% ../nbs/11_train.ipynb #33fb7f55
-def _prune(folder:Path, keep:int):
-    for old in sorted(folder.glob("step-*"))[:-keep] if keep > 0 else []: shutil.rmtree(old, ignore_errors=True)
-
-def _rng_state() -> dict:
-    npst = np.random.get_state(legacy=False)
-    return {"python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-            "numpy": {**npst, "state": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in npst["state"].items()}}}
-
-def _set_rng_state(d:dict):
-    p = d["python"]; random.setstate((p[0], tuple(p[1]), p[2]))
-    n = d["numpy"]; np.random.set_state({**n, "state": {k: (np.array(v, dtype=np.uint64) if isinstance(v, list) else v) for k, v in n["state"].items()}})
-
-def _trainable(module) -> dict:
-    return {n: p for n, p in module.named_parameters() if p.requires_grad}
-
-def read_log(run:str|Path) -> list[dict]:
-    "The records of a run's log.jsonl (a torn last line, from a kill, is ignored)."
-    path, out = Path(run)/"log.jsonl", []
-    if not path.exists(): return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
+@dataclass
+class RunState:
+    "Where a run stands; saved in each checkpoint."
+    step: int = 0 # optimizer steps done
+    best: float|None = None # the best validation value of eval.metric so far
+    best_step: int|None = None # the step that reached it
+    best_metrics: dict|None = None # every validation metric at that step
+    bad_evals: int = 0 # validations since the best (early stopping's patience)
+    last_eval: int|None = None # the step of the last validation
+    stopped_early: bool = False
 
 _RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json")
-EVAL_METRICS = ("auc",) + tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in (1, 5, 10))  # what eval.metric may name
 
 def _resolve_model(cfg:TrainConfig) -> TrainConfig:
     "The config with `model` filled in: the init run's model for a preference stage, else composed-smollm2."
@@ -617,18 +104,19 @@ def _resolve_model(cfg:TrainConfig) -> TrainConfig:
     init = Path(cfg.init)
     if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
         raise HanorecError(f"init run {init} has no finished model (config.yaml, base.json and model/)", hint="finish that run first, or check the path")
-    trained = load_config(TrainConfig, init/"config.yaml").model
+    trained = load_config(PolicyConfig, init/"config.yaml", part=True).model
     same = cfg.model == trained or (Path(cfg.model).is_dir() and Path(trained).is_dir() and Path(cfg.model).resolve() == Path(trained).resolve())
     if cfg.model and not same:
         raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
                            hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
     return dataclasses.replace(cfg, model=trained)
 
+# %% ../nbs/11_train.ipynb #tr000003
 def _check_settings(cfg:TrainConfig, processes:int):
     "Refuse settings that cannot work, before anything is loaded or written."
-    o = cfg.optim
+    o, objective = cfg.optim, OBJECTIVES[cfg.objective]
     if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
-    if OBJECTIVES[cfg.objective].reference and not cfg.init:
+    if objective.reference and not cfg.init:
         raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
     for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
                               ("optim.lr", o.lr, 0), ("optim.warmup_steps", o.warmup_steps, 0), ("eval.every", cfg.eval.every, 0),
@@ -636,15 +124,16 @@ def _check_settings(cfg:TrainConfig, processes:int):
         if value < least: raise HanorecError(f"{key}={value} is below {least}", hint=f"set {key} to {least} or more")
     if cfg.eval.metric not in EVAL_METRICS:
         raise HanorecError(f"eval.metric {cfg.eval.metric!r} is not a validation metric", hint=f"choose from {', '.join(EVAL_METRICS)}")
-    if OBJECTIVES[cfg.objective].hars and o.batch_size * processes < 3:
+    if objective.hars and o.batch_size * processes < 3:
         raise HanorecError(f"HaNoRec's responsiveness needs at least 3 samples per global batch; optim.batch_size={o.batch_size} "
                            f"on {processes} process(es) gives {o.batch_size * processes}", hint="set optim.batch_size=3 or more")
     if cfg.model == "seqrec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
         raise HanorecError("nodo.mode=lora puts the noise on LoRA matrices, and the sequential encoder has none",
                            hint="set nodo.mode=logits (noise on the encoder's scores)")
-    if OBJECTIVES[cfg.objective].hars and cfg.nodo.sigma == 0:
+    if objective.hars and cfg.nodo.sigma == 0:
         get_logger("hanorec.train").warning("objective=hanorec with nodo.sigma=0 is HaRS alone; HaNoRec adds NoDO: nodo.sigma=0.05 (MicroLens) or 0.1 (MovieLens, Netflix)")
 
+# %% ../nbs/11_train.ipynb #33fb7f55
 class Trainer:
     "One stage of training on one prepared dataset, in one run folder."
     def __init__(self, cfg:TrainConfig, resume:bool=False):
@@ -652,18 +141,16 @@ class Trainer:
         self.log = get_logger("hanorec.train")
         cfg = _resolve_model(cfg)
         self.cfg, self.objective, self.run, self.resume = cfg, OBJECTIVES[cfg.objective], Path(cfg.out), resume
-        cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda")
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-        # processes, devices, gather and reduce come from accelerate; the precision is the trainer's own autocast (accelerate's is
-        # fixed once per process, and runs in one notebook kernel may differ). Policy, reference and evaluation all run under it.
-        self.acc = Accelerator(cpu=not cuda)
-        self.precision = "bf16" if bf16 else "fp32"
+        device = pick_device(cfg.device)
+        self.acc = Accelerator(cpu=device.type == "cpu")
+        self.device = device if self.acc.num_processes == 1 else self.acc.device
+        self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
         _check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
         self._check_run_folder()
 
     def autocast(self):
         "The run's precision: bf16 autocast (weights stay fp32), or nothing."
-        return torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _check_run_folder(self):
         saved = self.run/"config.yaml"
@@ -674,48 +161,67 @@ class Trainer:
                 for name in _RUN_FILES: shutil.rmtree(self.run/name, ignore_errors=True) if (self.run/name).is_dir() else (self.run/name).unlink(missing_ok=True)
             self.acc.wait_for_everyone()
             self.resume = False
-            return
-        if self.resume:
+        elif self.resume:
             if not saved.exists(): raise HanorecError(f"{self.run} holds no run to resume (no config.yaml)", hint="start it without --resume")
-            old = config_to_dict(load_config(TrainConfig, saved))
-            diff = [k for k in old if old[k] != config_to_dict(self.cfg)[k]]
+            old, new = config_to_dict(load_config(TrainConfig, saved)), config_to_dict(self.cfg)
+            diff = [k for k in old if old[k] != new[k]]
             if diff: raise HanorecError(f"{self.run} was started with other settings ({', '.join(diff)})",
                                         hint="resume with the same config, or start a new run with out=...")
         elif saved.exists():
             raise HanorecError(f"{self.run} already holds a run", hint="add --resume to continue it, or choose another out=")
 
 # %% ../nbs/11_train.ipynb #bfd306a7
-from fastcore.basics import patch
+@patch
+def setup(self:Trainer):
+    "Load the data, build or load the model, and make the run folder."
+    c = self.cfg
+    seed_everything(c.seed, c.deterministic)
+    ds = self.ds = load_prepared(c.data)
+    self.n_items, self.item_ids = len(ds.items), [str(i) for i in ds.items.item_id]
+    self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed)
+    self.val = load_samples(ds, "validation", c.history, 0)
+    self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
+    n_eval = len(self.val) if not c.eval.users else min(c.eval.users, len(self.val))
+    self.eval_idx = np.sort(sample_rng(c.seed, Purpose.EVAL_USERS).choice(len(self.val), n_eval, replace=False))
+    self.base = self._write_run_files()
+    self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
+                               shortlist=c.negatives.shortlist)
+    if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
+    train_items = ds.interactions[ds.interactions.split == "train"].item_id.map(item_rows(ds)).to_numpy()
+    popularity = np.bincount(train_items, minlength=self.n_items).astype(np.float64)
+    self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, popularity, c.seed, self.policy.catalog_scores)
+    self.store = ReferenceStore(self.run/"reference", self._reference_manifest()) if self.objective.reference else None
+    self.hardness = self._main_first(self._hardness) if self.objective.hars else None
+    if (ds.path/"truth").exists():
+        from hanorec.synthetic import load_truth
+        self.truth = load_truth(ds.path)
+    else: self.truth = None
+    self._make_optimizer()
+    self.state, self.best_weights = RunState(), None
+    if self.resume: self._load_checkpoint()
+    return self
+
+# %% ../nbs/11_train.ipynb #tr000004
+@patch
+def _write_run_files(self:Trainer) -> dict:
+    "Write config.yaml and base.json (main process, new runs); every process reads the base description back."
+    if self.acc.is_main_process:
+        self.run.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            save_config(self.cfg, self.run/"config.yaml")
+            atomic_write_json(self.run/"base.json", describe_base(self.cfg.model, self.cfg.init, self.ds, self.run, self.cfg.seed))
+    self.acc.wait_for_everyone()
+    return read_json(self.run/"base.json")
 
 @patch
-def _build_policy(self:Trainer, ds:PreparedDataset, base:dict):
-    cfg, dev = self.cfg, self.acc.device
-    if base["kind"] == "seqrec":
-        if base.get("init"):
-            model = load_seqrec(base["init"], device=str(dev)).train()
-            ref = copy.deepcopy(model).eval().requires_grad_(False)
-        else:
-            feats = item_features(ds.path, text=cfg.seqrec.use_text, image=cfg.seqrec.use_image, items=ds.items)
-            scfg = dataclasses.replace(cfg.seqrec, max_len=min(cfg.seqrec.max_len, cfg.history))  # it never sees more than `history`
-            model, ref = SeqRec(scfg, feats).to(dev), None
-        return SeqRecPolicy(model, self.samples, ref)
-    rec = _load_base_lm(base, dev)
-    if base.get("init"): load_lora(rec, base["init"])
-    add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and not self.objective.reference)
-    if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
-    rec.model.to(dev)
-    return LMPolicy(rec, ds, self.samples, cfg, _item_images(ds, rec, cfg.images), _summaries(ds, cfg))
+def _main_first(self:Trainer, build):
+    "Run `build` on the main process first (it fills a cache), then on the others (they read it)."
+    if not self.acc.is_main_process: self.acc.wait_for_everyone()
+    out = build()
+    if self.acc.is_main_process: self.acc.wait_for_everyone()
+    return out
 
-@patch
-def _prepare_policy(self:Trainer, policy):
-    "Preference stages: switch dropout off, so the policy's first forward equals the reference's."
-    if self.objective.reference and self.cfg.disable_dropout:
-        for m in [*policy.module.modules(), *(policy.ref.modules() if getattr(policy, "ref", None) is not None else [])]:
-            if isinstance(m, torch.nn.Dropout): m.p = 0.0
-            for name in ("dropout", "attention_dropout"):  # attention layers keep their dropout as a float
-                if isinstance(getattr(m, name, None), float): setattr(m, name, 0.0)
-    return policy
-
+# %% ../nbs/11_train.ipynb #tr000020
 @patch
 def _init_hash(self:Trainer) -> str:
     "A hash of the reference's weights (the init run's model files), read once per run."
@@ -725,83 +231,59 @@ def _init_hash(self:Trainer) -> str:
     return self._init_digest
 
 @patch
-def _reference_manifest(self:Trainer, ds:PreparedDataset, base:dict) -> Manifest:
+def _reference_manifest(self:Trainer) -> Manifest:
+    "What the stored reference log-probs depend on: the reference's weights, the data and every setting that changes a prompt."
     c = self.cfg
-    return Manifest("reference-logp", inputs={"reference": self._init_hash(), "data": hash_file(ds.path/"manifest.json")},
-                    config=dict(task=c.task, reduce=c.reduce, history=c.history, images=c.images, summaries=c.summaries,
-                                summary=config_to_dict(c.summary) if c.summaries != "none" else None, prompt_candidates=c.prompt_candidates, seed=c.seed,
-                                precision=self.precision))
+    return Manifest("reference-logp", inputs={"reference": self._init_hash(), "data": hash_file(self.ds.path/"manifest.json")},
+                    config=dict(task=c.task, reduce=c.reduce, history=c.history, images=c.images,
+                                summary=config_to_dict(c.summary) if c.summary.backend != "none" else None,
+                                prompt_candidates=c.prompt_candidates, seed=c.seed, precision=self.precision))
 
 @patch
-def _hardness(self:Trainer, ds:PreparedDataset) -> Hardness:
+def _hardness(self:Trainer) -> Hardness:
+    "HaRS's offline stage: neighbours, and the mean delta over `hars.mean_samples` training samples drawn once."
     c = self.cfg
     own = (f"model-{self._init_hash()[:12]}", self.policy.item_embeddings) if c.hars.text == "model" else None
-    neigh = neighbour_scores(ds, c.hars.top_k, c.hars.image, own)
-    n = min(c.hars.mean_samples, len(self.samples))
-    idx = np.sort(sample_rng(c.seed, 6).choice(len(self.samples), n, replace=False))
-    if self.sampler.dynamic: negs = fixed_items(self.samples, idx, len(ds.items), c.negatives.k, c.seed, _NEGATIVES)
-    else: negs = self.sampler.draw(idx, 0, fixed_items(self.samples, idx, len(ds.items), max(c.prompt_candidates - 1, c.negatives.k), c.seed))
-    mean = float(pair_delta(neigh, torch.as_tensor(self.samples.target[idx]), torch.as_tensor(negs)).mean())
-    return Hardness(neigh, mean)
+    neighbours = neighbour_scores(self.ds, c.hars.top_k, c.hars.images, own)
+    idx = np.sort(sample_rng(c.seed, Purpose.HARS_MEAN).choice(len(self.samples), min(c.hars.mean_samples, len(self.samples)), replace=False))
+    return Hardness.fit(neighbours, self.samples.target[idx], self.sampler.model_free_draw(idx, self._fillers(idx)))
 
+# %% ../nbs/11_train.ipynb #tr000021
 @patch
-def setup(self:Trainer):
-    "Load the data, build or load the model, and make the run folder."
-    c, acc = self.cfg, self.acc
-    seed_everything(c.seed, c.deterministic)
-    ds = load_prepared(c.data)
-    self.ds, self.n_items, self.item_ids = ds, len(ds.items), [str(i) for i in ds.items.item_id]
-    self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed)
-    self.val = load_samples(ds, "validation", c.history, 0)
-    self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
-    n_eval = len(self.val) if not c.eval.users else min(c.eval.users, len(self.val))
-    self.eval_idx = np.sort(sample_rng(c.seed, 7).choice(len(self.val), n_eval, replace=False))
-    if acc.is_main_process:
-        self.run.mkdir(parents=True, exist_ok=True)
-        if not self.resume:
-            save_config(c, self.run/"config.yaml")
-            atomic_write_json(self.run/"base.json", _base_for(c, ds, self.run))
-    acc.wait_for_everyone()
-    self.base = read_json(self.run/"base.json")
-    self.policy = self._prepare_policy(self._build_policy(ds, self.base))
-    rows = item_rows(ds)
-    train_items = ds.interactions[ds.interactions.split == "train"].item_id.map(rows).to_numpy()
-    self.popularity = np.bincount(train_items, minlength=self.n_items).astype(np.float64)
-    self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, self.popularity, c.seed, self.policy.catalog_scores)
-    self.store = ReferenceStore(self.run/"reference", self._reference_manifest(ds, self.base)) if self.objective.reference else None
-    if self.objective.hars:  # the main process fills the neighbour cache first; the others then read it
-        if not acc.is_main_process: acc.wait_for_everyone()
-        self.hardness = self._hardness(ds)
-        if acc.is_main_process: acc.wait_for_everyone()
-    else: self.hardness = None
-    self.truth = None
-    if (ds.path/"truth").exists():
-        from hanorec.synthetic import load_truth
-        self.truth = load_truth(ds.path)
+def _make_optimizer(self:Trainer):
+    c = self.cfg.optim
     params = list(_trainable(self.policy.module).values())
     if not params: raise HanorecError("the model has no trainable parameters", hint="check the LoRA settings")
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-    self.optimizer = torch.optim.AdamW(params, lr=c.optim.lr, weight_decay=c.optim.weight_decay)
-    self.scheduler = (get_cosine_schedule_with_warmup(self.optimizer, c.optim.warmup_steps, c.optim.max_steps) if c.optim.schedule == "cosine"
-                      else get_constant_schedule_with_warmup(self.optimizer, c.optim.warmup_steps))
-    self.per_step = c.optim.batch_size * acc.num_processes * c.optim.grad_accum
+    self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+    self.scheduler = (get_cosine_schedule_with_warmup(self.optimizer, c.warmup_steps, c.max_steps) if c.schedule == "cosine"
+                      else get_constant_schedule_with_warmup(self.optimizer, c.warmup_steps))
+    self.per_step = c.batch_size * self.acc.num_processes * c.grad_accum
     self.steps_per_epoch = len(self.samples) // self.per_step
     if not self.steps_per_epoch:
         raise HanorecError(f"one optimizer step needs {self.per_step} samples but the training split has {len(self.samples)}",
                            hint="lower optim.batch_size or optim.grad_accum")
-    self.state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
-    self.best_weights = None
-    if self.resume: self._load_checkpoint()
-    return self
+
+def _trainable(module) -> dict:
+    return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 # %% ../nbs/11_train.ipynb #19aa26ff
 @patch
 def _batch_indices(self:Trainer, step:int) -> np.ndarray:
     "[grad_accum, processes, batch_size] sample indices of optimizer step `step`."
     epoch, k = divmod(step, self.steps_per_epoch)
-    perm = sample_rng(self.cfg.seed, 5, epoch).permutation(len(self.samples))
+    perm = sample_rng(self.cfg.seed, Purpose.EPOCH, epoch).permutation(len(self.samples))
     c = self.cfg.optim
     return perm[k * self.per_step:(k + 1) * self.per_step].reshape(c.grad_accum, self.acc.num_processes, c.batch_size)
+
+@patch
+def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
+    "[B, F] the samples' fixed fillers: enough for a prompt of `prompt_candidates` items, and for k negatives."
+    c = self.cfg
+    return fixed_items(self.samples, idx, self.n_items, max(c.prompt_candidates - 1, c.negatives.k), c.seed)
+
+def _step_seed(seed:int, step:int, rank:int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
 
 @patch
 def _noise(self:Trainer, step:int, micro:int):
@@ -811,41 +293,42 @@ def _noise(self:Trainer, step:int, micro:int):
     return nodo(self.policy.module, c.sigma, c.mode, gen)  # an encoder has no LoRA: nodo.mode=logits noises its scores
 
 @patch
+def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
+    "The objective's beta: the config's, or HaRS's per sample (with the batch's responsiveness to log)."
+    if not self.objective.hars: return self.cfg.beta, {}
+    logits = preference_logits(lp.detach(), ref).mean(1)
+    h = self.hardness(self.samples.target[idx], negs)[scored.batch_row].to(lp.device)
+    beta, r = hars_beta(h, self.acc.gather(logits), self.cfg.hars.beta0)
+    return beta, {"responsiveness": r}
+
+# %% ../nbs/11_train.ipynb #tr000010
+@patch
 def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
+    "Score one micro-batch, read its reference, compute beta and the loss, and backpropagate; returns its metrics."
     c, obj, pol = self.cfg, self.objective, self.policy
-    lm_prompts = isinstance(pol, LMPolicy)
-    fillers = (fixed_items(self.samples, idx, self.n_items, max(c.prompt_candidates - 1, c.negatives.k), c.seed)
-               if lm_prompts or c.negatives.strategy == "candidates" else None)
-    wants_negatives = obj.negatives or (lm_prompts and c.task == "yes_no")
-    negs = self.sampler.draw(idx, step, fillers) if wants_negatives else None
-    with self._noise(step, micro), self.autocast():
-        scored = pol.score(idx, negs, fillers)
-    lp = scored.logp.float()
-    if not obj.negatives: lp = lp[:, :1]
+    fillers = self._fillers(idx) if pol.needs_fillers or self.sampler.strategy.fillers else None
+    negs = self.sampler.draw(idx, step, fillers) if pol.needs_negatives(obj) else None
+    with self._noise(step, micro), self.autocast(): scored = pol.score(idx, negs, fillers)
+    lp = scored.logp.float() if obj.negatives else scored.logp.float()[:, :1]
     with self.autocast():  # the reference in the policy's precision: at step 0 the two agree and the loss is log 2
         ref = self.store.get(scored.keys, lambda rows: pol.reference(idx, negs, fillers)[rows]).to(lp.device) if obj.reference else None
-    extra = {}
-    if obj.hars:
-        logits = preference_logits(lp.detach(), ref).mean(1)
-        h = self.hardness(self.samples.target[idx], negs)[scored.sample].to(lp.device)
-        beta, extra["responsiveness"] = hars_beta(h, self.acc.gather(logits), c.hars.beta0)
-    else: beta = c.beta
+    beta, extra = self._beta(idx, negs, scored, lp, ref)
     loss, metrics = obj.loss(lp, ref, beta)
-    total = loss + scored.aux if scored.aux is not None else loss
     if scored.aux is not None: extra["balance_loss"] = scored.aux.detach()
-    (total / c.optim.grad_accum).backward()
+    ((loss if scored.aux is None else loss + scored.aux) / c.optim.grad_accum).backward()
     if negs is not None and self.truth is not None: extra["false_negative_rate"] = self._false_negative_rate(idx, negs)
-    return {**{k: float(v) for k, v in metrics.items()}, **{k: float(v) for k, v in extra.items()}}
+    return {k: float(v) for k, v in {**metrics, **extra}.items()}
 
 @patch
 def _false_negative_rate(self:Trainer, idx:np.ndarray, negs:np.ndarray) -> float:
     "Share of drawn negatives the synthetic user truly wanted (the world's ground truth)."
     from hanorec.synthetic import false_negative_mask, step_of
     users = self.samples.users[idx]
-    steps = step_of(self.truth, users, self.samples.timestamp[idx])
-    ids = np.asarray(self.item_ids, dtype=object)[negs]
-    return float(false_negative_mask(self.truth, users, steps, ids).mean())
+    truth = false_negative_mask(self.truth, users, step_of(self.truth, users, self.samples.timestamp[idx]),
+                                np.asarray(self.item_ids, dtype=object)[negs])
+    return false_negative_rate(negs, truth)
 
+# %% ../nbs/11_train.ipynb #tr000011
 @patch
 def _sync_gradients(self:Trainer):
     "Average the trainable gradients across processes (no DDP wrapper, so any model family works the same way)."
@@ -861,16 +344,14 @@ def _step(self:Trainer, step:int) -> dict:
     c, t0 = self.cfg.optim, time.perf_counter()
     torch.manual_seed(_step_seed(self.cfg.seed, step, self.acc.process_index))
     self.policy.module.train()
-    batches = self._batch_indices(step)
-    records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(batches)]
+    records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(self._batch_indices(step))]
     self._sync_gradients()
-    params = list(_trainable(self.policy.module).values())
-    norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm > 0 else float("inf"))
+    norm = torch.nn.utils.clip_grad_norm_(list(_trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf"))
     lr = self.scheduler.get_last_lr()[0]
     self.optimizer.step(); self.scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
     rec = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
     if self.acc.num_processes > 1:
-        t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.acc.device), "mean")
+        t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.device), "mean")
         rec = dict(zip(sorted(rec), t.tolist()))
     seconds = time.perf_counter() - t0
     return {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "lr": lr, **rec, "grad_norm": float(norm),
@@ -895,17 +376,16 @@ def _write_log(self:Trainer, record:dict):
 @patch
 def _validate(self:Trainer, step:int) -> bool:
     "Validate, keep the best weights, log; True when early stopping says stop."
-    c = self.cfg.eval
+    c, s = self.cfg.eval, self.state
     m = self.evaluate("validation")
-    better = self.state["best"] is None or m[c.metric] > self.state["best"]
-    if better:
-        self.state.update(best=m[c.metric], best_step=step, bad_evals=0, best_metrics=m)
+    if s.best is None or m[c.metric] > s.best:
+        s.best, s.best_step, s.best_metrics, s.bad_evals = m[c.metric], step, m, 0
         self.best_weights = {k: v.detach().cpu().clone() for k, v in _trainable(self.policy.module).items()}
-    else: self.state["bad_evals"] += 1
-    self.state["last_eval"] = step
-    self._write_log({"step": step, "split": "validation", **m, "best": self.state["best"]})
-    self.log.info("step %d validation %s %.4f (best %.4f at step %s)", step, c.metric, m[c.metric], self.state["best"], self.state["best_step"])
-    return bool(c.patience) and self.state["bad_evals"] >= c.patience
+    else: s.bad_evals += 1
+    s.last_eval = step
+    self._write_log({"step": step, "split": "validation", **m, "best": s.best})
+    self.log.info("step %d validation %s %.4f (best %.4f at step %s)", step, c.metric, m[c.metric], s.best, s.best_step)
+    return bool(c.patience) and s.bad_evals >= c.patience
 
 # %% ../nbs/11_train.ipynb #e6e711d0
 @patch
@@ -926,16 +406,21 @@ def save_checkpoint(self:Trainer, step:int):
             if self.best_weights: save_file({k: v.contiguous() for k, v in self.best_weights.items()}, tmp/"best.safetensors")
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, tmp/"optimizer.pt")
             torch.save({"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp/"rng.pt")
-            atomic_write_json(tmp/"rng.json", _rng_state())
+            atomic_write_json(tmp/"rng.json", rng_state())
             np.savez(tmp/"negatives.npz", **self.sampler.state())
-            atomic_write_json(tmp/"state.json", {**self.state, "step": step})
+            atomic_write_json(tmp/"state.json", dataclasses.asdict(dataclasses.replace(self.state, step=step)))
         if self.store: self.store.save()
         atomic_write_text(self.run/"checkpoints"/"latest", folder.name)
         _prune(self.run/"checkpoints", self.cfg.checkpoint.keep)
     acc.wait_for_everyone()
 
+def _prune(folder:Path, keep:int):
+    for old in sorted(folder.glob("step-*"))[:-keep] if keep > 0 else []: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/11_train.ipynb #tr000014
 @patch
 def _load_checkpoint(self:Trainer):
+    "Continue from checkpoints/latest: weights, optimizer, scheduler, RNG states, negative pools and the run state."
     from safetensors.torch import load_file
     latest = self.run/"checkpoints"/"latest"
     if not latest.exists():
@@ -952,48 +437,46 @@ def _load_checkpoint(self:Trainer):
     rng = torch.load(folder/"rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     if rng["cuda"]: torch.cuda.set_rng_state_all(rng["cuda"])
-    _set_rng_state(read_json(folder/"rng.json"))
+    set_rng_state(read_json(folder/"rng.json"))
     self.sampler.load_state(dict(np.load(folder/"negatives.npz")))
-    self.state = read_json(folder/"state.json")
+    self.state = RunState(**read_json(folder/"state.json"))
     if self.acc.is_main_process:  # the log continues from the checkpoint: drop what the stopped run wrote after it
-        kept = [r for r in read_log(self.run) if r["step"] <= self.state["step"]]
+        kept = [r for r in read_log(self.run) if r["step"] <= self.state.step]
         atomic_write_text(self.run/"log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-    self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state["step"])
+    self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
 
 # %% ../nbs/11_train.ipynb #5c1c10be
 @patch
 def fit(self:Trainer) -> dict:
     "Train to `optim.max_steps` (or early stop), then write model/, metrics.json and plots/; returns the metrics."
     if not hasattr(self, "policy"): self.setup()
-    c, acc = self.cfg, self.acc
+    c, s = self.cfg, self.state
     ev, ck = c.eval.every, c.checkpoint.every
     from tqdm import tqdm
-    bar = (progress(total=c.optim.max_steps, initial=self.state["step"], desc=f"{c.objective} {self.run.name}") if acc.is_main_process
+    bar = (progress(total=c.optim.max_steps, initial=s.step, desc=f"{c.objective} {self.run.name}") if self.acc.is_main_process
            else tqdm(disable=True))  # one bar, from the main process
-    stop = self.state.get("stopped_early", False)
-    step = self.state["step"]
-    if step == 0 and ev and self.objective.reference:  # the starting (SFT) model is the baseline a preference stage must beat
+    if s.step == 0 and ev and self.objective.reference:  # the starting (SFT) model is the baseline a preference stage must beat
         self._validate(0)
-    while step < c.optim.max_steps and not stop:
-        record = self._step(step)
-        step += 1
+    while s.step < c.optim.max_steps and not s.stopped_early:
+        record = self._step(s.step)
         self._write_log(record)
+        step = record["step"]
         bar.update(1); bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if ev and step % ev == 0: stop = self._validate(step)
-        if stop: self.state["stopped_early"] = True
-        if (ck and step % ck == 0) or stop or step == c.optim.max_steps:
-            self.state["step"] = step
-            self.save_checkpoint(step)
+        if ev and step % ev == 0: s.stopped_early = self._validate(step)
+        s.step = step
+        if (ck and step % ck == 0) or s.stopped_early or step == c.optim.max_steps: self.save_checkpoint(step)
     bar.close()
     return self.finish()
 
+# %% ../nbs/11_train.ipynb #tr000022
 @patch
 def finish(self:Trainer) -> dict:
     "Write the final model (best validated weights), its metrics and the curves."
-    if self.state.get("last_eval") != self.state["step"]: self._validate(self.state["step"])
+    s = self.state
+    if s.last_eval != s.step: self._validate(s.step)
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
-    metrics = {"validation": self.state["best_metrics"], "best_step": self.state["best_step"], "steps": self.state["step"],
-               "stopped_early": self.state["stopped_early"], "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
+    metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
+               "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
     if self.test is not None: metrics["test"] = self.evaluate("test")
     if self.acc.is_main_process:
         self.policy.save(self.run/"model")
@@ -1002,47 +485,6 @@ def finish(self:Trainer) -> dict:
     self.acc.wait_for_everyone()
     return metrics
 
-# %% ../nbs/11_train.ipynb #dcbc9ca4
-def plot_curves(run:str|Path) -> Path:
-    "Write run/plots/curves.html from run/log.jsonl."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    run, log = Path(run), read_log(run)
-    train = pd.DataFrame([r for r in log if "split" not in r])
-    val = pd.DataFrame([r for r in log if r.get("split") == "validation"])
-    names = [n for n in ("loss", "reward_margin", "preference_accuracy", "beta_mean", "responsiveness", "false_negative_rate") if n in train and train[n].abs().sum() > 0]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training (per step)", "validation"))
-    for n in names: fig.add_trace(go.Scatter(x=train.step, y=train[n], name=n, mode="lines"), row=1, col=1)
-    for n in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10"):
-        if n in val: fig.add_trace(go.Scatter(x=val.step, y=val[n], name=f"val {n}", mode="lines+markers"), row=1, col=2)
-    fig.update_layout(title=f"{run.name}", height=420, template="plotly_white")
-    out = run/"plots"/"curves.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out, suffix=".html") as tmp: fig.write_html(tmp, include_plotlyjs="directory")
-    return out
-
 def train(cfg:TrainConfig, resume:bool=False) -> dict:
-    "Run one stage: `Trainer(cfg, resume).fit()`."
+    "Run one stage: `Trainer(cfg, resume).setup().fit()`."
     return Trainer(cfg, resume).setup().fit()
-
-# %% ../nbs/11_train.ipynb #7963a5fb
-def train_command(args) -> dict:
-    "Run `hanorec train`: read the config and overrides, train, print where everything went."
-    settings = list(args.settings)
-    path = settings.pop(0) if settings and "=" not in settings[0] else None
-    if args.resume and path is None and len(settings) == 1 and settings[0].startswith("out="):  # `--resume out=RUN`: its own settings
-        saved = Path(settings[0][4:])/"config.yaml"
-        if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
-        cfg = load_config(TrainConfig, saved)
-    else: cfg = load_config(TrainConfig, path, settings)
-    if getattr(args, "print_config", False):
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
-    args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `hanorec` prints it after Ctrl-C
-    m = train(cfg, resume=args.resume)
-    v = m["validation"]
-    negatives = f", negatives {cfg.negatives.strategy}" if OBJECTIVES[cfg.objective].negatives else ""
-    print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}{negatives}; best step {m['best_step']})")
-    print("validation: " + "  ".join(f"{k} {v[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10")) + f"  ({v['users']} users)")
-    if "test" in m: print("test:       " + "  ".join(f"{k} {m['test'][k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10")))
-    print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")
-    return m

@@ -45,3 +45,13 @@ def test_user_error_has_message_hint_and_exit_code_2(tmp_path):
     r = run_hanorec("docs", "--nbs", tmp_path / "nowhere", cwd=tmp_path)
     assert r.returncode == 2
     assert "error:" in r.stderr and "hint:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_flags_are_named_as_the_training_keys_they_set():
+    prepare = run_hanorec("data", "prepare", "--help").stdout
+    assert "--history" in prepare and "--max-history" not in prepare  # the old name still parses, hidden
+    assert "--history" in run_hanorec("models", "check", "--help").stdout
+    users = run_hanorec("summarize", "users", "--help").stdout
+    for flag in ("--block-size", "--recurrent, --no-recurrent", "--item-summaries, --no-item-summaries", "--max-new-tokens", "--batch-size"):
+        assert flag in users, flag
+    assert "--no-recurrence" not in users
