@@ -12,6 +12,7 @@ import inspect
 import json
 import re
 import shutil
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import nbformat
 from .core import HanorecError, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['cell_directives', 'defined_names', 'Page', 'read_page', 'api_html', 'output_html', 'page_html', 'notebook_paths',
+__all__ = ['cell_directives', 'defined_names', 'Page', 'read_page', 'annotation_text', 'format_signature', 'api_html',
+           'split_checks', 'slugify', 'anchor_headings', 'output_html', 'page_html', 'toc_html', 'notebook_paths',
            'build_site', 'relink', 'readme_text', 'write_readme']
 
 # %% ../nbs/16_docsite.ipynb #1666001d
@@ -37,7 +39,7 @@ def cell_directives(source:str) -> tuple[dict, str]:
     return directives, "\n".join(lines[i:]).strip("\n")
 
 def defined_names(code:str) -> list[str]:
-    "Public names a cell defines at top level (functions, classes, assigned constants)."
+    "Public functions and classes a cell defines at top level: the names that get an API entry."
     try: tree = ast.parse(code)
     except SyntaxError: return []
     names = []
@@ -91,32 +93,150 @@ def _inline_md(text:str) -> str:
     "Markdown of one short line (docments), without the paragraph around it."
     return re.sub(r"^<p>|</p>\s*$", "", _markdown()(html.escape(text, quote=False)).strip())
 
-def _anno(a) -> str:
+# %% ../nbs/16_docsite.ipynb #b81f4c20
+def annotation_text(a) -> str:
+    "An annotation as it reads in the docs (`str | None`, `list[int]`, `Path`); '' for none."
     if a is inspect.Parameter.empty or a is None: return ""
-    return a if isinstance(a, str) else getattr(a, "__name__", str(a))
+    if isinstance(a, str):
+        a = a.strip()
+        while len(a) > 1 and a[0] == a[-1] and a[0] in "'\"": a = a[1:-1].strip()  # a quoted forward reference
+        return re.sub(r"\s*\|\s*", " | ", a)
+    if a is type(None): return "None"
+    if isinstance(a, type) and not isinstance(a, types.GenericAlias): return a.__qualname__
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", inspect.formatannotation(a))  # `pathlib.Path | None` -> `Path | None`
 
-def api_html(obj, name:str) -> str:
-    "Signature, docstring and parameter table of one exported function or class."
+# %% ../nbs/16_docsite.ipynb #f3b27c19
+def _default_text(v, limit:int=60) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit - 1] + "…"
+
+def _param_text(p:inspect.Parameter) -> str:
+    star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+    a = annotation_text(p.annotation)
+    text = star + p.name + (f": {a}" if a else "")
+    if p.default is not p.empty: text += (" = " if a else "=") + _default_text(p.default)
+    return text
+
+def format_signature(obj, # a function or class
+                     name:str, # the name it is exported as
+                     width:int=80 # the longest one-line signature; longer ones get one parameter a line
+                    ) -> str:
+    "`name(parameters) -> returns`, on one line when it fits in `width`, else one parameter a line."
+    try: sig = inspect.signature(obj)
+    except (TypeError, ValueError): return name
+    params, prev = [], None
+    for p in sig.parameters.values():
+        if prev is p.POSITIONAL_ONLY and p.kind is not p.POSITIONAL_ONLY: params.append("/")
+        if p.kind is p.KEYWORD_ONLY and prev not in (p.KEYWORD_ONLY, p.VAR_POSITIONAL): params.append("*")
+        params.append(_param_text(p))
+        prev = p.kind
+    if prev is inspect.Parameter.POSITIONAL_ONLY: params.append("/")
+    ret = "" if inspect.isclass(obj) else annotation_text(sig.return_annotation)
+    ret = f" -> {ret}" if ret else ""
+    one_line = f"{name}({', '.join(params)}){ret}"
+    if len(one_line) <= width or not params: return one_line
+    return f"{name}(\n" + "".join(f"    {p},\n" for p in params) + f"){ret}"
+
+# %% ../nbs/16_docsite.ipynb #e590a7c2
+def _own_doc(obj, name:str) -> str:
+    doc = inspect.cleandoc(obj.__doc__) if isinstance(getattr(obj, "__doc__", None), str) else ""
+    if inspect.isclass(obj) and doc.startswith(f"{name}("): return ""  # what @dataclass generates: the signature again
+    return doc
+
+def api_html(obj, # the function or class
+             name:str # the name it is exported as
+            ) -> str:
+    "An API entry: heading, signature, docstring and the table of parameters of one exported function or class."
     from fastcore.docments import docments
     kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else "value"
-    try: sig = str(inspect.signature(obj))
-    except (TypeError, ValueError): sig = ""
-    doc = inspect.getdoc(obj) or ""
-    if kind == "class" and doc.startswith(f"{name}("): doc = ""  # dataclasses' generated docstring repeats the signature
-    out = [f'<div class="api" id="{html.escape(name)}"><h4><span class="kind">{kind}</span> <code>{html.escape(name)}{html.escape(sig)}</code></h4>']
-    if doc: out.append(f'<div class="doc">{_markdown()(html.escape(doc, quote=False))}</div>')
-    try: params = docments(obj, full=True) if kind != "value" else {}
-    except Exception: params = {}
-    rows = [(k, v) for k, v in params.items() if k not in ("return", "self")]
+    anchor = html.escape(name)
+    out = [f'<div class="api" id="{anchor}"><h4 class="api-name"><span class="kind">{kind}</span> <code>{anchor}</code>'
+           f'<a class="anchor" href="#{anchor}" aria-label="link to {anchor}">#</a></h4>']
+    if kind == "value":
+        return "\n".join(out + [f'<pre class="signature">{html.escape(name)} = {html.escape(_default_text(obj))}</pre></div>'])
+    out.append(f'<pre class="signature">{html.escape(format_signature(obj, name))}</pre>')
+    if doc := _own_doc(obj, name): out.append(f'<div class="doc">{_markdown()(html.escape(doc, quote=False))}</div>')
+    try: sig = inspect.signature(obj)
+    except (TypeError, ValueError): sig = None
+    try: comments = {k: v["docment"] or "" for k, v in docments(obj, full=True).items()}
+    except Exception: comments = {}
+    rows = []
+    for p in (sig.parameters.values() if sig else []):
+        if p.name == "self": continue
+        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        default = "" if p.default is p.empty else _default_text(p.default)
+        rows.append((f"<code>{star}{html.escape(p.name)}</code>", annotation_text(p.annotation), default, comments.get(p.name, "")))
+    returns = "" if sig is None or kind == "class" else annotation_text(sig.return_annotation)
+    if returns or (kind != "class" and comments.get("return")): rows.append(("<em>returns</em>", returns, "", comments.get("return", "")))
     if rows:
-        out.append('<table class="params"><thead><tr><th>parameter</th><th>type</th><th>default</th><th>meaning</th></tr></thead><tbody>')
-        for k, v in rows:
-            default = "" if v["default"] is inspect.Parameter.empty else repr(v["default"])
-            out.append(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(_anno(v['anno']))}</td>"
-                       f"<td><code>{html.escape(default)}</code></td><td>{_inline_md(v['docment'] or '')}</td></tr>")
+        out.append('<table class="params"><thead><tr><th>parameter</th><th>type</th><th>default</th><th>description</th></tr></thead><tbody>')
+        for cell, anno, default, comment in rows:
+            out.append(f"<tr><td>{cell}</td><td>{f'<code>{html.escape(anno)}</code>' if anno else ''}</td>"
+                       f"<td>{f'<code>{html.escape(default)}</code>' if default else ''}</td><td>{_inline_md(comment)}</td></tr>")
         out.append("</tbody></table>")
     out.append("</div>")
     return "\n".join(out)
+
+# %% ../nbs/16_docsite.ipynb #e2c8f5b6
+_BLOCKS = (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.If)
+
+def _is_check(node:ast.stmt) -> bool:
+    "Does this statement only check? `assert`, a `test_*(...)` call, or a for/with/if made of checks."
+    if isinstance(node, ast.Assert): return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        f = node.value.func
+        return (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "").startswith("test_")
+    if isinstance(node, _BLOCKS): return all(_is_check(n) for n in node.body + getattr(node, "orelse", []))
+    return False
+
+def _mark_checks(nodes:list, lines:list[str], is_check:list):
+    "Mark the lines of these sibling statements as check (True) or example (False), looking into mixed blocks."
+    marks = {}
+    for node in nodes:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        for i in range(first - 1, node.end_lineno): marks[i] = _is_check(node) and marks.get(i, True)  # `x = f(); test_eq(x, 1)` is example
+    for i, v in marks.items(): is_check[i] = v
+    for node in nodes:
+        if isinstance(node, _BLOCKS) and not _is_check(node):
+            inner = [n for n in node.body + getattr(node, "orelse", []) if not lines[n.lineno - 1][:n.col_offset].strip()]  # not on the `for ...:` line
+            _mark_checks(inner, lines, is_check)
+
+def split_checks(code:str) -> tuple[str, str]:
+    "A cell's example lines and its check lines (`assert`, `test_*` calls), each in order; unparseable code is all example."
+    try: tree = ast.parse(code)
+    except SyntaxError: return code, ""
+    lines = code.splitlines()
+    is_check = [None] * len(lines)
+    _mark_checks(tree.body, lines, is_check)
+    following = False
+    for i in reversed(range(len(lines))):  # comments and blank lines belong to the statement after them
+        if is_check[i] is None: is_check[i] = following
+        else: following = is_check[i]
+    def join(keep): return re.sub(r"\n\s*\n(\s*\n)+", "\n\n", "\n".join(l for l, c in zip(lines, is_check) if c == keep)).strip("\n")
+    return join(False), join(True)
+
+# %% ../nbs/16_docsite.ipynb #c7a2d9f0
+def slugify(text:str) -> str:
+    "A heading's id: its text without markup, lower case, words joined by `-`."
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).lower()
+    return re.sub(r"[^\w]+", "-", text).strip("-") or "section"
+
+_HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
+
+def anchor_headings(fragment:str, # rendered markdown
+                    seen:set|None=None # ids already used on the page; the new ones are added
+                   ) -> str:
+    "Give every `<h1>`…`<h6>` of `fragment` a unique id and a `#` link to itself."
+    seen = set() if seen is None else seen
+    def anchor(m):
+        level, inner = m.groups()
+        slug = base = slugify(inner)
+        n = 1
+        while slug in seen: n, slug = n + 1, f"{base}-{n + 1}"
+        seen.add(slug)
+        return (f'<h{level} id="{slug}" class="heading">{inner}'
+                f'<a class="anchor" href="#{slug}" aria-label="link to this section">#</a></h{level}>')
+    return _HEADING.sub(anchor, fragment)
 
 # %% ../nbs/16_docsite.ipynb #31c6df64
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -142,45 +262,104 @@ def output_html(out) -> str:
     return ""
 
 # %% ../nbs/16_docsite.ipynb #e590a81e
+_EXPORTS = ("export", "exports", "exporti")
+
+def _off(directives:dict, *names:str) -> bool:
+    "Is one of these directives set: `#| hide`, or a Quarto option set to false (`#| echo: false`)?"
+    return any(n in directives and directives[n] in ([], ["false"]) for n in names)
+
+def _import_block(code:str, opening:bool) -> bool:
+    "Only imports; or, for the module's opening export cell, imports first and no public name defined."
+    try: tree = ast.parse(code)
+    except SyntaxError: return False
+    imports = [isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body]
+    return all(imports) or opening and imports[0] and not defined_names(code)
+
+def _without_title(source:str) -> str:
+    "The title cell's markdown without the title and summary that the page header already shows."
+    source = re.sub(r"^#\s+.+$", "", source, count=1, flags=re.M)
+    return re.sub(r"^>\s*.+$", "", source, count=1, flags=re.M).strip()
+
+def _code(code:str, exported:bool=False) -> str: return f'<div class="code{" exported" if exported else ""}">{_highlight(code)}</div>'
+
+def _fold(kind:str, inner:str) -> str: return f'<details class="{kind}"><summary>{kind}</summary>{inner}</details>'
+
 def page_html(page:Page, lib:str="hanorec") -> str:
-    "The body of one page: every shown cell with its outputs, and the API of exported names."
+    "The body of one page: prose, examples and their outputs, API entries; exported source and checks folded."
     md, parts = _markdown(), []
     module = None
     if page.module:
         try: module = importlib.import_module(f"{lib}.{page.module}")
         except Exception as e: parts.append(f'<p class="warn">API not shown: importing {lib}.{page.module} failed ({html.escape(str(e))})</p>')
-    for cell in page.cells:
+    cells = [(c, *cell_directives(c.source)) if c.cell_type == "code" else (c, {}, c.source) for c in page.cells]
+    seen = {n for c, d, code in cells if any(e in d for e in _EXPORTS) for n in defined_names(code)}
+    opening = next((c for c, d, _ in cells if any(e in d for e in _EXPORTS)), None)
+    title_cell = next((c for c in page.cells if c.cell_type == "markdown" and re.search(r"^#\s+(.+)$", c.source, re.M)), None)
+    for cell, directives, code in cells:
         if cell.cell_type == "markdown":
-            parts.append(f'<div class="md">{md(cell.source)}</div>')
+            if cell is title_cell: code = _without_title(code)
+            if code.strip(): parts.append(f'<div class="md">{anchor_headings(md(code), seen)}</div>')
             continue
-        if cell.cell_type != "code": continue
-        directives, code = cell_directives(cell.source)
-        if "hide" in directives or "default_exp" in directives and not code: continue
-        if code and "hide_input" not in directives:
-            parts.append(f'<div class="code{" exported" if "export" in directives else ""}">{_highlight(code)}</div>')
-        if "export" in directives and module is not None:
-            for name in defined_names(code):
-                if hasattr(module, name): parts.append(api_html(getattr(module, name), name))
-        if "hide_output" not in directives:
-            parts.extend(h for h in (output_html(o) for o in cell.get("outputs", [])) if h)
+        if cell.cell_type != "code" or _off(directives, "hide", "include"): continue
+        show_code = code and not _off(directives, "hide_input", "echo")
+        outputs = [] if _off(directives, "hide_output", "output") else [h for h in map(output_html, cell.get("outputs", [])) if h]
+        if any(e in directives for e in _EXPORTS):
+            if _import_block(code, opening=cell is opening): continue
+            if module is not None and "exporti" not in directives:
+                parts.extend(api_html(getattr(module, n), n) for n in defined_names(code) if hasattr(module, n))
+            if show_code: parts.append(_code(code, exported=True) if "exports" in directives else _fold("source", _code(code, exported=True)))
+            parts.extend(outputs)
+            continue
+        example, checks = split_checks(code) if show_code else ("", "")
+        if checks and not outputs: example, checks = "", code  # checks and their setup: nothing to show a reader
+        if show_code and example: parts.append(_code(example))
+        parts.extend(outputs)
+        if checks: parts.append(_fold("tests", _code(checks)))
     return "\n".join(parts)
+
+_TOC_ENTRY = re.compile(r'<h([23]) id="([^"]+)" class="heading">(.*?)<a class="anchor"|<div class="api" id="([^"]+)">', re.S)
+
+def toc_html(body:str) -> str:
+    "The page's table of contents: a link to each h2 and h3 section and each API entry of `body`, in order."
+    links = []
+    for m in _TOC_ENTRY.finditer(body):
+        if m.group(4): links.append(f'<a class="toc-api" href="#{m.group(4)}"><code>{m.group(4)}</code></a>')
+        else: links.append(f'<a class="toc-h{m.group(1)}" href="#{m.group(2)}">{re.sub(r"<[^>]+>", "", m.group(3))}</a>')
+    if not links: return ""
+    return '<aside class="toc" aria-label="On this page"><div class="toc-title">On this page</div>\n' + "\n".join(links) + "</aside>"
 
 # %% ../nbs/16_docsite.ipynb #f81e7055
 _CSS = """
 body{margin:0;font:16px/1.55 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2327;display:flex}
-nav{width:250px;min-height:100vh;background:#f4f6f8;border-right:1px solid #dde3e8;padding:1rem;box-sizing:border-box;position:sticky;top:0;align-self:flex-start}
-nav h2{font-size:1.2rem;margin:.2rem 0 1rem} nav a{display:block;padding:.25rem .4rem;color:#1d4f91;text-decoration:none;border-radius:4px}
-nav a.current{background:#dbe7f6;font-weight:600} nav .version{color:#6b7780;font-size:.8rem}
-main{flex:1;max-width:980px;padding:1.5rem 2.5rem;overflow-x:auto}
+nav#sidebar{width:240px;flex:none;height:100vh;overflow-y:auto;background:#f4f6f8;border-right:1px solid #dde3e8;padding:1rem;box-sizing:border-box;position:sticky;top:0}
+nav#sidebar h2{font-size:1.2rem;margin:.2rem 0 1rem} nav#sidebar a{display:block;padding:.25rem .4rem;color:#1d4f91;text-decoration:none;border-radius:4px}
+nav#sidebar a.current{background:#dbe7f6;font-weight:600} nav#sidebar .version{color:#6b7780;font-size:.8rem}
+.page{flex:1;min-width:0;display:flex;align-items:flex-start}
+main{flex:1;min-width:0;max-width:920px;padding:1.5rem 2.5rem 4rem;box-sizing:border-box}
+header.page-head{border-bottom:1px solid #e3e8ed;margin-bottom:1.2rem} header.page-head h1{margin:.4rem 0 .3rem}
+.summary{font-size:1.12rem;color:#4a5560;margin:.2rem 0 1rem}
+aside.toc{width:230px;flex:none;position:sticky;top:0;max-height:100vh;overflow-y:auto;box-sizing:border-box;padding:1.6rem 1rem;font-size:.84rem;border-left:1px solid #eef1f4}
+aside.toc .toc-title{font-weight:600;color:#4a5560;margin-bottom:.4rem}
+aside.toc a{display:block;color:#4a5560;text-decoration:none;padding:.12rem 0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+aside.toc a:hover{color:#1d4f91} aside.toc .toc-h3{padding-left:.8rem} aside.toc .toc-api{padding-left:1.2rem;font-size:.95em}
+@media (max-width:1100px){aside.toc{display:none}}
+h2,h3,h4,.api{scroll-margin-top:1rem}
+a.anchor{margin-left:.4rem;color:#b5c0ca;text-decoration:none;font-weight:400;font-size:.8em;opacity:.5}
+.heading:hover a.anchor,.api h4:hover a.anchor{opacity:1} a.anchor:hover{color:#1d4f91}
 pre,code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.88em}
-.code .highlight pre{background:#f7f7f9;border-left:3px solid #c8d1da;padding:.6rem .8rem;overflow-x:auto}
+.code .highlight pre{background:#f7f7f9;border-left:3px solid #c8d1da;padding:.6rem .8rem;overflow-x:auto;margin:.6rem 0}
 .code.exported .highlight pre{border-left-color:#3b7dd8}
 pre.output{background:#fff;border:1px dashed #dde3e8;padding:.5rem .8rem;max-height:30em;overflow:auto}
-pre.error{border-color:#d33;color:#a00} img.output{max-width:100%}
-.api{border:1px solid #cfe0f5;background:#f7fbff;border-radius:6px;padding:.4rem .9rem;margin:.6rem 0 1.2rem}
-.api h4{margin:.3rem 0} .api .kind{color:#6b7780;font-weight:400;font-size:.85em}
+pre.error{border-color:#d33;color:#a00} main img{max-width:100%;height:auto}
+div.output,.md pre{overflow-x:auto} .md pre{background:#f7f7f9;padding:.5rem .8rem}
+.api{border:1px solid #cfe0f5;background:#f7fbff;border-radius:6px;padding:.5rem 1rem .7rem;margin:1rem 0 .4rem}
+.api h4{margin:.3rem 0 .4rem;font-size:1.05rem} .api h4 code{font-size:1em} .api .kind{color:#6b7780;font-weight:400;font-size:.85em}
+pre.signature{background:#fff;border:1px solid #dde8f5;border-radius:4px;padding:.5rem .8rem;margin:.3rem 0 .5rem;overflow-x:auto}
+.api .doc p{margin:.4rem 0} .api table.params{width:100%;font-size:.92em;background:#fff} .api{overflow-x:auto}
+details{margin:.2rem 0 .9rem} details>summary{cursor:pointer;color:#6b7780;font-size:.82rem;user-select:none}
+details>summary:hover{color:#1d4f91} details[open]>summary{margin-bottom:.2rem}
 table{border-collapse:collapse;margin:.6rem 0} th,td{border:1px solid #dde3e8;padding:.25rem .6rem;text-align:left;vertical-align:top}
-.summary{font-size:1.1rem;color:#4a5560} .warn{color:#a00}
+th{background:#f4f6f8} .warn{color:#a00}
 """
 
 _PLOTLY_BOOT = """<script>document.querySelectorAll('.plotly-figure').forEach(function(d){
@@ -189,14 +368,15 @@ var f=JSON.parse(d.dataset.figure); if(window.Plotly){Plotly.newPlot(d,f.data,f.
 def _template(page:Page, body:str, pages:list[Page], title:str, version:str) -> str:
     links = "\n".join(f'<a href="{p.slug}.html"{" class=current" if p.slug == page.slug else ""}>{html.escape(p.title)}</a>' for p in pages)
     plotly = '<script src="assets/plotly.min.js"></script>' if 'class="plotly-figure"' in body else ""
-    summary = f'<p class="summary">{html.escape(page.summary)}</p>' if page.summary and page.slug != "index" else ""
+    summary = f'<p class="summary">{_inline_md(page.summary)}</p>' if page.summary else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(page.title)} – {html.escape(title)}</title>
 <link rel="stylesheet" href="assets/style.css">{plotly}</head>
 <body><nav id="sidebar"><h2><a href="index.html">{html.escape(title)}</a></h2><div class="version">version {html.escape(version)}</div>
 {links}</nav>
-<main id="content">{summary}{body}</main>{_PLOTLY_BOOT if plotly else ""}</body></html>
+<div class="page"><main id="content"><header class="page-head"><h1>{html.escape(page.title)}</h1>{summary}</header>
+{body}</main>{toc_html(body)}</div>{_PLOTLY_BOOT if plotly else ""}</body></html>
 """
 
 def notebook_paths(nbs:str|Path) -> list[Path]:
