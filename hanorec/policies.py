@@ -117,8 +117,9 @@ class SeqRecPolicy:
     "A sequential encoder (SASRec / GRU4Rec, sparse MoE) as a policy; the reference is a frozen copy."
     family = "seqrec"
     needs_fillers = False # no prompt to fill
-    def __init__(self, model:SeqRec, samples:Samples, reference:SeqRec|None=None):
-        self.module, self.samples, self.ref = model, samples, reference
+    def __init__(self, model:SeqRec, ds:PreparedDataset, samples:Samples, # the encoder, its dataset, the training samples
+                 reference:SeqRec|None=None): # the frozen copy a preference stage compares with
+        self.module, self.ds, self.samples, self.ref = model, ds, samples, reference
 
     def needs_negatives(self, objective) -> bool: return objective.negatives
     def _history(self, samples:Samples, idx) -> torch.Tensor: return _histories(samples, idx, self.module.config.history, self._device)
@@ -373,10 +374,10 @@ def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the ru
     if base["kind"] == "seqrec":
         if base.get("init"):
             model = load_seqrec(base["init"], device=str(device)).train()
-            return SeqRecPolicy(model, samples, copy.deepcopy(model).eval().requires_grad_(False))
+            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False))
         s = cfg.seqrec
         feats = item_features(ds.path, text=s.text, images=s.images, items=ds.items)
-        return SeqRecPolicy(SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device), samples)
+        return SeqRecPolicy(SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device), ds, samples)
     rec = load_base_model(base, device)
     if base.get("init"): load_lora(rec, base["init"])
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
@@ -396,7 +397,7 @@ def load_policy(run:str|Path, # a finished run folder
     cfg, base, dev = load_config(PolicyConfig, run/"config.yaml", part=True), read_json(run/"base.json"), pick_device(device)
     ds = load_prepared(cfg.data)
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
-    if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=str(dev)).eval(), samples)
+    if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=str(dev)).eval(), ds, samples)
     rec = load_base_model(base, dev)
     load_lora(rec, run/which)
     rec.model.eval()
