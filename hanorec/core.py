@@ -151,8 +151,9 @@ def _merge(a:dict, b:dict) -> dict:
 def load_config(cls, # the config dataclass
                 path:str|Path|None=None, # a YAML file whose keys are the dataclass's fields (nested for nested ones)
                 overrides:Iterable[str]=(), # `key=value` strings; dots reach into nested dataclasses
-                part:bool=False): # read only the top-level keys `cls` has (one part of a larger config, e.g. a run's policy)
-    "Build `cls` from its defaults, then the YAML file at `path`, then `overrides`, checking every key and type."
+                part:bool=False, # read only the top-level keys `cls` has (one part of a larger config, e.g. a run's policy)
+                defaults:Iterable[str]=()): # `key=value` strings applied before the file (a recipe's defaults)
+    "Build `cls` from its defaults, then `defaults`, the YAML file at `path`, then `overrides`, checking every key and type."
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -163,7 +164,7 @@ def load_config(cls, # the config dataclass
             where = f"{path}:{mark.line + 1}" if mark else str(path)
             raise HanorecError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})", hint="fix the YAML syntax") from None
         if not isinstance(data, dict): raise HanorecError(f"{path}: expected a mapping of config keys at the top level")
-    data = _merge(data, parse_overrides(overrides))
+    data = _merge(_merge(parse_overrides(defaults), data), parse_overrides(overrides))
     if part: data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
     return _from_dict(cls, data)
 

@@ -992,7 +992,8 @@ def load_samples(ds:PreparedDataset, split:str="train", # train, validation or t
                  history:int=10, # the most history items kept per example (the most recent)
                  min_history:int=1, # examples with fewer history items are left out
                  max_samples:int=0, # 0: all; else a seeded subset (kept in order)
-                 seed:int=0) -> Samples:
+                 seed:int=0, # seeds the subset
+                 stride:int=1) -> Samples: # keep each user's last example and every `stride`-th before it (`history`: windows that tile the sequence)
     "The split's examples as item rows, with positions and each user's seen items."
     if split not in ds.splits: raise HanorecError(f"{ds.path} has no {split!r} split", hint="choose train, validation or test")
     rows, ex, inter = item_rows(ds), ds.splits[split], ds.interactions
@@ -1004,6 +1005,9 @@ def load_samples(ds:PreparedDataset, split:str="train", # train, validation or t
     except KeyError as e: raise HanorecError(f"{ds.path}: split {split} has a target {e.args[0]} not among the user's {split} interactions", hint="prepare the dataset again") from None
     hist = [np.array([rows[str(i)] for i in list(h)[-history:]], dtype=np.int64) for h in ex.history]
     keep = np.array([len(h) >= min_history for h in hist])
+    if stride > 1:  # counted back from each user's last example, so the most recent window is always kept
+        last = pd.Series(position).groupby(users).transform("max").to_numpy()
+        keep &= (last - position) % stride == 0
     if max_samples and keep.sum() > max_samples:
         chosen = np.random.default_rng(seed).choice(np.flatnonzero(keep), max_samples, replace=False)
         keep = np.zeros(len(keep), bool); keep[chosen] = True

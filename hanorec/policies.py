@@ -17,7 +17,7 @@ import torch
 
 from .core import (HanorecError, Manifest, Purpose, atomic_path, check_manifest, load_config, pick_device, progress, read_json,
                           sample_rng, write_manifest)
-from .data import PreparedDataset, Samples, load_prepared, load_samples
+from .data import PreparedDataset, Samples, item_rows, load_prepared, load_samples
 from .images import item_images
 from .models import (Recommender, adapter_disabled, add_lora, build_composed, enable_gradient_checkpointing, host_model,
                             load_lora, load_recommender, save_lora)
@@ -25,13 +25,14 @@ from .negatives import fixed_items
 from .objectives import OBJECTIVES
 from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
 from .scoring import item_titles, logp as lm_logp, yes_no_logp
-from .seqrec import PAD, SeqRec, SeqRecConfig, item_features, load_seqrec, save_seqrec
+from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
 from .summarize import UserSummaryConfig
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'MultipleChoice',
-           'YesNo', 'LMPolicy', 'describe_base', 'load_base_model', 'user_summaries', 'build_policy', 'load_policy']
+__all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'training_counts',
+           'PopularityPolicy', 'MultipleChoice', 'YesNo', 'LMPolicy', 'describe_base', 'load_base_model',
+           'user_summaries', 'build_policy', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -118,8 +119,9 @@ class SeqRecPolicy:
     family = "seqrec"
     needs_fillers = False # no prompt to fill
     def __init__(self, model:SeqRec, ds:PreparedDataset, samples:Samples, # the encoder, its dataset, the training samples
-                 reference:SeqRec|None=None): # the frozen copy a preference stage compares with
-        self.module, self.ds, self.samples, self.ref = model, ds, samples, reference
+                 reference:SeqRec|None=None, # the frozen copy a preference stage compares with
+                 every_position:bool=False): # SFT: score the next item at every position of each window (SASRec's training)
+        self.module, self.ds, self.samples, self.ref, self.every_position = model, ds, samples, reference, every_position
 
     def needs_negatives(self, objective) -> bool: return objective.negatives
     def _history(self, samples:Samples, idx) -> torch.Tensor: return _histories(samples, idx, self.module.config.history, self._device)
@@ -131,7 +133,8 @@ class SeqRecPolicy:
         return cols if negatives is None else np.concatenate([cols, negatives], 1)
 
     def score(self, idx:np.ndarray, negatives:np.ndarray|None, fillers=None) -> Scored:
-        "Full-catalog log-probs of the target and the negatives."
+        "Full-catalog log-probs of the target and the negatives (or, SFT with `every_position`, of each window position's next item)."
+        if negatives is None and self.every_position: return self._score_every_position(idx)
         hist, cols = self._history(self.samples, idx), self._columns(idx, negatives)
         scores, balance = self.module(hist)
         lp = scores.float().log_softmax(-1).gather(1, torch.as_tensor(cols, device=scores.device))
@@ -157,6 +160,18 @@ def _no_dropout(*modules):
 
 # %% ../nbs/10b_policies.ipynb #po000030
 @patch
+def _score_every_position(self:SeqRecPolicy, idx:np.ndarray) -> Scored:
+    "[R, 1] log-probs of the next item at every real position of the samples' windows (the last one's next item is the target)."
+    states, rows, table, balance = all_states(self.module, self._history(self.samples, idx))
+    real = rows != PAD
+    nxt = torch.cat([rows[:, 1:], torch.full_like(rows[:, :1], PAD)], 1)
+    last = real & ~torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], 1)
+    nxt[last] = torch.as_tensor(self.samples.target[idx], device=rows.device)  # each row's last real slot is followed by its target
+    lp = (states[real].float() @ table.float().T).log_softmax(-1).gather(1, nxt[real][:, None])
+    aux = self.module.config.moe_balance_weight * balance if self.module.config.fusion == "moe" else None
+    return Scored(lp, np.zeros((len(lp), 1), dtype=np.int64), real.nonzero()[:, 0].cpu().numpy(), aux)
+
+@patch
 def catalog_scores(self:SeqRecPolicy, idx:np.ndarray) -> torch.Tensor:
     "[B, N] the current model's scores of every item (model-based negatives, full-catalog evaluation)."
     return self.module.scores_all(self._history(self.samples, idx)).float().cpu()
@@ -179,6 +194,28 @@ def item_embeddings(self:SeqRecPolicy) -> torch.Tensor:
 def disable_dropout(self:SeqRecPolicy): _no_dropout(self.module, self.ref)
 @patch
 def save(self:SeqRecPolicy, folder:Path): save_seqrec(self.module, folder)
+
+# %% ../nbs/10b_policies.ipynb #po000041
+def training_counts(ds:PreparedDataset) -> np.ndarray:
+    "[N] each item's interactions in the training split, in `items.parquet` order."
+    rows = item_rows(ds)
+    train = ds.interactions[ds.interactions.split == "train"].item_id.map(rows).to_numpy()
+    return np.bincount(train, minlength=len(ds.items)).astype(np.float64)
+
+class PopularityPolicy:
+    "Training popularity as a policy: every user's score of an item is its training count."
+    family, needs_fillers = "popularity", False
+    def __init__(self, counts:np.ndarray, ds:PreparedDataset, samples:Samples|None=None):
+        self.counts, self.ds, self.samples = torch.as_tensor(counts, dtype=torch.float32), ds, samples
+    def catalog_scores(self, idx:np.ndarray, samples:Samples|None=None) -> torch.Tensor:
+        "[B, N] the counts, for every sample."
+        return self.counts.expand(len(idx), -1).clone()
+    def eval_scores(self, samples:Samples, idx:np.ndarray, batch_size:int=0) -> torch.Tensor:
+        "[U, C] the counts of each user's fixed candidates."
+        return self.counts[torch.as_tensor(samples.candidates[idx])]
+    def save(self, folder:Path):
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(); np.save(tmp/"popularity.npy", self.counts.numpy().astype(np.float64))
 
 # %% ../nbs/10b_policies.ipynb #po000017
 class MultipleChoice:
@@ -369,15 +406,17 @@ def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
 def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
                  base:dict, device, # from `describe_base`; a torch device
                  train_projector:bool=True, # composed MLLM: train the image projector (SFT stages)
-                 shortlist:int=50): # language models: items ranked for model-based negatives
+                 shortlist:int=50, # language models: items ranked for model-based negatives
+                 every_position:bool=False): # encoders, SFT: a loss at every position of each window
     "A trainable policy: the encoder (fresh, or the init run's with a frozen copy as reference), or the base LM with a fresh LoRA."
     if base["kind"] == "seqrec":
         if base.get("init"):
             model = load_seqrec(base["init"], device=str(device)).train()
-            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False))
+            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position)
         s = cfg.seqrec
         feats = item_features(ds.path, text=s.text, images=s.images, items=ds.items)
-        return SeqRecPolicy(SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device), ds, samples)
+        return SeqRecPolicy(SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device), ds, samples,
+                            every_position=every_position)
     rec = load_base_model(base, device)
     if base.get("init"): load_lora(rec, base["init"])
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
@@ -397,6 +436,7 @@ def load_policy(run:str|Path, # a finished run folder
     cfg, base, dev = load_config(PolicyConfig, run/"config.yaml", part=True), read_json(run/"base.json"), pick_device(device)
     ds = load_prepared(cfg.data)
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
+    if base["kind"] == "popularity": return PopularityPolicy(np.load(run/which/"popularity.npy"), ds, samples)
     if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=str(dev)).eval(), ds, samples)
     rec = load_base_model(base, dev)
     load_lora(rec, run/which)

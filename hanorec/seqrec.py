@@ -25,7 +25,7 @@ from .core import (HanorecError, Manifest, atomic_path, atomic_write_json, check
 
 # %% auto #0
 __all__ = ['PAD', 'item_text', 'text_embeddings', 'ItemFeatures', 'item_features', 'encode_histories', 'split_tensors',
-           'SeqRecConfig', 'SparseMoE', 'SeqRec', 'ce_loss', 'save_seqrec', 'load_seqrec']
+           'SeqRecConfig', 'SparseMoE', 'SeqRec', 'all_states', 'ce_loss', 'save_seqrec', 'load_seqrec']
 
 # %% ../nbs/06_seqrec.ipynb #b6e4479d
 PAD = -1  # the history index of an empty slot
@@ -197,6 +197,7 @@ class SeqRec(nn.Module):
         if c.backbone == "sasrec":
             if d % c.heads: raise HanorecError(f"hidden {d} is not divisible by heads {c.heads}")
             self.pos_emb = nn.Embedding(c.history, d)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)  # the item vectors' scale (PyTorch's default N(0, 1) drowns them)
             block = nn.TransformerEncoderLayer(d, c.heads, 2 * d, c.dropout, activation="gelu", batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(block, c.layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
         else:
@@ -231,11 +232,16 @@ def _right_align(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     src = (torch.arange(L, device=history.device)[None] + (L - lengths)[:, None]).clamp_max(L - 1)
     return history.gather(1, src), lengths
 
+def _positions(history:torch.Tensor, longest:int) -> torch.Tensor:
+    "[B, L] each slot's position counted from the row's first real item (0), whatever the padding before it."
+    return ((history != PAD).cumsum(1) - 1).clamp(0, longest - 1)
+
+def _sasrec_outputs(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
+    x = model.drop(x + model.pos_emb(_positions(history, model.config.history)))
+    return model.encoder(x, mask=_attention_mask(history != PAD, model.config.heads))
+
 def _sasrec_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
-    L = history.shape[1]
-    pos = torch.arange(L - 1, -1, -1, device=history.device).clamp_max(model.config.history - 1)
-    x = model.drop(x + model.pos_emb(pos)[None])
-    return model.encoder(x, mask=_attention_mask(history != PAD, model.config.heads))[:, -1]
+    return _sasrec_outputs(model, x, history)[:, -1]
 
 def _gru_state(model, table:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     right, lengths = _right_align(history)
@@ -259,6 +265,19 @@ def _states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     if model.config.backbone == "sasrec": state = _sasrec_state(model, padded[history + 1], history)
     else: state = _gru_state(model, padded, history)
     return state, table, balance
+
+def all_states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # [B, L] left-padded rows
+    "The backbone's output at every position [B, L, d], the input rows aligned with it [B, L] (PAD where empty), the item table and the balance loss."
+    _check_history(model, history)
+    history = history[:, -model.config.history:]
+    table, balance = model.item_table()
+    padded = torch.cat([table.new_zeros(1, table.shape[1]), table])
+    if model.config.backbone == "sasrec": return _sasrec_outputs(model, padded[history + 1], history), history, table, balance
+    right, lengths = _right_align(history)
+    packed = nn.utils.rnn.pack_padded_sequence(model.drop(padded[right + 1]), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out = nn.utils.rnn.pad_packed_sequence(model.gru(packed)[0], batch_first=True, total_length=history.shape[1])[0]
+    aligned = right.masked_fill(torch.arange(history.shape[1], device=history.device)[None] >= lengths[:, None], PAD)
+    return out, aligned, table, balance
 
 @patch
 def user_state(self:SeqRec, history:torch.Tensor) -> torch.Tensor: # [B, L] left-padded item rows

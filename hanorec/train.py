@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -31,7 +32,8 @@ from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base
 from .evaluation import plot_curves, read_log
 
 # %% auto #0
-__all__ = ['EVAL_METRICS', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer', 'train']
+__all__ = ['EVAL_METRICS', 'RECIPES', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer',
+           'train', 'fit_popularity', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -40,7 +42,8 @@ class OptimConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
-    max_steps: int = 200 # optimizer steps (fewer when early stopping fires)
+    max_steps: int = 200 # optimizer steps (fewer when early stopping fires); see epochs
+    epochs: float = 0.0 # the training length in passes over the training samples (0: max_steps decides)
     batch_size: int = 8 # samples per process per micro-batch
     grad_accum: int = 1 # micro-batches per optimizer step
     max_grad_norm: float = 1.0 # gradient clipping (0: off)
@@ -74,6 +77,8 @@ class TrainConfig(PolicyConfig):
     beta: float = 0.1 # DPO and S-DPO beta (HaNoRec reads hars.beta0)
     disable_dropout: bool = True # preference stages: no dropout in the policy (as TRL), so it starts equal to the reference
     max_samples: int = 0 # 0: every training sample; else a fixed seeded subset
+    sample_stride: int = 1 # training windows: one ending at every position (1), every k-th counted back from each user's last (k), or tiling each sequence (0: k = history)
+    every_position: bool = False # encoders, SFT: a loss at every position of each window (SASRec's training), not only at its end
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -118,7 +123,7 @@ def _check_settings(cfg:TrainConfig, processes:int):
     if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
     if objective.reference and not cfg.init:
         raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
-    for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
+    for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.epochs", o.epochs, 0), ("sample_stride", cfg.sample_stride, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
                               ("optim.lr", o.lr, 0), ("optim.warmup_steps", o.warmup_steps, 0), ("eval.every", cfg.eval.every, 0),
                               ("eval.users", cfg.eval.users, 0), ("checkpoint.every", cfg.checkpoint.every, 0), ("nodo.sigma", cfg.nodo.sigma, 0)):
         if value < least: raise HanorecError(f"{key}={value} is below {least}", hint=f"set {key} to {least} or more")
@@ -178,14 +183,14 @@ def setup(self:Trainer):
     seed_everything(c.seed, c.deterministic)
     ds = self.ds = load_prepared(c.data)
     self.n_items, self.item_ids = len(ds.items), [str(i) for i in ds.items.item_id]
-    self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed)
+    self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed, stride=c.sample_stride or c.history)
     self.val = load_samples(ds, "validation", c.history, 0)
     self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
     n_eval = len(self.val) if not c.eval.users else min(c.eval.users, len(self.val))
     self.eval_idx = np.sort(sample_rng(c.seed, Purpose.EVAL_USERS).choice(len(self.val), n_eval, replace=False))
     self.base = self._write_run_files()
     self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
-                               shortlist=c.negatives.shortlist)
+                               shortlist=c.negatives.shortlist, every_position=c.every_position)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
     train_items = ds.interactions[ds.interactions.split == "train"].item_id.map(item_rows(ds)).to_numpy()
     popularity = np.bincount(train_items, minlength=self.n_items).astype(np.float64)
@@ -256,13 +261,14 @@ def _make_optimizer(self:Trainer):
     if not params: raise HanorecError("the model has no trainable parameters", hint="check the LoRA settings")
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
     self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-    self.scheduler = (get_cosine_schedule_with_warmup(self.optimizer, c.warmup_steps, c.max_steps) if c.schedule == "cosine"
-                      else get_constant_schedule_with_warmup(self.optimizer, c.warmup_steps))
     self.per_step = c.batch_size * self.acc.num_processes * c.grad_accum
     self.steps_per_epoch = len(self.samples) // self.per_step
     if not self.steps_per_epoch:
         raise HanorecError(f"one optimizer step needs {self.per_step} samples but the training split has {len(self.samples)}",
                            hint="lower optim.batch_size or optim.grad_accum")
+    self.max_steps = math.ceil(c.epochs * self.steps_per_epoch) if c.epochs else c.max_steps
+    self.scheduler = (get_cosine_schedule_with_warmup(self.optimizer, c.warmup_steps, self.max_steps) if c.schedule == "cosine"
+                      else get_constant_schedule_with_warmup(self.optimizer, c.warmup_steps))
 
 def _trainable(module) -> dict:
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
@@ -448,23 +454,23 @@ def _load_checkpoint(self:Trainer):
 # %% ../nbs/11_train.ipynb #5c1c10be
 @patch
 def fit(self:Trainer) -> dict:
-    "Train to `optim.max_steps` (or early stop), then write model/, metrics.json and plots/; returns the metrics."
+    "Train to `optim.max_steps` or `optim.epochs` (or early stop), then write model/, metrics.json and plots/; returns the metrics."
     if not hasattr(self, "policy"): self.setup()
     c, s = self.cfg, self.state
     ev, ck = c.eval.every, c.checkpoint.every
     from tqdm import tqdm
-    bar = (progress(total=c.optim.max_steps, initial=s.step, desc=f"{c.objective} {self.run.name}") if self.acc.is_main_process
+    bar = (progress(total=self.max_steps, initial=s.step, desc=f"{c.objective} {self.run.name}") if self.acc.is_main_process
            else tqdm(disable=True))  # one bar, from the main process
     if s.step == 0 and ev and self.objective.reference:  # the starting (SFT) model is the baseline a preference stage must beat
         self._validate(0)
-    while s.step < c.optim.max_steps and not s.stopped_early:
+    while s.step < self.max_steps and not s.stopped_early:
         record = self._step(s.step)
         self._write_log(record)
         step = record["step"]
         bar.update(1); bar.set_postfix(loss=f"{record['loss']:.4f}")
         if ev and step % ev == 0: s.stopped_early = self._validate(step)
         s.step = step
-        if (ck and step % ck == 0) or s.stopped_early or step == c.optim.max_steps: self.save_checkpoint(step)
+        if (ck and step % ck == 0) or s.stopped_early or step == self.max_steps: self.save_checkpoint(step)
     bar.close()
     return self.finish()
 
@@ -474,10 +480,16 @@ def finish(self:Trainer) -> dict:
     "Write the final model (best validated weights), its metrics and the curves."
     s = self.state
     if s.last_eval != s.step: self._validate(s.step)
+    final = self.evaluate("test") if self.test is not None and s.best_step != s.step else None  # the last weights, before the best load
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
     metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
                "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
     if self.test is not None: metrics["test"] = self.evaluate("test")
+    if final is not None: metrics["final"] = {"step": s.step, "test": final}
+    if self.objective.reference and s.best_step == 0:
+        metrics["note"] = ("validation never improved on the starting model: model/ holds the starting (SFT) weights, "
+                           "and 'final' the last step's test metrics")
+        self.log.warning("%s: %s", self.run, metrics["note"])
     if self.acc.is_main_process:
         self.policy.save(self.run/"model")
         atomic_write_json(self.run/"metrics.json", metrics)
@@ -486,5 +498,36 @@ def finish(self:Trainer) -> dict:
     return metrics
 
 def train(cfg:TrainConfig, resume:bool=False) -> dict:
-    "Run one stage: `Trainer(cfg, resume).setup().fit()`."
+    "Run one stage: `Trainer(cfg, resume).setup().fit()` (a popularity baseline: `fit_popularity`)."
+    if cfg.model == "popularity": return fit_popularity(cfg)
     return Trainer(cfg, resume).setup().fit()
+
+# %% ../nbs/11_train.ipynb #tr000031
+def fit_popularity(cfg:TrainConfig) -> dict:
+    "A popularity run: training counts are the model, validated and tested like any run (on the same users)."
+    from hanorec.policies import PopularityPolicy, training_counts
+    run = Path(cfg.out)
+    if (run/"config.yaml").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")
+    if cfg.objective != "sft" or cfg.init: raise HanorecError("a popularity baseline has nothing to train further", hint="use objective=sft and no init=")
+    ds = load_prepared(cfg.data)
+    policy = PopularityPolicy(training_counts(ds), ds)
+    val, test = load_samples(ds, "validation", cfg.history, 0), load_samples(ds, "test", cfg.history, 0)
+    users = np.sort(sample_rng(cfg.seed, Purpose.EVAL_USERS).choice(len(val), min(cfg.eval.users or len(val), len(val)), replace=False))
+    metrics = {"validation": evaluate_scores(policy.eval_scores(val, users), val.target_index[users]), "best_step": 0, "steps": 0,
+               "stopped_early": False, "objective": "sft", "negatives": None}
+    if cfg.eval.test: metrics["test"] = evaluate_scores(policy.eval_scores(test, users), test.target_index[users])
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run/"config.yaml"); atomic_write_json(run/"base.json", {"kind": "popularity"})
+    policy.save(run/"model"); atomic_write_json(run/"metrics.json", metrics)
+    return metrics
+
+# %% ../nbs/11_train.ipynb #tr000033
+RECIPES = {"seqrec": ("optim.epochs=20", "optim.batch_size=128", "optim.lr=1e-3", "optim.warmup_steps=0", "sample_stride=0",
+                      "every_position=true", "eval.users=0", "eval.every=100", "checkpoint.every=100")}
+
+def train_config(path:str|Path|None=None, # a YAML file of settings
+                 overrides=()) -> TrainConfig: # key=value settings, applied last
+    "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe (fresh SFT stages), the file, the overrides."
+    cfg = load_config(TrainConfig, path, overrides)
+    recipe = RECIPES.get(cfg.model, ()) if cfg.objective == "sft" and not cfg.init else ()
+    return load_config(TrainConfig, path, overrides, defaults=recipe) if recipe else cfg
