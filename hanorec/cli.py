@@ -22,8 +22,8 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare', 'cmd_data_stats',
-           'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_bench', 'build_parser',
-           'main']
+           'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_evaluate', 'cmd_compare',
+           'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -282,6 +282,48 @@ def _add_train(sub):
     t.add_argument("--print-config", action="store_true", help="print every setting (defaults, then the file and overrides) as YAML and exit")
     t.set_defaults(func=cmd_train)
 
+# %% ../nbs/17_cli.ipynb #cl0ev002
+def cmd_evaluate(args) -> dict:
+    "Run `hanorec evaluate`: score the run, print its metrics table and where it wrote."
+    from hanorec.evaluation import eval_dir, evaluate_run, format_evaluation
+    result = evaluate_run(args.run, split=args.split, protocol=args.protocol, device=args.device, batch_size=args.batch_size, users=args.users)
+    print(format_evaluation(result))
+    print(f"\nwrote {eval_dir(args.run, args.split, args.protocol)} (ranks.parquet: one row per user; metrics.json)")
+    return result
+
+def cmd_compare(args):
+    "Run `hanorec compare`: the paired comparison table of the runs against the first."
+    from hanorec.evaluation import compare_runs, format_comparison
+    table = compare_runs(args.runs, split=args.split, protocol=args.protocol, metrics=args.metrics, device=args.device, out=args.out)
+    print(f"against the baseline {args.runs[0]} ({args.protocol} protocol, {args.split} split; paired on the same users):")
+    print(format_comparison(table))
+    if args.out: print(f"wrote {args.out}")
+    return table
+
+def _add_evaluate(sub):
+    from hanorec.evaluation import PROTOCOLS
+    e = sub.add_parser("evaluate", help="score every user of a finished run; metrics with 95%% intervals, per-user ranks",
+                       description="Score a finished run on every user of a split and write RUN/eval/<split>-<protocol>/ "
+                                   "(ranks.parquet, metrics.json). Example: hanorec evaluate runs/sft --protocol full")
+    e.add_argument("run", help="a finished run folder (hanorec train out=)")
+    e.add_argument("--split", default="test", choices=["test", "validation"], help="default test")
+    e.add_argument("--protocol", default="sampled", choices=list(PROTOCOLS), help="default sampled; full: encoders and popularity; "
+                   "yes_no: task=yes_no language models; generate: multiple-choice language models")
+    e.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
+    e.add_argument("--users", type=int, default=None, help="only the first N users, for a quick look (recorded in metrics.json)")
+    e.add_argument("--batch-size", type=int, default=None, help="users (or prompts) per forward (default: the run's eval.batch_size)")
+    e.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("compare", help="paired comparison of runs on the same users (differences, intervals, p-values)",
+                       description="Compare runs with the first (the baseline) on the same users; runs that differ only by seed are grouped. "
+                                   "Example: hanorec compare runs/sft runs/dpo-s0 runs/dpo-s1 --metrics ndcg@5 hr@10")
+    c.add_argument("runs", nargs="+", help="run folders; the first is the baseline")
+    c.add_argument("--split", default="test", choices=["test", "validation"], help="default test")
+    c.add_argument("--protocol", default="sampled", choices=list(PROTOCOLS), help="default sampled")
+    c.add_argument("--metrics", nargs="+", default=None, help="metrics to compare (default: the protocol's), e.g. ndcg@5 hr@10")
+    c.add_argument("--device", default="cpu", help="where a run not yet evaluated is scored (default cpu)")
+    c.add_argument("--out", default=None, help="also write the table: FILE.md (markdown, best in bold) or FILE.csv")
+    c.set_defaults(func=cmd_compare)
+
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
     from hanorec.bench import BENCHMARKS, run_benchmark
@@ -320,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_summarize(sub)
     _add_train(sub)
+    _add_evaluate(sub)
     _add_bench(sub)
     return p
 
