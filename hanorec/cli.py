@@ -252,14 +252,14 @@ def cmd_train(args) -> dict:
     import yaml
     from hanorec.core import config_to_dict, load_config
     from hanorec.objectives import OBJECTIVES
-    from hanorec.train import TrainConfig, train
+    from hanorec.train import TrainConfig, train, train_config
     settings = list(args.settings)
     path = settings.pop(0) if settings and "=" not in settings[0] else None
     if args.resume and path is None and len(settings) == 1 and settings[0].startswith("out="):  # `--resume out=RUN`: its own settings
         saved = Path(settings[0][4:])/"config.yaml"
         if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
         cfg = load_config(TrainConfig, saved)
-    else: cfg = load_config(TrainConfig, path, settings)
+    else: cfg = train_config(path, settings)  # the model family's recipe, then the file, then the overrides
     if getattr(args, "print_config", False):
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
     args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `main` prints it after Ctrl-C
@@ -269,6 +269,7 @@ def cmd_train(args) -> dict:
     show = lambda r: "  ".join(f"{k} {r[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10"))
     print(f"validation: {show(m['validation'])}  ({m['validation']['users']} users)")
     if "test" in m: print(f"test:       {show(m['test'])}")
+    if "note" in m: print(f"note: {m['note']}")
     print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")
     return m
 

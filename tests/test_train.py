@@ -16,7 +16,7 @@ def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("train")
     r = run_hanorec("data", "prepare", "synthetic", "--out", d/"data", "--users", 80, "--items", 100)
     assert r.returncode == 0, r.stderr
-    r = run_hanorec("train", f"data={d/'data'}", f"out={d/'sft'}", "model=seqrec", "optim.max_steps=20", "optim.batch_size=16",
+    r = run_hanorec("train", f"data={d/'data'}", f"out={d/'sft'}", "model=seqrec", "optim.max_steps=20", "optim.epochs=0", "optim.batch_size=16",
                     "eval.every=10", "eval.users=20")
     assert r.returncode == 0, r.stderr
     assert "validation: auc" in r.stdout and (d/"sft"/"model"/"model.safetensors").exists()
@@ -159,3 +159,23 @@ print(json.dumps({{"metrics": m, "train_imported": "hanorec.train" in sys.module
     stored = json.loads((world/"sft"/"metrics.json").read_text())["test"]
     assert out["metrics"].keys() == stored.keys()
     assert all(abs(out["metrics"][k] - stored[k]) < 1e-6 for k in stored), (out["metrics"], stored)
+
+
+def test_the_encoders_recipe_is_a_default_the_user_can_override():
+    r = run_hanorec("train", "--print-config", "model=seqrec")
+    assert r.returncode == 0, r.stderr
+    assert "every_position: true" in r.stdout and "  epochs: 20.0" in r.stdout and "  batch_size: 128" in r.stdout
+    r = run_hanorec("train", "--print-config", "model=seqrec", "optim.epochs=2", "every_position=false")
+    assert "every_position: false" in r.stdout and "  epochs: 2.0" in r.stdout and "  batch_size: 128" in r.stdout
+    r = run_hanorec("train", "--print-config", "model=composed-tiny")
+    assert "every_position: false" in r.stdout and "  epochs: 0.0" in r.stdout
+
+
+def test_a_preference_stage_that_never_beats_its_start_says_so(world):
+    "With a learning rate of 0 nothing can improve on the SFT start: the run says its model is the start's."
+    r = run_hanorec("train", f"data={world/'data'}", f"init={world/'sft'}", f"out={world/'flat'}", "objective=dpo", "optim.lr=0",
+                    "optim.max_steps=4", "eval.every=2", "eval.users=20")
+    assert r.returncode == 0, r.stderr
+    assert "note: validation never improved on the starting model" in r.stdout
+    m = json.loads((world/"flat"/"metrics.json").read_text())
+    assert m["best_step"] == 0 and "never improved" in m["note"] and m["final"]["step"] == 4
