@@ -23,7 +23,7 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare', 'cmd_data_stats',
            'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_evaluate', 'cmd_compare',
-           'cmd_bench', 'build_parser', 'main']
+           'cmd_quickstart', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -325,6 +325,22 @@ def _add_evaluate(sub):
     c.add_argument("--out", default=None, help="also write the table: FILE.md (markdown, best in bold) or FILE.csv")
     c.set_defaults(func=cmd_compare)
 
+# %% ../nbs/17_cli.ipynb #cl000q01
+def cmd_quickstart(args):
+    from hanorec.experiments import quickstart
+    args.interrupted_hint = f"run the same command again to continue: hanorec quickstart --out {args.out} (finished stages are reused)"
+    report = quickstart(args.out, device=args.device, mllm_steps=args.mllm_steps, mllm_users=args.mllm_users)
+    print(f"report: {report}  and  {report.with_suffix('.html')}")
+    print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
+
+def _add_quickstart(sub):
+    q = sub.add_parser("quickstart", help="the main job: baselines and every method on MovieLens-small, evaluated, in one report")
+    q.add_argument("--out", default="quickstart", help="the experiment folder (default: quickstart/)")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    q.add_argument("--mllm-steps", type=int, default=None, help="the language model's SFT steps (default 40 on a CPU, 400 on CUDA)")
+    q.add_argument("--mllm-users", type=int, default=None, help="test users the language model is scored on (default 40 on a CPU, all on CUDA)")
+    q.set_defaults(func=cmd_quickstart)
+
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
     from hanorec.bench import BENCHMARKS, run_benchmark
@@ -364,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_summarize(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_quickstart(sub)
     _add_bench(sub)
     return p
 

@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh offline
 . .venv/bin/activate
-hanorec env
+hanorec quickstart --out quickstart "$@"
