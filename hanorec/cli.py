@@ -337,8 +337,8 @@ def _add_quickstart(sub):
     q = sub.add_parser("quickstart", help="the main job: baselines and every method on MovieLens-small, evaluated, in one report")
     q.add_argument("--out", default="quickstart", help="the experiment folder (default: quickstart/)")
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    q.add_argument("--mllm-steps", type=int, default=None, help="the language model's SFT steps (default 40 on a CPU, 400 on CUDA)")
-    q.add_argument("--mllm-users", type=int, default=None, help="test users the language model is scored on (default 40 on a CPU, all on CUDA)")
+    q.add_argument("--mllm-steps", type=int, default=None, help="the language model's SFT steps (default 8 on a CPU, 400 on CUDA)")
+    q.add_argument("--mllm-users", type=int, default=None, help="test users the language model is scored on (default 20 on a CPU, all on CUDA)")
     q.set_defaults(func=cmd_quickstart)
 
 # %% ../nbs/17_cli.ipynb #8ad1da3d

@@ -38,14 +38,14 @@ class Stage:
 
 # %% ../nbs/12_experiments.ipynb #ex000008
 def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model budget
-                      mllm_steps:int|None=None, # language-model SFT steps (default 40 on CUDA-less machines, 400 on CUDA)
-                      mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 40; all on CUDA)
+                      mllm_steps:int|None=None, # language-model SFT steps (default 8 on a CPU, 400 on CUDA)
+                      mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 20 on a CPU; all on CUDA)
     "The stages of `hanorec quickstart`, in order."
-    sft_steps = mllm_steps or (400 if cuda else 40)
-    users = mllm_users if mllm_users is not None else (None if cuda else 40)
+    sft_steps = mllm_steps or (400 if cuda else 8)
+    users = mllm_users if mllm_users is not None else (None if cuda else 20)
     pref = ["optim.max_steps=150", "optim.batch_size=64", "optim.lr=1e-4", "optim.warmup_steps=10", "eval.every=50", "eval.users=0"]
     mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=2", "optim.grad_accum=2",
-            "gradient_checkpointing=true", "eval.every=0", f"eval.users={users or 0}", "optim.lr=2e-4", "optim.warmup_steps=4"]
+            "eval.every=0", f"eval.users={users or 0}", "optim.lr=2e-4", "optim.warmup_steps=2"]
     budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users"
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),
@@ -89,7 +89,9 @@ def report_rows(stages:list[Stage], out:Path) -> pd.DataFrame:
     rows = []
     for s in stages:
         m, _ = read_evaluation(out/s.name, "test", "sampled")
-        row = {"stage": s.name, "about": s.about, "users": m["users"], "budget": s.budget, "start": s.start}
+        trained = read_json(out/s.name/"metrics.json")
+        row = {"stage": s.name, "about": s.about, "users": m["users"], "budget": s.budget, "start": s.start, "note": trained.get("note", ""),
+               "final ndcg@5": trained.get("final", {}).get("test", {}).get("ndcg@5", math.nan), "final step": trained.get("final", {}).get("step")}
         for k in REPORT_METRICS: row.update({k: m["metrics"][k]["value"], f"{k} low": m["metrics"][k]["low"], f"{k} high": m["metrics"][k]["high"]})
         if s.start:
             cmp = compare_runs([out/s.start, out/s.name], "test", "sampled", metrics=REPORT_METRICS)
@@ -112,19 +114,23 @@ def report_markdown(rows:pd.DataFrame) -> str:
     for _, r in rows.iterrows():
         name = f"{r.about}" + (f" ({r.budget})" if r.budget else "")
         lines.append(f"| {name} | {r.users} | " + " | ".join(_cell(r, k, r[k] == best[(r.users, k)]) for k in REPORT_METRICS) + " |")
-    tests = [f"- {r.about} against {r.start}: " + ", ".join(f"{k} {r[f'{k} diff']:+.3f} (p {r[f'{k} p']:.3f})" for k in REPORT_METRICS)
+    kept = lambda r: (f"; validation never improved on the start, so the run keeps the start's weights (its last weights, step "
+                      f"{int(r['final step'])}, scored test NDCG@5 {r['final ndcg@5']:.3f} on the trainer's test users)") if r.get("note") else ""
+    tests = [f"- {r.about} against {r.start}: " + ", ".join(f"{k} {r[f'{k} diff']:+.3f} (p {r[f'{k} p']:.3f})" for k in REPORT_METRICS) + kept(r)
              for _, r in rows.iterrows() if r.start]
     return "\n".join(lines + ["", "Values: mean over test users [95% bootstrap interval]. Bold: best among runs scored on the same users. "
                               "*: differs from its SFT start at p < 0.05 (paired bootstrap over the same users). "
                               "Ties count against the target.", "", "Preference stages against their SFT start:", *tests])
 
 # %% ../nbs/12_experiments.ipynb #ex000016
-def write_report(stages:list[Stage], out:Path, seconds:float|None=None) -> tuple[Path, Path]:
+def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this invocation's time
+                 reused:list|None=None) -> tuple[Path, Path]: # the stages an earlier invocation had finished
     "Write out/report.md and a self-contained out/report.html (the table, metrics with error bars, training curves)."
     import plotly.graph_objects as go
     rows = report_rows(stages, out)
     md = report_markdown(rows)
-    took = f" The whole run took {seconds / 60:.1f} minutes." if seconds else ""
+    took = f" This invocation took {seconds / 60:.1f} minutes" if seconds else ""
+    if took: took += f", reusing {', '.join(reused)} from an earlier one." if reused else "."
     text = f"# hanorec quickstart: MovieLens-small\n\nEvery stage evaluated on the test split's fixed candidates (target + 19).{took}\n\n{md}\n"
     atomic_write_text(out/"report.md", text)
     fig = go.Figure()
@@ -160,12 +166,15 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     if not (data/"manifest.json").exists():
         print("[quickstart] preparing MovieLens-small with rendered posters", flush=True)
         prepare("movielens-small", data)
-    done_share = 0.0
+    share = lambda s: _SHARE.get(s.name, 1 / len(stages))
+    seconds_new, share_new = 0.0, 0.0  # of the stages trained now: reused ones cost nothing and say nothing about the rest
+    reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
     for i, s in enumerate(stages):
-        spent = time.perf_counter() - t0
-        left = f", about {spent / done_share * (1 - done_share) / 60:.0f} min left" if done_share > 0.05 else ""
-        print(f"[quickstart] stage {i + 1}/{len(stages)}: {s.name} ({s.about}); {spent / 60:.1f} min so far{left}", flush=True)
+        todo = sum(share(x) for x in stages[i:] if not (out/x.name/"metrics.json").exists())
+        left = f", about {seconds_new / share_new * todo / 60:.0f} min left" if share_new > 0.05 else ""
+        print(f"[quickstart] stage {i + 1}/{len(stages)}: {s.name} ({s.about}); {(time.perf_counter() - t0) / 60:.1f} min so far{left}", flush=True)
+        t, finished = time.perf_counter(), (out/s.name/"metrics.json").exists()
         run_stage(s, data, out, device)
-        done_share += _SHARE.get(s.name, 1 / len(stages))
-    md, page = write_report(stages, out, time.perf_counter() - t0)
+        if not finished: seconds_new, share_new = seconds_new + time.perf_counter() - t, share_new + share(s)
+    md, page = write_report(stages, out, time.perf_counter() - t0, reused)
     return md
