@@ -31,8 +31,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'training_counts',
-           'PopularityPolicy', 'MultipleChoice', 'YesNo', 'LMPolicy', 'describe_base', 'load_base_model',
-           'user_summaries', 'build_policy', 'load_policy']
+           'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy', 'describe_base',
+           'load_base_model', 'user_summaries', 'build_policy', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -216,6 +216,26 @@ class PopularityPolicy:
     def save(self, folder:Path):
         with atomic_path(folder) as tmp:
             tmp.mkdir(); np.save(tmp/"popularity.npy", self.counts.numpy().astype(np.float64))
+
+# %% ../nbs/10b_policies.ipynb #po000044
+def fit_popularity(cfg) -> dict: # a training config: data, out, history, seed, objective, init, eval.users and eval.test
+    "A popularity run: training counts are the model, validated and tested like any run (on the same users)."
+    from hanorec.core import atomic_write_json, save_config
+    from hanorec.metrics import evaluate_scores
+    run = Path(cfg.out)
+    if (run/"config.yaml").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")
+    if cfg.objective != "sft" or cfg.init: raise HanorecError("a popularity baseline has nothing to train further", hint="use objective=sft and no init=")
+    ds = load_prepared(cfg.data)
+    policy = PopularityPolicy(training_counts(ds), ds)
+    val, test = load_samples(ds, "validation", cfg.history, 0), load_samples(ds, "test", cfg.history, 0)
+    users = np.sort(sample_rng(cfg.seed, Purpose.EVAL_USERS).choice(len(val), min(cfg.eval.users or len(val), len(val)), replace=False))
+    metrics = {"validation": evaluate_scores(policy.eval_scores(val, users), val.target_index[users]), "best_step": 0, "steps": 0,
+               "stopped_early": False, "objective": "sft", "negatives": None}
+    if cfg.eval.test: metrics["test"] = evaluate_scores(policy.eval_scores(test, users), test.target_index[users])
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run/"config.yaml"); atomic_write_json(run/"base.json", {"kind": "popularity"})
+    policy.save(run/"model"); atomic_write_json(run/"metrics.json", metrics)
+    return metrics
 
 # %% ../nbs/10b_policies.ipynb #po000017
 class MultipleChoice:

@@ -28,12 +28,12 @@ from .data import PreparedDataset, item_rows, load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
 from .objectives import OBJECTIVES, Hardness, HarsConfig, NodoConfig, hars_beta, neighbour_scores, nodo, preference_logits
-from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base
+from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, fit_popularity
 from .evaluation import plot_curves, read_log
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'RECIPES', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer',
-           'train', 'fit_popularity', 'train_config']
+           'train', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -501,25 +501,6 @@ def train(cfg:TrainConfig, resume:bool=False) -> dict:
     "Run one stage: `Trainer(cfg, resume).setup().fit()` (a popularity baseline: `fit_popularity`)."
     if cfg.model == "popularity": return fit_popularity(cfg)
     return Trainer(cfg, resume).setup().fit()
-
-# %% ../nbs/11_train.ipynb #tr000031
-def fit_popularity(cfg:TrainConfig) -> dict:
-    "A popularity run: training counts are the model, validated and tested like any run (on the same users)."
-    from hanorec.policies import PopularityPolicy, training_counts
-    run = Path(cfg.out)
-    if (run/"config.yaml").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")
-    if cfg.objective != "sft" or cfg.init: raise HanorecError("a popularity baseline has nothing to train further", hint="use objective=sft and no init=")
-    ds = load_prepared(cfg.data)
-    policy = PopularityPolicy(training_counts(ds), ds)
-    val, test = load_samples(ds, "validation", cfg.history, 0), load_samples(ds, "test", cfg.history, 0)
-    users = np.sort(sample_rng(cfg.seed, Purpose.EVAL_USERS).choice(len(val), min(cfg.eval.users or len(val), len(val)), replace=False))
-    metrics = {"validation": evaluate_scores(policy.eval_scores(val, users), val.target_index[users]), "best_step": 0, "steps": 0,
-               "stopped_early": False, "objective": "sft", "negatives": None}
-    if cfg.eval.test: metrics["test"] = evaluate_scores(policy.eval_scores(test, users), test.target_index[users])
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run/"config.yaml"); atomic_write_json(run/"base.json", {"kind": "popularity"})
-    policy.save(run/"model"); atomic_write_json(run/"metrics.json", metrics)
-    return metrics
 
 # %% ../nbs/11_train.ipynb #tr000033
 RECIPES = {"seqrec": ("optim.epochs=20", "optim.batch_size=128", "optim.lr=1e-3", "optim.warmup_steps=0", "sample_stride=0",
