@@ -45,7 +45,7 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
     users = mllm_users if mllm_users is not None else (None if cuda else 20)
     pref = ["optim.max_steps=150", "optim.batch_size=64", "optim.lr=1e-4", "optim.warmup_steps=10", "eval.every=50", "eval.users=0"]
     mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=2", "optim.grad_accum=2",
-            "eval.every=0", f"eval.users={users or 0}", "optim.lr=2e-4", "optim.warmup_steps=2"]
+            "eval.every=0", f"eval.users={users or 0}", "eval.test=false", "optim.lr=2e-4", "optim.warmup_steps=2"]  # the test: evaluate_run
     budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users"
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),

@@ -38,9 +38,9 @@ __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'Refer
 @dataclass
 class LoraConfig:
     "The LoRA adapter a language-model stage trains (a fresh one on top of the merged SFT adapter for preference stages)."
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = 8 # the adapter's rank
+    alpha: int = 32 # its scale is alpha / r
+    dropout: float = 0.05 # dropout on the adapter's input
     train_projector: bool = True # composed MLLM, SFT stage: train the image projector too (preference stages never do)
 
 @dataclass
