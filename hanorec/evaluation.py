@@ -5,7 +5,6 @@
 # %% ../nbs/10c_evaluation.ipynb #ev000003
 from __future__ import annotations
 
-import copy
 import json
 import math
 import warnings
@@ -252,12 +251,10 @@ def _fixed_scores(policy, samples:Samples, idx:np.ndarray, batch_size:int) -> to
 
 def _full_table(policy, ids:np.ndarray, samples:Samples, idx:np.ndarray, batch_size:int, top:int=20) -> pd.DataFrame:
     "full: the target's rank among the whole catalog, with and without the earlier items, and the top items."
-    view = copy.copy(policy)
-    view.samples = samples  # catalog_scores reads the policy's own samples (the training ones): give it this split's
     earlier, parts = earlier_items(policy.ds, samples), []
     for s in progress(range(0, len(idx), batch_size), desc="scoring the full catalog"):
         b = idx[s:s + batch_size]
-        scores, targets, e = view.catalog_scores(b).float().cpu(), samples.target[b], [earlier[i] for i in b]
+        scores, targets, e = policy.catalog_scores(b, samples).float().cpu(), samples.target[b], [earlier[i] for i in b]
         excluded, included = full_catalog_ranks(scores, targets, e)
         shown = scores.masked_fill(_earlier_mask(scores, targets, e), -math.inf).topk(min(top, scores.shape[1]))
         parts.append(pd.DataFrame({"user_id": samples.users[b], "target": ids[targets], "rank_excluded": excluded, "rank_included": included,

@@ -5,19 +5,15 @@
 # %% ../nbs/12_experiments.ipynb #ex000003
 from __future__ import annotations
 
-import html
-import json
 import math
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .core import HanorecError, atomic_path, atomic_write_text, get_logger, load_config, pick_device, read_json
-from .data import load_prepared, prepare
+from .core import atomic_write_text, get_logger, pick_device, read_json
+from .data import prepare
 from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluation
 from .train import TrainConfig, train, train_config
 
@@ -73,7 +69,6 @@ def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
     if not (run/"metrics.json").exists():
         cfg = stage_config(stage, data, out, device)
         resume = (run/"config.yaml").exists()
-        if resume and stage.settings[0] == "model=popularity": shutil.rmtree(run); resume = False  # nothing to resume
         log.info("stage %s: %s %s", stage.name, "resuming" if resume else "training", stage.about)
         train(cfg, resume=resume)
     done = read_evaluation(run, "test", "sampled")
@@ -110,7 +105,7 @@ def _cell(row, k:str, best:bool) -> str:
 def report_markdown(rows:pd.DataFrame) -> str:
     "The report's table in markdown: best per metric in bold within each user set, * significant against the SFT start."
     best = {(u, k): rows[rows.users == u][k].max() for u in rows.users.unique() for k in REPORT_METRICS}
-    lines = ["| stage | users | " + " | ".join(k.upper().replace("@", "@") for k in REPORT_METRICS) + " |", "|:--|--:|" + "--:|" * len(REPORT_METRICS)]
+    lines = ["| stage | users | " + " | ".join(k.upper() for k in REPORT_METRICS) + " |", "|:--|--:|" + "--:|" * len(REPORT_METRICS)]
     for _, r in rows.iterrows():
         name = f"{r.about}" + (f" ({r.budget})" if r.budget else "")
         lines.append(f"| {name} | {r.users} | " + " | ".join(_cell(r, k, r[k] == best[(r.users, k)]) for k in REPORT_METRICS) + " |")

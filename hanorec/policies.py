@@ -22,7 +22,6 @@ from .images import item_images
 from .models import (Recommender, adapter_disabled, add_lora, build_composed, enable_gradient_checkpointing, host_model,
                             load_lora, load_recommender, save_lora)
 from .negatives import fixed_items
-from .objectives import OBJECTIVES
 from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
 from .scoring import item_titles, logp as lm_logp, yes_no_logp
 from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
@@ -30,9 +29,9 @@ from .summarize import UserSummaryConfig
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'training_counts',
-           'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy', 'describe_base',
-           'load_base_model', 'user_summaries', 'build_policy', 'load_policy']
+__all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
+           'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
+           'describe_base', 'load_base_model', 'user_summaries', 'build_policy', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -172,9 +171,9 @@ def _score_every_position(self:SeqRecPolicy, idx:np.ndarray) -> Scored:
     return Scored(lp, np.zeros((len(lp), 1), dtype=np.int64), real.nonzero()[:, 0].cpu().numpy(), aux)
 
 @patch
-def catalog_scores(self:SeqRecPolicy, idx:np.ndarray) -> torch.Tensor:
+def catalog_scores(self:SeqRecPolicy, idx:np.ndarray, samples:Samples|None=None) -> torch.Tensor: # default: the training samples
     "[B, N] the current model's scores of every item (model-based negatives, full-catalog evaluation)."
-    return self.module.scores_all(self._history(self.samples, idx)).float().cpu()
+    return self.module.scores_all(self._history(samples or self.samples, idx)).float().cpu()
 
 @patch
 def eval_scores(self:SeqRecPolicy, samples:Samples, idx:np.ndarray, batch_size:int=64) -> torch.Tensor:
@@ -196,6 +195,10 @@ def disable_dropout(self:SeqRecPolicy): _no_dropout(self.module, self.ref)
 def save(self:SeqRecPolicy, folder:Path): save_seqrec(self.module, folder)
 
 # %% ../nbs/10b_policies.ipynb #po000041
+def evaluation_users(n:int, users:int, seed:int) -> np.ndarray: # the split's size, how many to score (0: all), the run's seed
+    "The sorted indices of the fixed seeded subset of validation (and test) users a run is scored on while training."
+    return np.sort(sample_rng(seed, Purpose.EVAL_USERS).choice(n, min(users or n, n), replace=False))
+
 def training_counts(ds:PreparedDataset) -> np.ndarray:
     "[N] each item's interactions in the training split, in `items.parquet` order."
     rows = item_rows(ds)
@@ -223,12 +226,12 @@ def fit_popularity(cfg) -> dict: # a training config: data, out, history, seed, 
     from hanorec.core import atomic_write_json, save_config
     from hanorec.metrics import evaluate_scores
     run = Path(cfg.out)
-    if (run/"config.yaml").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")
+    if (run/"metrics.json").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")  # an unfinished one is made again
     if cfg.objective != "sft" or cfg.init: raise HanorecError("a popularity baseline has nothing to train further", hint="use objective=sft and no init=")
     ds = load_prepared(cfg.data)
     policy = PopularityPolicy(training_counts(ds), ds)
     val, test = load_samples(ds, "validation", cfg.history, 0), load_samples(ds, "test", cfg.history, 0)
-    users = np.sort(sample_rng(cfg.seed, Purpose.EVAL_USERS).choice(len(val), min(cfg.eval.users or len(val), len(val)), replace=False))
+    users = evaluation_users(len(val), cfg.eval.users, cfg.seed)
     metrics = {"validation": evaluate_scores(policy.eval_scores(val, users), val.target_index[users]), "best_step": 0, "steps": 0,
                "stopped_early": False, "objective": "sft", "negatives": None}
     if cfg.eval.test: metrics["test"] = evaluate_scores(policy.eval_scores(test, users), test.target_index[users])
@@ -368,9 +371,9 @@ def item_embeddings(self:LMPolicy, batch_size:int=64) -> torch.Tensor:
 
 # %% ../nbs/10b_policies.ipynb #po000033
 @patch
-def catalog_scores(self:LMPolicy, idx:np.ndarray) -> torch.Tensor:
+def catalog_scores(self:LMPolicy, idx:np.ndarray, samples:Samples|None=None) -> torch.Tensor: # default: the training samples
     "[B, N]: the log-likelihood of each shortlisted item as the answer to a prompt listing the shortlist; -inf elsewhere."
-    s, N = self.samples, len(self.ids)
+    s, N = samples or self.samples, len(self.ids)
     short = fixed_items(s, idx, N, self.shortlist, self.cfg.seed, Purpose.SHORTLIST)
     prompts = [self.prompt(s, i, row.tolist(), row.tolist()) for i, row in zip(idx, short)]
     with torch.no_grad(): lp = lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce).float().cpu()

@@ -24,11 +24,11 @@ from fastcore.basics import patch
 from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, config_to_dict,
                           get_logger, hash_file, hash_obj, load_config, pick_device, progress, read_json, rng_state, sample_rng,
                           save_config, seed_everything, set_rng_state)
-from .data import PreparedDataset, item_rows, load_prepared, load_samples
+from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
 from .objectives import OBJECTIVES, Hardness, HarsConfig, NodoConfig, hars_beta, neighbour_scores, nodo, preference_logits
-from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, fit_popularity
+from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
 from .evaluation import plot_curves, read_log
 
 # %% auto #0
@@ -186,15 +186,12 @@ def setup(self:Trainer):
     self.samples = load_samples(ds, "train", c.history, c.min_history, c.max_samples, c.seed, stride=c.sample_stride or c.history)
     self.val = load_samples(ds, "validation", c.history, 0)
     self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
-    n_eval = len(self.val) if not c.eval.users else min(c.eval.users, len(self.val))
-    self.eval_idx = np.sort(sample_rng(c.seed, Purpose.EVAL_USERS).choice(len(self.val), n_eval, replace=False))
+    self.eval_idx = evaluation_users(len(self.val), c.eval.users, c.seed)
     self.base = self._write_run_files()
     self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
                                shortlist=c.negatives.shortlist, every_position=c.every_position)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
-    train_items = ds.interactions[ds.interactions.split == "train"].item_id.map(item_rows(ds)).to_numpy()
-    popularity = np.bincount(train_items, minlength=self.n_items).astype(np.float64)
-    self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, popularity, c.seed, self.policy.catalog_scores)
+    self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, training_counts(ds), c.seed, self.policy.catalog_scores)
     self.store = ReferenceStore(self.run/"reference", self._reference_manifest()) if self.objective.reference else None
     self.hardness = self._main_first(self._hardness) if self.objective.hars else None
     if (ds.path/"truth").exists():
