@@ -329,7 +329,7 @@ def _add_evaluate(sub):
 def cmd_quickstart(args):
     from hanorec.experiments import quickstart
     args.interrupted_hint = f"run the same command again to continue: hanorec quickstart --out {args.out} (finished stages are reused)"
-    report = quickstart(args.out, device=args.device, mllm_steps=args.mllm_steps, mllm_users=args.mllm_users)
+    report = quickstart(args.out, device=args.device, mllm_steps=args.mllm_steps, mllm_users=args.mllm_users, jobs=args.jobs)
     print(f"report: {report}  and  {report.with_suffix('.html')}")
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
 
@@ -339,6 +339,7 @@ def _add_quickstart(sub):
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     q.add_argument("--mllm-steps", type=int, default=None, help="the language model's SFT steps (default 8 on a CPU, 400 on CUDA)")
     q.add_argument("--mllm-users", type=int, default=None, help="test users the language model is scored on (default 20 on a CPU, all on CUDA)")
+    q.add_argument("--jobs", type=int, default=None, help="lanes (encoders, language model) run side by side (default 2 on a CPU with 2+ cores, else 1)")
     q.set_defaults(func=cmd_quickstart)
 
 # %% ../nbs/17_cli.ipynb #8ad1da3d

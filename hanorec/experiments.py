@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .core import atomic_write_text, get_logger, pick_device, read_json
 from .data import prepare
@@ -18,8 +21,8 @@ from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluatio
 from .train import TrainConfig, train, train_config
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'Stage', 'quickstart_stages', 'stage_config', 'run_stage', 'report_rows', 'report_markdown',
-           'write_report', 'quickstart']
+__all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'run_stage', 'report_rows',
+           'report_markdown', 'write_report', 'run_lane', 'quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -31,8 +34,15 @@ class Stage:
     start: str = "" # the stage it continues (its SFT start), if any: the report tests it against that one
     users: int|None = None # evaluate on the first N test users only (a language model on a CPU); None: every user
     budget: str = "" # the training budget, printed beside its numbers
+    lane: str = "encoders" # stages of one lane run in order; lanes can run side by side (`quickstart(jobs=2)`)
 
 # %% ../nbs/12_experiments.ipynb #ex000008
+def cpu_bf16() -> bool:
+    "True on a CPU with native bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 autocast runs about twice as fast as fp32."
+    try: flags = Path("/proc/cpuinfo").read_text()
+    except OSError: return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
 def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model budget
                       mllm_steps:int|None=None, # language-model SFT steps (default 8 on a CPU, 400 on CUDA)
                       mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 20 on a CPU; all on CUDA)
@@ -40,9 +50,11 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
     sft_steps = mllm_steps or (400 if cuda else 8)
     users = mllm_users if mllm_users is not None else (None if cuda else 20)
     pref = ["optim.max_steps=150", "optim.batch_size=64", "optim.lr=1e-4", "optim.warmup_steps=10", "eval.every=50", "eval.users=0"]
+    val = 0 if cuda else 5  # validation users: on a CPU a check that it runs (the test below is evaluate_run's)
+    bf16 = not cuda and cpu_bf16()  # CUDA: bf16 anyway (precision=auto)
     mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=2", "optim.grad_accum=2",
-            "eval.every=0", f"eval.users={users or 0}", "eval.test=false", "optim.lr=2e-4", "optim.warmup_steps=2"]  # the test: evaluate_run
-    budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users"
+            "eval.every=0", f"eval.users={val}", "eval.test=false", "optim.lr=2e-4", "optim.warmup_steps=2", *(["precision=bf16"] if bf16 else [])]
+    budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users" + (", bf16 on the CPU" if bf16 else "")
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),
             Stage("encoder-sft", "multimodal encoder, SFT", ["model=seqrec", "seqrec.text=true", "seqrec.images=true"]),
@@ -52,10 +64,10 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
             Stage("encoder-hanorec", "encoder, HaNoRec (HaRS + NoDO)",
                   ["init=encoder-sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits", *pref], start="encoder-sft"),
             Stage("mllm-sft", "composed MLLM (SmolLM2-135M + EfficientNet-Lite0), SFT", [*mllm, f"optim.max_steps={sft_steps}"],
-                  users=users, budget=budget(sft_steps)),
+                  users=users, budget=budget(sft_steps), lane="language model"),
             Stage("mllm-hanorec", "composed MLLM, HaNoRec", ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1", *mllm,
-                  f"optim.max_steps={max(2, sft_steps // 2)}", "optim.batch_size=4", "optim.grad_accum=1", "optim.lr=5e-5"],
-                  start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)))]
+                  f"optim.max_steps={max(2, sft_steps // 2)}", "optim.lr=5e-5"],
+                  start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)), lane="language model")]
 
 # %% ../nbs/12_experiments.ipynb #ex000011
 def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
@@ -150,10 +162,40 @@ def _markdown_html(text:str) -> str:
 _SHARE = {"popularity": 0.01, "sasrec": 0.1, "encoder-sft": 0.12, "encoder-dpo": 0.05, "encoder-rodpo": 0.06, "encoder-hanorec": 0.06,
           "mllm-sft": 0.3, "mllm-hanorec": 0.3}  # rough shares of a CPU run's time, for the remaining-time estimate
 
+def _peak_gb() -> float:
+    "This process's peak resident memory so far, in GB (Linux and macOS)."
+    import resource, sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1e9 if sys.platform == "darwin" else 1e6)
+
+def run_lane(stages:list[Stage], data:Path, out:Path, device:str="auto", t0:float|None=None, # the run's start (perf_counter)
+             threads:int=0) -> None: # torch threads (0: leave as is); a worker process gets its share of the cores
+    "Run one lane's stages in order, printing a progress line before each."
+    if threads: torch.set_num_threads(threads)
+    t0 = t0 or time.perf_counter()
+    share = lambda s: _SHARE.get(s.name, 1 / len(stages))
+    seconds_new, share_new = 0.0, 0.0  # of the stages trained now: reused ones cost nothing and say nothing about the rest
+    for i, s in enumerate(stages):
+        todo = sum(share(x) for x in stages[i:] if not (out/x.name/"metrics.json").exists())
+        left = f", about {seconds_new / share_new * todo / 60:.0f} min left in this lane" if share_new > 0.05 else ""
+        print(f"[quickstart] {s.lane} {i + 1}/{len(stages)}: {s.name} ({s.about}); {(time.perf_counter() - t0) / 60:.1f} min so far"
+              f"{left}; peak memory {_peak_gb():.1f} GB", flush=True)
+        t, finished = time.perf_counter(), (out/s.name/"metrics.json").exists()
+        run_stage(s, data, out, device)
+        if not finished: seconds_new, share_new = seconds_new + time.perf_counter() - t, share_new + share(s)
+
+def _lane_worker(stages, data, out, device, t0, threads):
+    "A worker process's lane: its own progress bars off (two would fight over the terminal), its log lines kept."
+    os.environ["HANOREC_PROGRESS"] = "0"
+    run_lane(stages, data, out, device, t0, threads)
+
 def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one folder per stage, report.md, report.html
                device:str="auto", mllm_steps:int|None=None, mllm_users:int|None=None,
-               stages:list[Stage]|None=None) -> Path: # default: `quickstart_stages` for the device
+               stages:list[Stage]|None=None, # default: `quickstart_stages` for the device
+               jobs:int|None=None) -> Path: # lanes run side by side (default: 2 on a CPU with 2+ cores, else 1)
     "Prepare MovieLens-small, run every stage, evaluate, and write the report; returns report.md's path."
+    import multiprocessing
+    from hanorec.experiments import _lane_worker as worker  # the module's own function: a notebook's copy cannot be sent to a process
     out, t0 = Path(out), time.perf_counter()
     dev = pick_device(device)
     stages = stages or quickstart_stages(cuda=dev.type == "cuda", mllm_steps=mllm_steps, mllm_users=mllm_users)
@@ -161,15 +203,17 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     if not (data/"manifest.json").exists():
         print("[quickstart] preparing MovieLens-small with rendered posters", flush=True)
         prepare("movielens-small", data)
-    share = lambda s: _SHARE.get(s.name, 1 / len(stages))
-    seconds_new, share_new = 0.0, 0.0  # of the stages trained now: reused ones cost nothing and say nothing about the rest
     reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
-    for i, s in enumerate(stages):
-        todo = sum(share(x) for x in stages[i:] if not (out/x.name/"metrics.json").exists())
-        left = f", about {seconds_new / share_new * todo / 60:.0f} min left" if share_new > 0.05 else ""
-        print(f"[quickstart] stage {i + 1}/{len(stages)}: {s.name} ({s.about}); {(time.perf_counter() - t0) / 60:.1f} min so far{left}", flush=True)
-        t, finished = time.perf_counter(), (out/s.name/"metrics.json").exists()
-        run_stage(s, data, out, device)
-        if not finished: seconds_new, share_new = seconds_new + time.perf_counter() - t, share_new + share(s)
+    lanes = {}
+    for s in stages: lanes.setdefault(s.lane, []).append(s)
+    cores = os.cpu_count() or 1
+    jobs = min(len(lanes), jobs if jobs is not None else (2 if dev.type == "cpu" and cores >= 2 else 1))
+    if jobs <= 1:
+        for lane in lanes.values(): run_lane(lane, data, out, device, t0)
+    else:
+        print(f"[quickstart] {len(lanes)} lanes ({', '.join(lanes)}) side by side, {max(1, cores // jobs)} threads each", flush=True)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(worker, lane, data, out, device, t0, max(1, cores // jobs)) for lane in lanes.values()]:
+                done.result()
     md, page = write_report(stages, out, time.perf_counter() - t0, reused)
     return md

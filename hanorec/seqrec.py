@@ -124,8 +124,10 @@ class SeqRecConfig:
     "Settings of a multimodal sequential encoder."
     backbone: Literal["sasrec", "gru4rec"] = "sasrec" # causal Transformer (SASRec) or GRU (GRU4Rec)
     hidden: int = 64 # width of item and user vectors
-    layers: int = 2 # Transformer blocks or GRU layers
+    layers: int = 0 # Transformer blocks or GRU layers (0: the backbone's default, 2 blocks or 1 GRU layer, as RecBole)
     heads: int = 2 # attention heads (sasrec)
+    inner: int = 0 # SASRec's feed-forward width (0: 4 x hidden, RecBole's 256 at hidden 64)
+    gru_hidden: int = 0 # GRU4Rec's recurrent width, projected back to hidden (0: 2 x hidden, RecBole's 128 at 64)
     dropout: float = 0.2
     history: int = 50 # the history length: the most recent items read (the training config's `history` caps it)
     text: bool = True # fuse the items' text embeddings
@@ -198,10 +200,18 @@ class SeqRec(nn.Module):
             if d % c.heads: raise HanorecError(f"hidden {d} is not divisible by heads {c.heads}")
             self.pos_emb = nn.Embedding(c.history, d)
             nn.init.normal_(self.pos_emb.weight, std=0.02)  # the item vectors' scale (PyTorch's default N(0, 1) drowns them)
-            block = nn.TransformerEncoderLayer(d, c.heads, 2 * d, c.dropout, activation="gelu", batch_first=True, norm_first=True)
-            self.encoder = nn.TransformerEncoder(block, c.layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+            self.emb_norm = nn.LayerNorm(d, eps=1e-12)
+            block = nn.TransformerEncoderLayer(d, c.heads, c.inner or 4 * d, c.dropout, activation="gelu", batch_first=True,
+                                               norm_first=False, layer_norm_eps=1e-12)
+            self.encoder = nn.TransformerEncoder(block, c.layers or 2, enable_nested_tensor=False)
+            for m in self.encoder.modules():  # N(0, 0.02) weights and zero biases, as RecBole (and BERT)
+                if isinstance(m, nn.Linear): nn.init.normal_(m.weight, std=0.02); nn.init.zeros_(m.bias)
+                if isinstance(m, nn.MultiheadAttention): nn.init.normal_(m.in_proj_weight, std=0.02); nn.init.zeros_(m.in_proj_bias)
         else:
-            self.gru = nn.GRU(d, d, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
+            layers, h = c.layers or 1, c.gru_hidden or 2 * d
+            self.gru = nn.GRU(d, h, layers, batch_first=True, dropout=c.dropout if layers > 1 else 0.0)
+            for name, p in self.gru.named_parameters(): nn.init.xavier_uniform_(p) if "weight" in name else nn.init.zeros_(p)
+            self.gru_out = nn.Linear(h, d)
 
     @property
     def n_items(self) -> int: return self.item_emb.num_embeddings
@@ -237,7 +247,7 @@ def _positions(history:torch.Tensor, longest:int) -> torch.Tensor:
     return ((history != PAD).cumsum(1) - 1).clamp(0, longest - 1)
 
 def _sasrec_outputs(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
-    x = model.drop(x + model.pos_emb(_positions(history, model.config.history)))
+    x = model.drop(model.emb_norm(x + model.pos_emb(_positions(history, model.config.history))))
     return model.encoder(x, mask=_attention_mask(history != PAD, model.config.heads))
 
 def _sasrec_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
@@ -247,7 +257,7 @@ def _gru_state(model, table:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     right, lengths = _right_align(history)
     x = model.drop(table[right + 1])
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    return model.gru(packed)[1][-1]
+    return model.gru_out(model.gru(packed)[1][-1])
 
 @torch.no_grad()
 def _check_history(model, history:torch.Tensor):
@@ -275,7 +285,7 @@ def all_states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     if model.config.backbone == "sasrec": return _sasrec_outputs(model, padded[history + 1], history), history, table, balance
     right, lengths = _right_align(history)
     packed = nn.utils.rnn.pack_padded_sequence(model.drop(padded[right + 1]), lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out = nn.utils.rnn.pad_packed_sequence(model.gru(packed)[0], batch_first=True, total_length=history.shape[1])[0]
+    out = model.gru_out(nn.utils.rnn.pad_packed_sequence(model.gru(packed)[0], batch_first=True, total_length=history.shape[1])[0])
     aligned = right.masked_fill(torch.arange(history.shape[1], device=history.device)[None] >= lengths[:, None], PAD)
     return out, aligned, table, balance
 
@@ -337,6 +347,9 @@ def load_seqrec(folder:str|Path, # a folder written by `save_seqrec`
     if not (folder/"seqrec.json").exists():
         raise HanorecError(f"{folder} holds no saved sequential encoder (seqrec.json is missing)", hint="save one with save_seqrec")
     meta, ids = read_json(folder/"seqrec.json"), read_json(folder/"item_ids.json")
+    if "inner" not in meta["config"]:
+        raise HanorecError(f"{folder} was saved by an older hanorec, whose SASRec and GRU4Rec blocks differ from today's (RecBole's)",
+                           hint="train the encoder again (hanorec train model=seqrec ...)")
     cfg = SeqRecConfig(**{_RENAMED.get(k, k): v for k, v in meta["config"].items()})
     blank = lambda dim: None if dim is None else torch.zeros(len(ids), dim)
     model = SeqRec(cfg, ItemFeatures(ids, blank(meta["text_dim"]), blank(meta["image_dim"])))

@@ -500,12 +500,25 @@ def train(cfg:TrainConfig, resume:bool=False) -> dict:
     return Trainer(cfg, resume).setup().fit()
 
 # %% ../nbs/11_train.ipynb #tr000033
-RECIPES = {"seqrec": ("optim.epochs=20", "optim.batch_size=128", "optim.lr=1e-3", "optim.warmup_steps=0", "sample_stride=0",
-                      "every_position=true", "eval.users=0", "eval.every=100", "checkpoint.every=100")}
+_ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
+            "eval.users=0", "eval.every=100", "eval.patience=3", "checkpoint.every=100")
+RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim.lr=3e-3"),
+           "language model": ("optim.batch_size=2", "optim.grad_accum=4")}
+
+def _family(cfg:TrainConfig) -> str:
+    "seqrec, popularity or language model: the stage's own model, or (a preference stage) its init run's."
+    model = cfg.model
+    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
+        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
+    return model if model in ("seqrec", "popularity") else "language model"
 
 def train_config(path:str|Path|None=None, # a YAML file of settings
                  overrides=()) -> TrainConfig: # key=value settings, applied last
-    "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe (fresh SFT stages), the file, the overrides."
+    "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe, the file, the overrides."
     cfg = load_config(TrainConfig, path, overrides)
-    recipe = RECIPES.get(cfg.model, ()) if cfg.objective == "sft" and not cfg.init else ()
+    family = _family(cfg)
+    if family == "seqrec": recipe = RECIPES[cfg.seqrec.backbone] if cfg.objective == "sft" and not cfg.init else ()
+    elif family == "language model":  # micro-batches, unless the user chose the batch
+        recipe = RECIPES[family] if (cfg.optim.batch_size, cfg.optim.grad_accum) == (OptimConfig.batch_size, OptimConfig.grad_accum) else ()
+    else: recipe = ()
     return load_config(TrainConfig, path, overrides, defaults=recipe) if recipe else cfg
