@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +16,14 @@ import pandas as pd
 import torch
 
 from .core import atomic_write_text, get_logger, pick_device, read_json
-from .data import prepare
+from .data import load_prepared, prepare
+from .images import image_features
 from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluation
 from .train import TrainConfig, train, train_config
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'run_stage', 'report_rows',
-           'report_markdown', 'write_report', 'run_lane', 'quickstart']
+           'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -52,8 +53,9 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
     pref = ["optim.max_steps=150", "optim.batch_size=64", "optim.lr=1e-4", "optim.warmup_steps=10", "eval.every=50", "eval.users=0"]
     val = 0 if cuda else 5  # validation users: on a CPU a check that it runs (the test below is evaluate_run's)
     bf16 = not cuda and cpu_bf16()  # CUDA: bf16 anyway (precision=auto)
-    mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=2", "optim.grad_accum=2",
-            "eval.every=0", f"eval.users={val}", "eval.test=false", "optim.lr=2e-4", "optim.warmup_steps=2", *(["precision=bf16"] if bf16 else [])]
+    frugal = [] if cuda else ["gradient_checkpointing=true"]  # 4 prompts a step in one pass, activations recomputed
+    mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=4", "optim.grad_accum=1", *frugal,
+            "eval.every=0", f"eval.users={val}", "eval.test=false", *([] if cuda else ["eval.batch_size=2"]), "optim.lr=2e-4", "optim.warmup_steps=2", *(["precision=bf16"] if bf16 else [])]
     budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users" + (", bf16 on the CPU" if bf16 else "")
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),
@@ -65,7 +67,8 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
                   ["init=encoder-sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits", *pref], start="encoder-sft"),
             Stage("mllm-sft", "composed MLLM (SmolLM2-135M + EfficientNet-Lite0), SFT", [*mllm, f"optim.max_steps={sft_steps}"],
                   users=users, budget=budget(sft_steps), lane="language model"),
-            Stage("mllm-hanorec", "composed MLLM, HaNoRec", ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1", *mllm,
+            Stage("mllm-hanorec", "composed MLLM, HaNoRec", ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1",
+                  *([] if cuda else ["nodo.mode=logits"]), *mllm,
                   f"optim.max_steps={max(2, sft_steps // 2)}", "optim.lr=5e-5"],
                   start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)), lane="language model")]
 
@@ -83,6 +86,7 @@ def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
         resume = (run/"config.yaml").exists()
         log.info("stage %s: %s %s", stage.name, "resuming" if resume else "training", stage.about)
         train(cfg, resume=resume)
+        release_memory()  # the trainer's peak, before the evaluation loads the run again
     done = read_evaluation(run, "test", "sampled")
     if done is None or done[0].get("users_limit") != stage.users:
         evaluate_run(run, "test", "sampled", device=str(pick_device(device)), users=stage.users)
@@ -163,9 +167,13 @@ _SHARE = {"popularity": 0.01, "sasrec": 0.1, "encoder-sft": 0.12, "encoder-dpo":
           "mllm-sft": 0.3, "mllm-hanorec": 0.3}  # rough shares of a CPU run's time, for the remaining-time estimate
 
 def _peak_gb() -> float:
-    "This process's peak resident memory so far, in GB (Linux and macOS)."
+    "This process's peak resident memory so far, in GB (Linux's VmHWM: a worker's own, not its parent's; else getrusage)."
     import resource, sys
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"): return int(line.split()[1]) / 1e6  # kB
+    except OSError: pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kept across exec on Linux, so a worker would report its parent's
     return peak / (1e9 if sys.platform == "darwin" else 1e6)
 
 def run_lane(stages:list[Stage], data:Path, out:Path, device:str="auto", t0:float|None=None, # the run's start (perf_counter)
@@ -182,7 +190,15 @@ def run_lane(stages:list[Stage], data:Path, out:Path, device:str="auto", t0:floa
               f"{left}; peak memory {_peak_gb():.1f} GB", flush=True)
         t, finished = time.perf_counter(), (out/s.name/"metrics.json").exists()
         run_stage(s, data, out, device)
+        release_memory()
         if not finished: seconds_new, share_new = seconds_new + time.perf_counter() - t, share_new + share(s)
+
+def release_memory():
+    "Collect garbage and hand freed heap pages back to the system (glibc), so a finished stage's peak does not stay resident."
+    import ctypes, gc
+    gc.collect()
+    try: ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError): pass  # not glibc: nothing to trim
 
 def _lane_worker(stages, data, out, device, t0, threads):
     "A worker process's lane: its own progress bars off (two would fight over the terminal), its log lines kept."
@@ -208,12 +224,22 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     for s in stages: lanes.setdefault(s.lane, []).append(s)
     cores = os.cpu_count() or 1
     jobs = min(len(lanes), jobs if jobs is not None else (2 if dev.type == "cpu" and cores >= 2 else 1))
+    if jobs > 1 and (data/"images").is_dir():  # both lanes read the posters' features: computed once, here, with every core
+        print("[quickstart] image features of every item (EfficientNet-Lite0, once)", flush=True)
+        image_features(data, load_prepared(data).items, device=device)
+        release_memory()
     if jobs <= 1:
         for lane in lanes.values(): run_lane(lane, data, out, device, t0)
     else:
-        print(f"[quickstart] {len(lanes)} lanes ({', '.join(lanes)}) side by side, {max(1, cores // jobs)} threads each", flush=True)
+        threads = max(1, cores // jobs)
+        print(f"[quickstart] {len(lanes)} lanes ({', '.join(lanes)}) side by side, {threads} thread{'s' * (threads > 1)} each", flush=True)
+        failed = None
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(worker, lane, data, out, device, t0, max(1, cores // jobs)) for lane in lanes.values()]:
-                done.result()
+            running = {pool.submit(worker, lane, data, out, device, t0, threads): name for name, lane in lanes.items()}
+            for done in as_completed(running):  # a lane's failure is told at once; the other lane finishes its stage list
+                if done.exception() is not None and failed is None:
+                    failed = done.exception()
+                    print(f"[quickstart] the {running[done]} lane stopped: {failed}; the other lane goes on, then the run stops", flush=True)
+        if failed is not None: raise failed
     md, page = write_report(stages, out, time.perf_counter() - t0, reused)
     return md

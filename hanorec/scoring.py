@@ -118,8 +118,34 @@ def _shared(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:b
         lp = torch.cat([lp, rest], 1)
     return _reduce(lp, mask, reduce).view(B, C)
 
+def _single(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:bool) -> torch.Tensor:
+    "The prompt and its C packed answers in one forward pass, no KV cache: what runs under gradient checkpointing."
+    answers = _answers(rec, prompts, end)
+    B, C = len(prompts), len(answers[0])
+    inputs = rec.encode(prompts, images)
+    pos = rec.positions(inputs)
+    ids, mask = _pad_right([a for ans in answers for a in ans], rec.pad_id, rec.device)  # [B*C, A]
+    L, P, dev, mrope = ids.shape[1] - 1, inputs["input_ids"].shape[1], ids.device, pos.dim() == 3
+    after = (pos.amax(dim=(0, 2)) if mrope else pos.amax(dim=1)) + 1                      # [B]: each prompt's next position
+    real = mask[:, :-1].reshape(B, C * L)
+    full = _extend(inputs, ids[:, :-1].reshape(B, C * L), real)                          # [prompt | answer 1 | ... | answer C]
+    apos = after[:, None] + torch.arange(L, device=dev).repeat(C)
+    if mrope: apos = apos.unsqueeze(0).expand(3, -1, -1)
+    seen = inputs["attention_mask"].bool()                                                # [B, P] real prompt tokens
+    top = torch.cat([torch.ones(P, P, dtype=torch.bool, device=dev).tril()[None] & seen[:, None, :],
+                     torch.zeros(B, P, C * L, dtype=torch.bool, device=dev)], 2)          # the prompt sees its own past
+    own = torch.block_diag(*[torch.ones(L, L, dtype=torch.bool, device=dev).tril()] * C) if L else torch.zeros(0, 0, dtype=torch.bool, device=dev)
+    bottom = torch.cat([seen[:, None, :].expand(B, C * L, P), own[None] & real.bool()[:, None, :]], 2)  # an answer: the prompt and its own past
+    allowed = torch.cat([top, bottom], 1) | torch.eye(P + C * L, dtype=torch.bool, device=dev)[None]  # padding sees itself
+    dt = rec.dtype
+    full["attention_mask"] = torch.zeros(allowed.shape, dtype=dt, device=dev).masked_fill_(~allowed, torch.finfo(dt).min)[:, None]
+    logits = rec(**full, position_ids=torch.cat([pos, apos], -1), use_cache=False, logits_to_keep=C * L + 1).logits
+    lp = _token_logp(logits[:, 0].repeat_interleave(C, 0), ids[:, 0])[:, None]            # every answer's first token
+    if L: lp = torch.cat([lp, _token_logp(logits[:, 1:].reshape(B * C, L, -1), ids[:, 1:])], 1)
+    return _reduce(lp, mask, reduce).view(B, C)
+
 def _share_method(rec:Recommender, share:str) -> str:
-    if share not in ("auto", "packed", "repeat"): raise HanorecError(f"unknown share {share!r}", hint="use auto, packed or repeat")
+    if share not in ("auto", "packed", "repeat", "single"): raise HanorecError(f"unknown share {share!r}", hint="use auto, packed, repeat or single")
     if share != "auto": return share
     model = rec.model.lm if rec.family == "composed" else rec.model
     attention = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
@@ -131,11 +157,15 @@ def logp(rec:Recommender,
          reduce:str="sum", # "sum" or "mean" over the answer's tokens
          end:bool=True, # the answer includes the end-of-turn token
          batch_size:int=8, # prompts per forward pass
-         share:str="auto") -> torch.Tensor: # "packed", "repeat" or "auto" (packed unless flash attention)
-    "[B, C] log-likelihood of each prompt's answers, the prompt computed once and its KV cache shared by all answers."
-    if _caches_dropped(rec): return logp_naive(rec, prompts, images, reduce, end)
+         share:str="auto") -> torch.Tensor: # "packed", "repeat", "single" or "auto" (packed unless flash attention; single under checkpointing)
+    "[B, C] log-likelihood of each prompt's answers, the prompt computed once and shared by all answers."
     share = _share_method(rec, share)
-    return torch.cat([_shared(rec, prompts[i:i + batch_size], images, reduce, end, share) for i in range(0, len(prompts), batch_size)])
+    if _caches_dropped(rec):  # no KV cache inside checkpointed layers: one pass, or (flash attention takes no 4-D mask) naive
+        if share == "repeat": return logp_naive(rec, prompts, images, reduce, end)
+        share = "single"
+    batches = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
+    if share == "single": return torch.cat([_single(rec, b, images, reduce, end) for b in batches])
+    return torch.cat([_shared(rec, b, images, reduce, end, share) for b in batches])
 
 # %% ../nbs/07_scoring.ipynb #5e048646
 def yes_no_logp(rec:Recommender,

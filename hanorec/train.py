@@ -135,6 +135,9 @@ def _check_settings(cfg:TrainConfig, processes:int):
     if cfg.model == "seqrec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
         raise HanorecError("nodo.mode=lora puts the noise on LoRA matrices, and the sequential encoder has none",
                            hint="set nodo.mode=logits (noise on the encoder's scores)")
+    if cfg.objective == "hanorec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora" and cfg.gradient_checkpointing:
+        raise HanorecError("nodo.mode=lora noises the LoRA layers during the forward pass, and gradient checkpointing recomputes those layers "
+                           "in the backward pass without the noise", hint="set nodo.mode=logits (noise on the scores), or gradient_checkpointing=false")
     if objective.hars and cfg.nodo.sigma == 0:
         get_logger("hanorec.train").warning("objective=hanorec with nodo.sigma=0 is HaRS alone; HaNoRec adds NoDO: nodo.sigma=0.05 (MicroLens) or 0.1 (MovieLens, Netflix)")
 
@@ -503,7 +506,8 @@ def train(cfg:TrainConfig, resume:bool=False) -> dict:
 _ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
             "eval.users=0", "eval.every=100", "eval.patience=3", "checkpoint.every=100")
 RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim.lr=3e-3"),
-           "language model": ("optim.batch_size=2", "optim.grad_accum=4")}
+           "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
+           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
 
 def _family(cfg:TrainConfig) -> str:
     "seqrec, popularity or language model: the stage's own model, or (a preference stage) its init run's."
@@ -519,6 +523,7 @@ def train_config(path:str|Path|None=None, # a YAML file of settings
     family = _family(cfg)
     if family == "seqrec": recipe = RECIPES[cfg.seqrec.backbone] if cfg.objective == "sft" and not cfg.init else ()
     elif family == "language model":  # micro-batches, unless the user chose the batch
-        recipe = RECIPES[family] if (cfg.optim.batch_size, cfg.optim.grad_accum) == (OptimConfig.batch_size, OptimConfig.grad_accum) else ()
+        key = family + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")
+        recipe = RECIPES[key] if (cfg.optim.batch_size, cfg.optim.grad_accum) == (OptimConfig.batch_size, OptimConfig.grad_accum) else ()
     else: recipe = ()
     return load_config(TrainConfig, path, overrides, defaults=recipe) if recipe else cfg
