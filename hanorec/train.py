@@ -135,7 +135,7 @@ def _check_settings(cfg:TrainConfig, processes:int):
     if cfg.model == "seqrec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
         raise HanorecError("nodo.mode=lora puts the noise on LoRA matrices, and the sequential encoder has none",
                            hint="set nodo.mode=logits (noise on the encoder's scores)")
-    if cfg.objective == "hanorec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora" and cfg.gradient_checkpointing:
+    if cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora" and cfg.gradient_checkpointing:
         raise HanorecError("nodo.mode=lora noises the LoRA layers during the forward pass, and gradient checkpointing recomputes those layers "
                            "in the backward pass without the noise", hint="set nodo.mode=logits (noise on the scores), or gradient_checkpointing=false")
     if objective.hars and cfg.nodo.sigma == 0:
@@ -522,8 +522,9 @@ def train_config(path:str|Path|None=None, # a YAML file of settings
     cfg = load_config(TrainConfig, path, overrides)
     family = _family(cfg)
     if family == "seqrec": recipe = RECIPES[cfg.seqrec.backbone] if cfg.objective == "sft" and not cfg.init else ()
-    elif family == "language model":  # micro-batches, unless the user chose the batch
+    elif family == "language model":  # micro-batches, unless the user set either key (a probe of 0s shows what they set)
+        probe = load_config(TrainConfig, path, overrides, defaults=("optim.batch_size=0", "optim.grad_accum=0")).optim
         key = family + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")
-        recipe = RECIPES[key] if (cfg.optim.batch_size, cfg.optim.grad_accum) == (OptimConfig.batch_size, OptimConfig.grad_accum) else ()
+        recipe = RECIPES[key] if (probe.batch_size, probe.grad_accum) == (0, 0) else ()
     else: recipe = ()
     return load_config(TrainConfig, path, overrides, defaults=recipe) if recipe else cfg
