@@ -243,16 +243,15 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     for s in stages: lanes.setdefault(s.lane, []).append(s)
     cores = _cores()
     jobs = min(len(lanes), jobs if jobs is not None else (2 if dev.type == "cpu" and cores >= 2 else 1))
-    if jobs > 1:  # caches both lanes read (the posters' features, MiniLM's, HaRS's neighbours): made once, here, with every core
+    if jobs <= 1:
+        for lane in lanes.values(): run_lane(lane, data, out, device, t0)
+    else:  # caches both lanes read (the posters' features, MiniLM's, HaRS's neighbours): made once, here, with every core
         _check_lanes(stages, out)
         print("[quickstart] item features (EfficientNet-Lite0, MiniLM) and HaRS's neighbours, once", flush=True)
         ds = load_prepared(data)
         if (data/"images").is_dir(): image_features(data, ds.items, device=device)
         neighbour_scores(ds)
         release_memory()
-    if jobs <= 1:
-        for lane in lanes.values(): run_lane(lane, data, out, device, t0)
-    else:
         threads = max(1, cores // jobs)
         print(f"[quickstart] {len(lanes)} lanes ({', '.join(lanes)}) side by side, {threads} thread{'s' * (threads > 1)} each", flush=True)
         failed = []
