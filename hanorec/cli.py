@@ -23,7 +23,7 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare', 'cmd_data_stats',
            'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_evaluate', 'cmd_compare',
-           'cmd_quickstart', 'cmd_bench', 'build_parser', 'main']
+           'cmd_quickstart', 'cmd_experiment', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -342,6 +342,46 @@ def _add_quickstart(sub):
     q.add_argument("--jobs", type=int, default=None, help="lanes (encoders, language model) run side by side (default 2 on a CPU with 2+ cores, else 1)")
     q.set_defaults(func=cmd_quickstart)
 
+# %% ../nbs/17_cli.ipynb #cl0gr002
+def cmd_experiment(args):
+    from hanorec.grid import ablation_grid, load_grid, run_grid, write_grid_report
+    from hanorec.core import pick_device
+    if args.experiment_command == "report":
+        if not (Path(args.out)/"grid.yaml").exists():
+            raise HanorecError(f"{args.out} holds no grid (grid.yaml is missing)", hint="give the --out folder of hanorec experiment run or ablation")
+        report = write_grid_report(load_grid(Path(args.out)/"grid.yaml"), args.out)
+    else:
+        if args.experiment_command == "run":
+            grid, out = load_grid(args.grid), args.out or str(Path(args.grid).with_suffix(""))
+        else:
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            grid = ablation_grid([d.strip() for d in args.datasets.split(",") if d.strip()], args.seeds, models,
+                                 cuda=pick_device(args.device).type == "cuda")
+            out = args.out
+        again = f"hanorec experiment {args.experiment_command} " + (f"{args.grid} " if args.experiment_command == "run" else "")
+        args.interrupted_hint = f"run the same command again to continue ({again}--out {out}): finished cells are reused"
+        report = run_grid(grid, out, device=args.device)
+    print(f"report: {report}  and  {report.with_suffix('.html')}  (every cell: {Path(report).parent/'results.csv'})")
+    print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
+
+def _add_experiment(sub):
+    x = sub.add_parser("experiment", help="grids of datasets x seeds x stages (YAML), and the papers' ablation, in one report")
+    acts = x.add_subparsers(dest="experiment_command", metavar="ACTION", required=True)
+    r = acts.add_parser("run", help="run a grid file: every cell trained, evaluated on the test split, summarised",
+                        description="Run the cells of GRID.yaml (datasets, seeds, stages: see the grid notebook for the format) "
+                                    "into OUT/<dataset>/seed-<n>/<stage>/, then write OUT/results.csv, report.md and report.html.")
+    r.add_argument("grid", help="the grid's YAML file")
+    r.add_argument("--out", default=None, help="the grid's folder (default: the file's path without .yaml)")
+    a = acts.add_parser("ablation", help="SFT, DPO, S-DPO, RoDPO's negatives, HaNoRec and its parts, text against images, over seeds")
+    a.add_argument("--datasets", default="movielens-small,synthetic", help="comma-separated: movielens-small, synthetic, or prepared folders")
+    a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    a.add_argument("--models", default="encoder", help="encoder and/or mllm, comma-separated (default encoder; mllm adds the composed MLLM's rows)")
+    a.add_argument("--out", default="ablation", help="the grid's folder (default: ablation/)")
+    for p in (r, a): p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p = acts.add_parser("report", help="rewrite results.csv and the report from the cells finished so far")
+    p.add_argument("out", help="a grid's folder")
+    x.set_defaults(func=cmd_experiment)
+
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
     from hanorec.bench import BENCHMARKS, run_benchmark
@@ -382,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_quickstart(sub)
+    _add_experiment(sub)
     _add_bench(sub)
     return p
 

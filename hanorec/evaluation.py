@@ -345,11 +345,13 @@ def format_evaluation(result:dict, digits:int=4) -> str:
 
 # %% ../nbs/10c_evaluation.ipynb #ev000044
 def _seed_free_config(run:Path) -> tuple[str, int]:
-    "A run's config.yaml without seed and out (as a key), and its seed."
+    "A run's config.yaml without seed and out (as a key), and its seed; an init run stands as its own seed-free key."
     path = Path(run)/"config.yaml"
     if not path.exists(): raise HanorecError(f"{run} is not a run folder (config.yaml is missing)", hint="give the folders hanorec train wrote (out=)")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     seed = int(raw.pop("seed", 0)); raw.pop("out", None)
+    init = Path(raw.get("init") or "")
+    if raw.get("init") and (init/"config.yaml").exists(): raw["init"] = {"run": _seed_free_config(init)[0]}  # DPO on SFT seed 0 and on SFT seed 1: one group
     return json.dumps(raw, sort_keys=True, default=str), seed
 
 def seed_groups(runs:Sequence[str|Path]) -> list[list[int]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .core import HanorecError, atomic_write_text, get_logger, pick_device, read_json
+from .core import HanorecError, atomic_write_text, config_to_dict, get_logger, load_config, pick_device, read_json
 from .data import load_prepared, prepare
 from .images import image_features
 from .objectives import neighbour_scores
@@ -23,8 +23,8 @@ from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluatio
 from .train import TrainConfig, train, train_config
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'run_stage', 'report_rows',
-           'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart']
+__all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings', 'refuse_stale',
+           'run_stage', 'report_rows', 'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -79,9 +79,29 @@ def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainCo
     settings = [s if not s.startswith("init=") else f"init={out/s[5:]}" for s in stage.settings]
     return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *settings])
 
+def _flat(d:dict, prefix:str="") -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
+    "`{key: (saved, now)}` where the stage's run folder was made with other settings than the stage has now (paths and device aside)."
+    if not (out/stage.name/"config.yaml").exists(): return {}
+    now = config_to_dict(stage_config(stage, data, out, device))
+    saved = config_to_dict(load_config(TrainConfig, out/stage.name/"config.yaml"))  # keys added since then read as their defaults
+    ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
+    now, saved = _flat(now), _flat(saved)
+    return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and saved.get(k) != now.get(k)}
+
+def refuse_stale(stage:Stage, data:Path, out:Path, device:str="auto"):
+    "An error naming the differences when the stage's folder was made with other settings: a finished stage is never reused silently."
+    if diff := stale_settings(stage, data, out, device):
+        said = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in list(diff.items())[:6]) + (" ..." if len(diff) > 6 else "")
+        raise HanorecError(f"{out/stage.name} was made with other settings than stage {stage.name} has now ({said})",
+                           hint=f"delete {out/stage.name} and the stages that start from it to train them again, or choose a new --out")
+
 def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
     "Train (or resume, or reuse) the stage's run, then evaluate it on the test split (or reuse that evaluation)."
     run, log = out/stage.name, get_logger("hanorec.experiments")
+    refuse_stale(stage, data, out, device)
     if not (run/"metrics.json").exists():
         cfg = stage_config(stage, data, out, device)
         resume = (run/"config.yaml").exists()
@@ -238,6 +258,7 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     if not (data/"manifest.json").exists():
         print("[quickstart] preparing MovieLens-small with rendered posters", flush=True)
         prepare("movielens-small", data)
+    for s in stages: refuse_stale(s, data, out, device)  # before any work, in this process
     reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
     lanes = {}
     for s in stages: lanes.setdefault(s.lane, []).append(s)

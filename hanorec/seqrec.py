@@ -174,8 +174,10 @@ class SeqRec(nn.Module):
     def __init__(self, config:SeqRecConfig, # the settings
                  features:ItemFeatures): # the catalog; its feature tensors become (saved) buffers of the model
         super().__init__()
-        c, d = config, config.hidden
-        self.config, self.item_ids = config, list(features.item_ids)
+        d, sas = config.hidden, config.backbone == "sasrec"
+        c = dataclasses.replace(config, layers=config.layers or (2 if sas else 1),  # the defaults resolved, so seqrec.json says what was built
+                                inner=(config.inner or 4 * d) if sas else 0, gru_hidden=0 if sas else (config.gru_hidden or 2 * d))
+        self.config, self.item_ids = c, list(features.item_ids)
         for flag, key, name in ((c.text, "text", "text"), (c.images, "images", "image")):
             if flag and getattr(features, name) is None:
                 raise HanorecError(f"SeqRecConfig asks for {key}=True, but the item features have no {name} features",
@@ -201,14 +203,14 @@ class SeqRec(nn.Module):
             self.pos_emb = nn.Embedding(c.history, d)
             nn.init.normal_(self.pos_emb.weight, std=0.02)  # the item vectors' scale (PyTorch's default N(0, 1) drowns them)
             self.emb_norm = nn.LayerNorm(d, eps=1e-12)
-            block = nn.TransformerEncoderLayer(d, c.heads, c.inner or 4 * d, c.dropout, activation="gelu", batch_first=True,
+            block = nn.TransformerEncoderLayer(d, c.heads, c.inner, c.dropout, activation="gelu", batch_first=True,
                                                norm_first=False, layer_norm_eps=1e-12)
-            self.encoder = nn.TransformerEncoder(block, c.layers or 2, enable_nested_tensor=False)
+            self.encoder = nn.TransformerEncoder(block, c.layers, enable_nested_tensor=False)
             for m in self.encoder.modules():  # N(0, 0.02) weights and zero biases, as RecBole (and BERT)
                 if isinstance(m, nn.Linear): nn.init.normal_(m.weight, std=0.02); nn.init.zeros_(m.bias)
                 if isinstance(m, nn.MultiheadAttention): nn.init.normal_(m.in_proj_weight, std=0.02); nn.init.zeros_(m.in_proj_bias)
         else:
-            layers, h = c.layers or 1, c.gru_hidden or 2 * d
+            layers, h = c.layers, c.gru_hidden
             self.gru = nn.GRU(d, h, layers, batch_first=True, dropout=c.dropout if layers > 1 else 0.0)
             for name, p in self.gru.named_parameters(): nn.init.xavier_uniform_(p) if "weight" in name else nn.init.zeros_(p)
             self.gru_out = nn.Linear(h, d)

@@ -79,6 +79,7 @@ class TrainConfig(PolicyConfig):
     max_samples: int = 0 # 0: every training sample; else a fixed seeded subset
     sample_stride: int = 1 # training windows: one ending at every position (1), every k-th counted back from each user's last (k), or tiling each sequence (0: k = history)
     every_position: bool = False # encoders, SFT: a loss at every position of each window (SASRec's training), not only at its end
+    sft_weight: float = 0.0 # preference stages: add this times the positive's negative log-likelihood to the loss (HaNoRec's code, TRL's rpo_alpha)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -125,7 +126,8 @@ def _check_settings(cfg:TrainConfig, processes:int):
         raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
     for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.epochs", o.epochs, 0), ("sample_stride", cfg.sample_stride, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
                               ("optim.lr", o.lr, 0), ("optim.warmup_steps", o.warmup_steps, 0), ("eval.every", cfg.eval.every, 0),
-                              ("eval.users", cfg.eval.users, 0), ("checkpoint.every", cfg.checkpoint.every, 0), ("nodo.sigma", cfg.nodo.sigma, 0)):
+                              ("eval.users", cfg.eval.users, 0), ("checkpoint.every", cfg.checkpoint.every, 0), ("nodo.sigma", cfg.nodo.sigma, 0),
+                              ("sft_weight", cfg.sft_weight, 0)):
         if value < least: raise HanorecError(f"{key}={value} is below {least}", hint=f"set {key} to {least} or more")
     if cfg.eval.metric not in EVAL_METRICS:
         raise HanorecError(f"eval.metric {cfg.eval.metric!r} is not a validation metric", hint=f"choose from {', '.join(EVAL_METRICS)}")
@@ -320,6 +322,9 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
         ref = self.store.get(scored.keys, lambda rows: pol.reference(idx, negs, fillers)[rows]).to(lp.device) if obj.reference else None
     beta, extra = self._beta(idx, negs, scored, lp, ref)
     loss, metrics = obj.loss(lp, ref, beta)
+    if c.sft_weight and obj.reference:  # an SFT term on the positive beside the preference loss
+        nll = -lp[:, 0].mean()
+        loss, metrics["loss"], extra["sft_loss"] = loss + c.sft_weight * nll, (loss + c.sft_weight * nll).detach(), nll.detach()
     if scored.aux is not None: extra["balance_loss"] = scored.aux.detach()
     ((loss if scored.aux is None else loss + scored.aux) / c.optim.grad_accum).backward()
     if negs is not None and self.truth is not None: extra["false_negative_rate"] = self._false_negative_rate(idx, negs)
