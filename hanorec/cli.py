@@ -23,7 +23,7 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare', 'cmd_data_stats',
            'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_evaluate', 'cmd_compare',
-           'cmd_quickstart', 'cmd_experiment', 'cmd_bench', 'build_parser', 'main']
+           'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -332,6 +332,7 @@ def cmd_quickstart(args):
     report = quickstart(args.out, device=args.device, mllm_steps=args.mllm_steps, mllm_users=args.mllm_users, jobs=args.jobs)
     print(f"report: {report}  and  {report.with_suffix('.html')}")
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
+    print(f"\nopen it in the demo (users, rankings, hardness): hanorec demo{'' if Path(args.out) == Path('quickstart') else ' ' + str(args.out)}")
 
 def _add_quickstart(sub):
     q = sub.add_parser("quickstart", help="the main job: baselines and every method on MovieLens-small, evaluated, in one report")
@@ -382,6 +383,22 @@ def _add_experiment(sub):
     p.add_argument("out", help="a grid's folder")
     x.set_defaults(func=cmd_experiment)
 
+# %% ../nbs/17_cli.ipynb #cl0de002
+def cmd_demo(args):
+    from hanorec.demo import launch
+    if args.share: print("hanorec demo: --share makes a public gradio.live link to these runs' data; anyone with the link can see it")
+    print(f"hanorec demo: serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    launch(args.paths, host=args.host, port=args.port, share=args.share)
+
+def _add_demo(sub):
+    d = sub.add_parser("demo", help="a Gradio page: users' histories with images, each run's ranking, hardness and beta, metrics",
+                       description="Serve the demo over finished runs. With no argument it opens the latest quickstart's folder.")
+    d.add_argument("paths", nargs="*", help="run folders, or folders holding runs (a quickstart's, a grid's)")
+    d.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=7860, help="default 7860")
+    d.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
+    d.set_defaults(func=cmd_demo)
+
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
     from hanorec.bench import BENCHMARKS, run_benchmark
@@ -423,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_quickstart(sub)
     _add_experiment(sub)
+    _add_demo(sub)
     _add_bench(sub)
     return p
 

@@ -22,10 +22,11 @@ from .data import PreparedDataset, Samples, item_rows, load_samples
 from .metrics import auc, target_ranks
 
 # %% auto #0
-__all__ = ['CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'curve_figure', 'plot_curves', 'user_metrics',
-           'bootstrap_interval', 'paired_bootstrap', 'Protocol', 'protocols_for', 'check_protocol', 'earlier_items',
-           'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run', 'read_evaluation', 'metrics_table',
-           'format_evaluation', 'seed_groups', 'compare_runs', 'markdown_table', 'format_comparison']
+__all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
+           'plot_curves', 'user_metrics', 'bootstrap_interval', 'paired_bootstrap', 'Protocol', 'protocols_for',
+           'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run',
+           'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'compare_runs', 'markdown_table',
+           'format_comparison']
 
 # %% ../nbs/10c_evaluation.ipynb #ev000006
 def read_log(run:str|Path) -> list[dict]:
@@ -36,6 +37,15 @@ def read_log(run:str|Path) -> list[dict]:
         try: out.append(json.loads(line))
         except json.JSONDecodeError: pass
     return out
+
+# %% ../nbs/10c_evaluation.ipynb #ev0pair2
+PAIR_COLUMNS = ("step", "sample", "user", "positive", "negative", "negatives", "beta", "hardness", "responsiveness")
+
+def read_pairs(run:str|Path) -> pd.DataFrame:
+    "Every (user, positive, negative) pair a preference stage trained on, with its step, beta and HaRS hardness (NaN without HaRS)."
+    files = sorted((Path(run)/"pairs").glob("upto-*.parquet"))
+    if not files: return pd.DataFrame({c: [] for c in PAIR_COLUMNS})
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 # %% ../nbs/10c_evaluation.ipynb #ev000009
 CURVES = ("loss", "reward_margin", "preference_accuracy", "beta_mean", "responsiveness", "false_negative_rate")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .core import HanorecError, atomic_write_text, config_to_dict, get_logger, load_config, pick_device, read_json
+from .core import (HanorecError, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
+                          read_json)
 from .data import load_prepared, prepare
 from .images import image_features
 from .objectives import neighbour_scores
@@ -24,7 +25,8 @@ from .train import TrainConfig, train, train_config
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings', 'refuse_stale',
-           'run_stage', 'report_rows', 'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart']
+           'run_stage', 'report_rows', 'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart',
+           'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -292,4 +294,17 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
                                hint=f"run it again with --jobs 1 (one lane after the other, less memory); finished stages are reused")
         if failed: raise failed[0]
     md, page = write_report(stages, out, time.time() - t0, reused)
+    remember_quickstart(out)
     return md
+
+_LAST = "last-quickstart.txt"
+
+def remember_quickstart(out:str|Path):
+    "Record the folder of the quickstart that just finished (in hanorec's home), for `hanorec demo` without arguments."
+    try: atomic_write_text(hanorec_home()/_LAST, str(Path(out).resolve()))
+    except OSError: pass  # a read-only home: the demo then looks for ./quickstart
+
+def last_quickstart() -> Path|None:
+    "The folder of the last quickstart that finished on this machine, or None."
+    f = hanorec_home()/_LAST
+    return Path(f.read_text(encoding="utf-8").strip()) if f.exists() else None

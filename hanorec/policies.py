@@ -31,7 +31,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'user_summaries', 'build_policy', 'load_policy']
+           'describe_base', 'load_base_model', 'user_summaries', 'build_policy', 'run_data', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -449,6 +449,15 @@ def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the ru
                     user_summaries(ds, cfg.summary), shortlist)
 
 # %% ../nbs/10b_policies.ipynb #po000026
+def run_data(run:str|Path) -> Path:
+    "A run's prepared dataset folder: its config's `data`, also where that path was relative to another working directory (the run's folder or one above it)."
+    run = Path(run)
+    data = Path(load_config(PolicyConfig, run/"config.yaml", part=True).data)
+    if data.is_absolute() or (data/"manifest.json").exists(): return data
+    for above in run.resolve().parents:  # `hanorec quickstart --out qs` writes data=qs/data: found from anywhere
+        if (above/data/"manifest.json").exists(): return above/data
+    return data  # load_prepared then says what is missing
+
 def load_policy(run:str|Path, # a finished run folder
                 device:str="cpu", # auto, cpu, cuda, cuda:N or mps
                 which:str="model"): # the weights' folder inside the run: "model" (the final, best validated weights)
@@ -457,7 +466,7 @@ def load_policy(run:str|Path, # a finished run folder
     for need in ("config.yaml", "base.json", which):
         if not (run/need).exists(): raise HanorecError(f"{run} is not a finished run ({need} is missing)", hint="finish it with hanorec train --resume out=RUN")
     cfg, base, dev = load_config(PolicyConfig, run/"config.yaml", part=True), read_json(run/"base.json"), pick_device(device)
-    ds = load_prepared(cfg.data)
+    ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
     if base["kind"] == "popularity": return PopularityPolicy(np.load(run/which/"popularity.npy"), ds, samples)
     if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=str(dev)).eval(), ds, samples)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from fastcore.basics import patch
 
@@ -29,7 +30,7 @@ from .metrics import evaluate_scores
 from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
 from .objectives import OBJECTIVES, Hardness, HarsConfig, NodoConfig, hars_beta, neighbour_scores, nodo, preference_logits
 from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
-from .evaluation import plot_curves, read_log
+from .evaluation import plot_curves, read_log, read_pairs
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'RECIPES', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer',
@@ -102,7 +103,7 @@ class RunState:
     last_eval: int|None = None # the step of the last validation
     stopped_early: bool = False
 
-_RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json")
+_RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json", "pairs")
 
 def _resolve_model(cfg:TrainConfig) -> TrainConfig:
     "The config with `model` filled in: the init run's model for a preference stage, else composed-smollm2."
@@ -204,7 +205,7 @@ def setup(self:Trainer):
         self.truth = load_truth(ds.path)
     else: self.truth = None
     self._make_optimizer()
-    self.state, self.best_weights = RunState(), None
+    self.state, self.best_weights, self._pairs = RunState(), None, []
     if self.resume: self._load_checkpoint()
     return self
 
@@ -307,7 +308,30 @@ def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     logits = preference_logits(lp.detach(), ref).mean(1)
     h = self.hardness(self.samples.target[idx], negs)[scored.batch_row].to(lp.device)
     beta, r = hars_beta(h, self.acc.gather(logits), self.cfg.hars.beta0)
+    self._hardness_rows = h.detach().float().cpu().numpy()  # for pairs/ (the demo's hardness view)
     return beta, {"responsiveness": r}
+
+@patch
+def _record_pairs(self:Trainer, step:int, idx:np.ndarray, negs:np.ndarray, batch_row:np.ndarray, beta, responsiveness):
+    "Keep each scored pair of this step: who, the positive, the first negative, the beta it got, HaRS's h and R (NaN without HaRS)."
+    rows = np.asarray(batch_row); sample = np.asarray(idx)[rows]; n = len(rows)
+    ids = np.asarray(self.item_ids, dtype=object)
+    b = beta.detach().float().cpu().numpy() if torch.is_tensor(beta) else np.full(n, float(beta), np.float32)
+    h = self._hardness_rows if self.objective.hars else np.full(n, np.nan, np.float32)
+    self._pairs.append(pd.DataFrame({"step": np.full(n, step + 1, np.int32), "sample": sample.astype(np.int32),
+                                     "user": self.samples.users[sample].astype(str), "positive": ids[self.samples.target[sample]].astype(str),
+                                     "negative": ids[negs[rows, 0]].astype(str), "negatives": np.full(n, negs.shape[1], np.int16),
+                                     "beta": b.astype(np.float32), "hardness": np.asarray(h, np.float32),
+                                     "responsiveness": np.float32(math.nan if responsiveness is None else float(responsiveness))}))
+
+@patch
+def _flush_pairs(self:Trainer, step:int):
+    "Write the pairs kept since the last flush to pairs/upto-NNNNNN.parquet (at each checkpoint and at the end)."
+    if not self._pairs: return
+    with atomic_path(self.run/"pairs"/f"upto-{step:06d}.parquet", suffix=".parquet") as tmp:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(self._pairs, ignore_index=True).to_parquet(tmp, index=False)
+    self._pairs = []
 
 # %% ../nbs/11_train.ipynb #tr000010
 @patch
@@ -321,6 +345,8 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
     with self.autocast():  # the reference in the policy's precision: at step 0 the two agree and the loss is log 2
         ref = self.store.get(scored.keys, lambda rows: pol.reference(idx, negs, fillers)[rows]).to(lp.device) if obj.reference else None
     beta, extra = self._beta(idx, negs, scored, lp, ref)
+    if negs is not None and obj.reference and self.acc.is_main_process:
+        self._record_pairs(step, idx, negs, scored.batch_row, beta, extra.get("responsiveness"))
     loss, metrics = obj.loss(lp, ref, beta)
     if c.sft_weight and obj.reference:  # an SFT term on the positive beside the preference loss
         nll = -lp[:, 0].mean()
@@ -421,6 +447,7 @@ def save_checkpoint(self:Trainer, step:int):
             np.savez(tmp/"negatives.npz", **self.sampler.state())
             atomic_write_json(tmp/"state.json", dataclasses.asdict(dataclasses.replace(self.state, step=step)))
         if self.store: self.store.save()
+        self._flush_pairs(step)  # pairs/ holds exactly the steps up to the newest checkpoint
         atomic_write_text(self.run/"checkpoints"/"latest", folder.name)
         _prune(self.run/"checkpoints", self.cfg.checkpoint.keep)
     acc.wait_for_everyone()
@@ -454,6 +481,8 @@ def _load_checkpoint(self:Trainer):
     if self.acc.is_main_process:  # the log continues from the checkpoint: drop what the stopped run wrote after it
         kept = [r for r in read_log(self.run) if r["step"] <= self.state.step]
         atomic_write_text(self.run/"log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        for chunk in (self.run/"pairs").glob("upto-*.parquet"):  # and the pairs of steps after it
+            if int(chunk.stem.split("-")[1]) > self.state.step: chunk.unlink()
     self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
 
 # %% ../nbs/11_train.ipynb #5c1c10be
@@ -496,6 +525,7 @@ def finish(self:Trainer) -> dict:
                            "and 'final' the last step's test metrics")
         self.log.warning("%s: %s", self.run, metrics["note"])
     if self.acc.is_main_process:
+        self._flush_pairs(s.step)
         self.policy.save(self.run/"model")
         atomic_write_json(self.run/"metrics.json", metrics)
         plot_curves(self.run)
