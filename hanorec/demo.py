@@ -300,11 +300,12 @@ class Demo:
         return self._data[folder]
 
     def default_runs(self) -> tuple[str, str|None]:
-        "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with."
+        "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with (HaNoRec if any)."
         evaluated = [n for n, r in self.runs.items() if r.evaluation is not None] or list(self.runs)
         sft = [n for n in evaluated if self.runs[n].kind != "popularity" and self.runs[n].config.get("objective", "sft") == "sft"]
         a = (sft or evaluated)[0]
         pref = [n for n in evaluated if self.runs[n].config.get("objective", "sft") != "sft" and self.runs[n].data_folder == self.runs[a].data_folder]
+        pref.sort(key=lambda n: self.runs[n].config.get("objective") != "hanorec")  # HaNoRec first: its pairs carry hardness
         return a, (pref[0] if pref else None)
 
     def view(self, user:str, run:str, other:str|None=None) -> tuple:

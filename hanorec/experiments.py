@@ -53,7 +53,7 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
     "The stages of `hanorec quickstart`, in order."
     sft_steps = mllm_steps or (400 if cuda else 8)
     users = mllm_users if mllm_users is not None else (None if cuda else 20)
-    pref = ["optim.max_steps=150", "optim.batch_size=64", "optim.lr=1e-4", "optim.warmup_steps=10", "eval.every=50", "eval.users=0"]
+    pref = []  # the encoder's preference stages: hanorec train's preference recipe (chosen on validation, see 11_train)
     val = 0 if cuda else 5  # validation users: on a CPU a check that it runs (the test below is evaluate_run's)
     bf16 = not cuda and cpu_bf16()  # CUDA: bf16 anyway (precision=auto)
     frugal = [] if cuda else ["gradient_checkpointing=true"]  # 4 prompts a step in one pass, activations recomputed
