@@ -344,13 +344,20 @@ def _add_quickstart(sub):
     q.set_defaults(func=cmd_quickstart)
 
 # %% ../nbs/17_cli.ipynb #cl0gr002
+def _claims(grid, out) -> str:
+    "The claims lab's answers for an ablation grid (one with the sft and sft-text stages); '' for any other grid."
+    if not {"sft", "sft-text"} <= {s.name for s in grid.stages}: return ""
+    from hanorec.claims import claims_markdown
+    world = next((d for d, spec in grid.datasets.items() if "synthetic" in spec and (spec["synthetic"] or {}).get("visual_signal", 0.5) > 0), None)
+    return claims_markdown(grid, out, synthetic=world)
+
 def cmd_experiment(args):
     from hanorec.grid import ablation_grid, load_grid, run_grid, write_grid_report
     from hanorec.core import pick_device
     if args.experiment_command == "report":
         if not (Path(args.out)/"grid.yaml").exists():
             raise HanorecError(f"{args.out} holds no grid (grid.yaml is missing)", hint="give the --out folder of hanorec experiment run or ablation")
-        report = write_grid_report(load_grid(Path(args.out)/"grid.yaml"), args.out)
+        grid, out = load_grid(Path(args.out)/"grid.yaml"), args.out
     else:
         if args.experiment_command == "run":
             grid, out = load_grid(args.grid), args.out or str(Path(args.grid).with_suffix(""))
@@ -361,7 +368,8 @@ def cmd_experiment(args):
             out = args.out
         again = f"hanorec experiment {args.experiment_command} " + (f"{args.grid} " if args.experiment_command == "run" else "")
         args.interrupted_hint = f"run the same command again to continue ({again}--out {out}): finished cells are reused"
-        report = run_grid(grid, out, device=args.device)
+        run_grid(grid, out, device=args.device)
+    report = write_grid_report(grid, out, extra=_claims(grid, out))
     print(f"report: {report}  and  {report.with_suffix('.html')}  (every cell: {Path(report).parent/'results.csv'})")
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
 
@@ -374,7 +382,8 @@ def _add_experiment(sub):
     r.add_argument("grid", help="the grid's YAML file")
     r.add_argument("--out", default=None, help="the grid's folder (default: the file's path without .yaml)")
     a = acts.add_parser("ablation", help="SFT, DPO, S-DPO, RoDPO's negatives, HaNoRec and its parts, text against images, over seeds")
-    a.add_argument("--datasets", default="movielens-small,synthetic", help="comma-separated: movielens-small, synthetic, or prepared folders")
+    a.add_argument("--datasets", default="movielens-small,synthetic,synthetic-no-visual",
+                   help="comma-separated: movielens-small, synthetic (visual_signal 0.5), synthetic-no-visual (0), or prepared folders")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     a.add_argument("--models", default="encoder", help="encoder and/or mllm, comma-separated (default encoder; mllm adds the composed MLLM's rows)")
     a.add_argument("--out", default="ablation", help="the grid's folder (default: ablation/)")

@@ -23,7 +23,8 @@ from .synthetic import prepare_synthetic
 
 # %% auto #0
 __all__ = ['ABLATION_DATASETS', 'Grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict',
-           'grid_results', 'grid_summary', 'grid_markdown', 'write_grid_report', 'ablation_stages', 'ablation_grid']
+           'grid_results', 'test_values', 'grid_summary', 'grid_markdown', 'write_grid_report', 'ablation_stages',
+           'ablation_grid']
 
 # %% ../nbs/12a_grid.ipynb #gr000006
 @dataclass
@@ -169,7 +170,8 @@ def grid_results(grid:Grid, out:str|Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "seed", "stage", "about", "start", "metric", "value", "low", "high", "users",
                                        "validation", "best_step", "note"])
 
-def _per_user(run:Path, metrics) -> pd.DataFrame:
+def test_values(run:Path, metrics) -> pd.DataFrame:
+    "Per-user values of `metrics` on the test split's fixed candidates, users in id order (so runs on one dataset line up)."
     m, table = read_evaluation(run, "test", "sampled")
     return user_values(table.sort_values("user_id"), "sampled", list(metrics)).reset_index(drop=True)
 
@@ -183,10 +185,10 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
             runs = {seed: cell_folder(out, d, seed)/s.name for seed in grid.seeds}
             runs = {k: r for k, r in runs.items() if read_evaluation(r, "test", "sampled") is not None}
             if not runs: continue
-            vals = {k: _per_user(r, grid.metrics) for k, r in runs.items()}
+            vals = {k: test_values(r, grid.metrics) for k, r in runs.items()}
             row = dict(dataset=d, stage=s.name, about=s.about, start=s.start, seeds=len(runs), users=len(next(iter(vals.values()))))
             base = {k: cell_folder(out, d, k)/s.start for k in runs} if s.start else {}
-            base = {k: _per_user(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
+            base = {k: test_values(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
             paired = sorted(set(base) & set(vals))
             for m in grid.metrics:
                 means = np.array([float(np.nanmean(vals[k][m])) for k in sorted(vals)])
@@ -238,14 +240,15 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
                  "(values averaged over seeds); with one seed, by the bootstrap alone.")
     return "\n".join(parts)
 
-def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None) -> Path:
+def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this invocation's time
+                      extra:str="") -> Path: # more markdown after the tables (the claims lab's answers)
     "Write results.csv, report.md and a self-contained report.html (metrics with error bars, training curves); returns report.md."
     import plotly.graph_objects as go
     out = Path(out)
     results, summary = grid_results(grid, out), grid_summary(grid, out)
     with atomic_path(out/"results.csv", suffix=".csv") as tmp: results.to_csv(tmp, index=False)
     took = f" This invocation took {seconds / 60:.1f} minutes." if seconds else ""
-    text = f"# {grid.name}\n\n{len(grid.datasets)} dataset(s) x {len(grid.seeds)} seed(s) x {len(grid.stages)} stage(s), every cell evaluated on the test split.{took}\n\n{grid_markdown(grid, summary)}\n"
+    text = f"# {grid.name}\n\n{len(grid.datasets)} dataset(s) x {len(grid.seeds)} seed(s) x {len(grid.stages)} stage(s), every cell evaluated on the test split.{took}\n\n{grid_markdown(grid, summary)}\n" + (f"\n{extra}\n" if extra else "")
     atomic_write_text(out/"report.md", text)
     figs = []
     for d in grid.datasets:
@@ -268,7 +271,8 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None) -> Path:
 
 # %% ../nbs/12a_grid.ipynb #gr000020
 ABLATION_DATASETS = {"movielens-small": {"prepare": "movielens-small"},
-                     "synthetic": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.5}}}
+                     "synthetic": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.5}},
+                     "synthetic-no-visual": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.0}}}
 
 def ablation_stages(models=("encoder",), # "encoder" and/or "mllm"
                     cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
@@ -306,7 +310,7 @@ def ablation_stages(models=("encoder",), # "encoder" and/or "mllm"
                       "gradient_checkpointing=false")]
     return stages
 
-def ablation_grid(datasets=("movielens-small", "synthetic"), # names of ABLATION_DATASETS, or prepared folders
+def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASETS, or prepared folders
                   seeds:int=3, models=("encoder",), cuda:bool=False) -> Grid:
     "The ablation as a `Grid`: `ablation_stages` on each dataset, seeds 0..seeds-1."
     specs = {}

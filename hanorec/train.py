@@ -540,7 +540,8 @@ def train(cfg:TrainConfig, resume:bool=False) -> dict:
 # %% ../nbs/11_train.ipynb #tr000033
 _ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
             "eval.users=0", "eval.every=100", "eval.patience=3", "checkpoint.every=100")
-RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3", "optim.max_grad_norm=0", "optim.schedule=constant"), "gru4rec": (*_ENCODER, "optim.lr=3e-3"),
+RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim.lr=3e-3"),
+           "sasrec, item ids only": (*_ENCODER, "optim.lr=2e-3", "optim.max_grad_norm=0", "optim.schedule=constant"),
            "encoder preference": ("optim.lr=1e-5", "sft_weight=0.5", "beta=0.1", "optim.max_steps=200", "optim.batch_size=64",
                                   "optim.warmup_steps=10", "eval.every=25", "eval.users=0", "checkpoint.every=50"),
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
@@ -560,7 +561,9 @@ def train_config(path:str|Path|None=None, # a YAML file of settings
     family = _family(cfg)
     if family == "seqrec":
         fresh_sft = cfg.objective == "sft" and not cfg.init
-        recipe = RECIPES[cfg.seqrec.backbone] if fresh_sft else RECIPES["encoder preference"] if OBJECTIVES[cfg.objective].reference else ()
+        ids_only = cfg.seqrec.backbone == "sasrec" and not (cfg.seqrec.text or cfg.seqrec.images)
+        key = "sasrec, item ids only" if ids_only else cfg.seqrec.backbone
+        recipe = RECIPES[key] if fresh_sft else RECIPES["encoder preference"] if OBJECTIVES[cfg.objective].reference else ()
     elif family == "language model":  # micro-batches, unless the user set either key (a probe of 0s shows what they set)
         probe = load_config(TrainConfig, path, overrides, defaults=("optim.batch_size=0", "optim.grad_accum=0")).optim
         key = family + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")
