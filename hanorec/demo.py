@@ -11,6 +11,7 @@ import io
 import math
 import os
 import random
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .experiments import last_quickstart
 from .policies import PolicyConfig, load_policy, run_data
 
 # %% auto #0
-__all__ = ['find_runs', 'latest_quickstart', 'DemoData', 'DemoRun', 'message_html', 'history_html', 'summary_html',
+__all__ = ['find_runs', 'latest_quickstart', 'natural_key', 'DemoData', 'DemoRun', 'message_html', 'history_html', 'summary_html',
            'ranking_html', 'top_html', 'pairs_html', 'hardness_figure', 'run_html', 'Demo', 'build_app', 'launch',
            'explorer']
 
@@ -51,6 +52,10 @@ def latest_quickstart() -> Path:
     raise HanorecError("there is no quickstart output to show", hint="make one with: hanorec quickstart (or give run folders: hanorec demo RUN ...)")
 
 # %% ../nbs/13_demo.ipynb #de000011
+def natural_key(s:str) -> list:
+    "Sort key reading the digits in an id as numbers: u2 before u10, 15 before 115."
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(s)) if t]
+
 class DemoData:
     "A prepared dataset seen by the demo: items, test users, summaries, truth, and thumbnails."
     def __init__(self, folder:str|Path):
@@ -59,7 +64,7 @@ class DemoData:
         self.items = self.ds.items.assign(item_id=self.ds.items.item_id.astype(str)).set_index("item_id")
         test = self.ds.splits["test"]
         self.test = test.assign(user_id=test.user_id.astype(str)).set_index("user_id")
-        self.users = list(self.test.index)
+        self.users = sorted(self.test.index, key=natural_key)  # 2 before 10: the search's first match of "15" is 15
         self._thumbs = {}
 
     @cached_property
@@ -272,8 +277,10 @@ def hardness_figure(run:DemoRun, user:str|None=None):
     fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[{"hardness": "HaRS hardness h", "beta": "beta per pair"}[c] for c in cols])
     for n, c in enumerate(cols, 1):
         fig.add_trace(go.Histogram(x=p[c], nbinsx=40, name=f"all pairs ({c})", marker_color="#9db4d0"), row=1, col=n)
-        for v in p[p.user == user][c] if user is not None else []:
-            fig.add_vline(x=float(v), line_color="#d1495b", line_width=1, row=1, col=n)
+        mine = p[p.user == user][c] if user is not None else p[c].iloc[:0]
+        if len(mine):  # one marker trace, not a line per pair (a user can have thousands of pairs)
+            fig.add_trace(go.Scatter(x=mine, y=np.zeros(len(mine)), mode="markers", name=f"user {user}",
+                                     marker=dict(color="#d1495b", symbol="line-ns-open", size=14)), row=1, col=n)
     fig.update_layout(title=f"{run.name}: all {len(p)} pairs" + (f"; user {user}'s pairs in red" if user is not None else ""),
                       template="plotly_white", height=340, showlegend=False)
     return fig
