@@ -15,7 +15,7 @@ import torch
 from .core import HanorecError
 from .data import load_prepared, load_samples
 from .evaluation import _scipy_stats, paired_bootstrap, read_evaluation, read_log
-from .grid import Grid, cell_folder, test_values
+from .grid import Grid, cell_folder, paired_over_seeds, test_values
 from .objectives import neighbour_scores
 
 # %% auto #0
@@ -26,10 +26,9 @@ __all__ = ['NEGATIVE_STAGES', 'stage_difference', 'claim_modality', 'claim_false
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
     return [s for s in grid.seeds if all(read_evaluation(cell_folder(out, dataset, s)/st, "test", "sampled") is not None for st in stages)]
 
-def _averaged(grid:Grid, out:Path, dataset:str, stage:str, seeds:list[int], metric:str) -> tuple[np.ndarray, np.ndarray]:
-    "Per-user values averaged over seeds, and each seed's mean."
-    v = [test_values(cell_folder(out, dataset, s)/stage, [metric])[metric].to_numpy() for s in seeds]
-    return np.nanmean(np.stack(v), 0), np.array([np.nanmean(x) for x in v])
+def _averaged(out:Path, dataset:str, stage:str, seeds:list[int], metric:str) -> np.ndarray:
+    "Per-user values averaged over seeds."
+    return np.nanmean(np.stack([test_values(cell_folder(out, dataset, s)/stage, [metric])[metric].to_numpy() for s in seeds]), 0)
 
 def stage_difference(grid:Grid, out:str|Path, dataset:str, a:str, b:str, # stage A (the baseline) and stage B
                      metric:str="ndcg@5", n:int=1000) -> dict:
@@ -37,11 +36,8 @@ def stage_difference(grid:Grid, out:str|Path, dataset:str, a:str, b:str, # stage
     out = Path(out)
     seeds = _seeds_with(grid, out, dataset, a, b)
     if not seeds: raise HanorecError(f"{out}: no seed of {dataset} has both {a} and {b} evaluated", hint="run the grid first (hanorec experiment run / ablation)")
-    (ua, sa), (ub, sb) = _averaged(grid, out, dataset, a, seeds, metric), _averaged(grid, out, dataset, b, seeds, metric)
-    boot, stats = paired_bootstrap(ua, ub, n), _scipy_stats()
-    p_seeds = (1.0 if np.allclose(sa, sb) else float(stats.ttest_rel(sb, sa).pvalue)) if len(seeds) >= 2 and stats is not None else math.nan
-    return dict(dataset=dataset, a=a, b=b, metric=metric, seeds=len(seeds), a_value=float(sa.mean()), b_value=float(sb.mean()),
-                difference=boot["difference"], low=boot["low"], high=boot["high"], p_users=boot["p_value"], p_seeds=p_seeds)
+    values = lambda stage: {s: test_values(cell_folder(out, dataset, s)/stage, [metric]) for s in seeds}
+    return dict(dataset=dataset, a=a, b=b, metric=metric, **paired_over_seeds(values(a), values(b), metric, n))  # the grid report's own test
 
 # %% ../nbs/12b_claims.ipynb #cl000011
 def claim_modality(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
@@ -112,7 +108,7 @@ def claim_nodo_gap(grid:Grid, out:str|Path, metric:str="ndcg@5", n:int=1000) -> 
     for d in grid.datasets:
         seeds = _seeds_with(grid, out, d, "dpo", "dpo-text", "hanorec", "hanorec-text")
         if not seeds: continue
-        v = {s: _averaged(grid, out, d, s, seeds, metric)[0] for s in ("dpo", "dpo-text", "hanorec", "hanorec-text")}
+        v = {s: _averaged(out, d, s, seeds, metric) for s in ("dpo", "dpo-text", "hanorec", "hanorec-text")}
         gd, gh = v["dpo"] - v["dpo-text"], v["hanorec"] - v["hanorec-text"]
         b = paired_bootstrap(gd, gh, n)
         rows.append(dict(dataset=d, seeds=len(seeds), gap_dpo=float(np.nanmean(gd)), gap_hanorec=float(np.nanmean(gh)),

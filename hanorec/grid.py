@@ -23,8 +23,8 @@ from .synthetic import prepare_synthetic
 
 # %% auto #0
 __all__ = ['ABLATION_DATASETS', 'Grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict',
-           'grid_results', 'test_values', 'grid_summary', 'grid_markdown', 'write_grid_report', 'ablation_stages',
-           'ablation_grid']
+           'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown', 'write_grid_report',
+           'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/12a_grid.ipynb #gr000006
 @dataclass
@@ -175,10 +175,21 @@ def test_values(run:Path, metrics) -> pd.DataFrame:
     m, table = read_evaluation(run, "test", "sampled")
     return user_values(table.sort_values("user_id"), "sampled", list(metrics)).reset_index(drop=True)
 
+def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} of run A (the baseline) and run B
+                      metric:str, n:int=1000) -> dict: # bootstrap resamples
+    "B − A over the seeds both have: each's mean, the difference with its 95% interval and p over users (values averaged over seeds), p across seeds (paired t-test, 2+ seeds)."
+    from hanorec.evaluation import _scipy_stats
+    seeds, stats = sorted(set(a) & set(b)), _scipy_stats()
+    averaged = lambda v: np.nanmean(np.stack([v[s][metric].to_numpy() for s in seeds]), 0)
+    boot = paired_bootstrap(averaged(a), averaged(b), n)
+    sa, sb = (np.array([float(np.nanmean(v[s][metric])) for s in seeds]) for v in (a, b))
+    p_seeds = (1.0 if np.allclose(sa, sb) else float(stats.ttest_rel(sb, sa).pvalue)) if len(seeds) >= 2 and stats is not None else math.nan
+    return dict(seeds=len(seeds), a_value=float(sa.mean()), b_value=float(sb.mean()), difference=boot["difference"], low=boot["low"],
+                high=boot["high"], p_users=boot["p_value"], p_seeds=p_seeds)
+
 def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "One row per (dataset, stage): mean and sd over seeds per metric, the validation mean, and against the start: difference, p across seeds, p over users."
-    from hanorec.evaluation import _scipy_stats
-    stats, rows = _scipy_stats(), []
+    rows = []
     validation = grid_results(grid, out).groupby(["dataset", "stage", "metric"]).validation.mean()
     for d in grid.datasets:
         for s in grid.stages:
@@ -195,13 +206,8 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
                 row[m], row[f"{m} sd"] = float(means.mean()), float(means.std(ddof=1)) if len(means) > 1 else math.nan
                 row[f"{m} validation"] = float(validation.get((d, s.name, m), math.nan))
                 if not paired: continue
-                a = np.nanmean(np.stack([base[k][m].to_numpy() for k in paired]), 0)
-                b = np.nanmean(np.stack([vals[k][m].to_numpy() for k in paired]), 0)
-                boot = paired_bootstrap(a, b, n)
-                row[f"{m} diff"], row[f"{m} p users"] = boot["difference"], boot["p_value"]
-                g = np.array([float(np.nanmean(vals[k][m])) for k in paired]); h = np.array([float(np.nanmean(base[k][m])) for k in paired])
-                if len(paired) >= 2 and stats is not None:
-                    row[f"{m} p seeds"] = 1.0 if np.allclose(g, h) else float(stats.ttest_rel(g, h).pvalue)
+                p = paired_over_seeds(base, vals, m, n)
+                row[f"{m} diff"], row[f"{m} p users"], row[f"{m} p seeds"] = p["difference"], p["p_users"], p["p_seeds"]
             rows.append(row)
     return pd.DataFrame(rows)
 
