@@ -340,7 +340,7 @@ def _add_quickstart(sub):
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     q.add_argument("--mllm-steps", type=int, default=None, help="the language model's SFT steps (default 8 on a CPU, 400 on CUDA)")
     q.add_argument("--mllm-users", type=int, default=None, help="test users the language model is scored on (default 20 on a CPU, all on CUDA)")
-    q.add_argument("--jobs", type=int, default=None, help="lanes (encoders, language model) run side by side (default 2 on a CPU with 2+ cores, else 1)")
+    q.add_argument("--jobs", type=int, default=None, help="worker processes that run the stages, each after what it waits on (default 2 on a CPU with 2+ cores, else 1: in this process)")
     q.set_defaults(func=cmd_quickstart)
 
 # %% ../nbs/17_cli.ipynb #cl0gr002

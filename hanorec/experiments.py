@@ -24,9 +24,10 @@ from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluatio
 from .train import TrainConfig, train, train_config
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings', 'refuse_stale',
-           'run_stage', 'report_rows', 'report_markdown', 'write_report', 'run_lane', 'release_memory', 'quickstart',
-           'remember_quickstart', 'last_quickstart']
+__all__ = ['REPORT_METRICS', 'FEATURES', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings',
+           'refuse_stale', 'run_stage', 'report_rows', 'report_markdown', 'write_report', 'reads_features',
+           'stage_graph', 'task_priority', 'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks',
+           'quickstart', 'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -38,7 +39,6 @@ class Stage:
     start: str = "" # the stage it continues (its SFT start), if any: the report tests it against that one
     users: int|None = None # evaluate on the first N test users only (a language model on a CPU); None: every user
     budget: str = "" # the training budget, printed beside its numbers
-    lane: str = "encoders" # stages of one lane run in order; lanes can run side by side (`quickstart(jobs=2)`)
 
 # %% ../nbs/12_experiments.ipynb #ex000008
 def cpu_bf16() -> bool:
@@ -69,11 +69,11 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
             Stage("encoder-hanorec", "encoder, HaNoRec (HaRS + NoDO)",
                   ["init=encoder-sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits", *pref], start="encoder-sft"),
             Stage("mllm-sft", "composed MLLM (SmolLM2-135M + EfficientNet-Lite0), SFT", [*mllm, f"optim.max_steps={sft_steps}"],
-                  users=users, budget=budget(sft_steps), lane="language model"),
+                  users=users, budget=budget(sft_steps)),
             Stage("mllm-hanorec", "composed MLLM, HaNoRec", ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1",
                   *([] if cuda else ["nodo.mode=logits"]), *mllm,
                   f"optim.max_steps={max(2, sft_steps // 2)}", "optim.lr=5e-5"],
-                  start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)), lane="language model")]
+                  start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)))]
 
 # %% ../nbs/12_experiments.ipynb #ex000011
 def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
@@ -186,8 +186,8 @@ def _markdown_html(text:str) -> str:
     return mistune.create_markdown(escape=True, plugins=["table"])(text)
 
 # %% ../nbs/12_experiments.ipynb #ex000018
-_SHARE = {"popularity": 0.01, "sasrec": 0.1, "encoder-sft": 0.12, "encoder-dpo": 0.05, "encoder-rodpo": 0.06, "encoder-hanorec": 0.06,
-          "mllm-sft": 0.3, "mllm-hanorec": 0.3}  # rough shares of a CPU run's time, for the remaining-time estimate
+_SHARE = {"features": 0.12, "popularity": 0.01, "sasrec": 0.14, "encoder-sft": 0.2, "encoder-dpo": 0.04, "encoder-rodpo": 0.04,
+          "encoder-hanorec": 0.04, "mllm-sft": 0.2, "mllm-hanorec": 0.2}  # rough shares of a CPU run's work, for scheduling and the time left
 
 def _peak_gb() -> float:
     "This process's peak resident memory so far, in GB (Linux's VmHWM: a worker's own, not its parent's; else getrusage; NaN on Windows)."
@@ -205,22 +205,47 @@ def _cores() -> int:
     "The CPU cores this process may use (its affinity where the system tells it, as in containers)."
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-def run_lane(stages:list[Stage], data:Path, out:Path, device:str="auto", t0:float|None=None, # the run's start (time.time(), shared by processes)
-             threads:int=0) -> None: # torch threads (0: leave as is); a worker process gets its share of the cores
-    "Run one lane's stages in order, printing a progress line before each."
-    if threads: torch.set_num_threads(threads)
-    t0 = t0 or time.time()
-    share = lambda s: _SHARE.get(s.name, 1 / len(stages))
-    seconds_new, share_new = 0.0, 0.0  # of the stages trained now: reused ones cost nothing and say nothing about the rest
-    for i, s in enumerate(stages):
-        todo = sum(share(x) for x in stages[i:] if not (out/x.name/"metrics.json").exists())
-        left = f", about {seconds_new / share_new * todo / 60:.0f} min left in this lane" if share_new > 0.05 else ""
-        print(f"[quickstart] {s.lane} {i + 1}/{len(stages)}: {s.name} ({s.about}); {(time.time() - t0) / 60:.1f} min so far"
-              f"{left}; peak memory {_peak_gb():.1f} GB", flush=True)
-        t, finished = time.perf_counter(), (out/s.name/"metrics.json").exists()
-        run_stage(s, data, out, device)
-        release_memory()
-        if not finished: seconds_new, share_new = seconds_new + time.perf_counter() - t, share_new + share(s)
+FEATURES = "features"  # the task that makes the item-feature caches, before any stage that reads them
+
+def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
+    "Whether the stage reads the item-feature caches (posters' EfficientNet features, MiniLM's, HaRS's neighbours): all but popularity and an ids-only encoder."
+    cfg = stage_config(stage, data, out, device)
+    if cfg.model == "popularity": return False
+    if cfg.model == "seqrec": return cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec" or cfg.init != ""
+    return True  # language models read the image features
+
+def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
+    "Each stage's prerequisites among this run's tasks: the stage it continues (`start`, `init=`) and `features` where it reads them."
+    names = {s.name for s in stages}
+    graph = {FEATURES: set()}
+    for s in stages:
+        deps = ({s.start} | {x[5:] for x in s.settings if x.startswith("init=")}) & names
+        graph[s.name] = deps | ({FEATURES} if reads_features(s, data, out, device) else set())
+    return graph
+
+def task_priority(graph:dict[str, set[str]]) -> dict[str, float]:
+    "Each task's longest chain of work from its start to the end (in shares of a CPU run): the scheduler starts the longest first."
+    children = {k: [c for c, deps in graph.items() if k in deps] for k in graph}
+    chain = {}
+    def length(k, seen=()):
+        if k in seen: raise HanorecError(f"the stages wait on each other in a circle: {' -> '.join([*seen, k])}",
+                                         hint="a stage's start (init=) must not continue, directly or not, from the stage itself")
+        if k not in chain: chain[k] = _SHARE.get(k, 0.05) + max((length(c, (*seen, k)) for c in children[k]), default=0.0)
+        return chain[k]
+    for k in graph: length(k)
+    return chain
+
+def next_tasks(graph:dict[str, set[str]], finished:set, started:set, priority:dict[str, float]) -> list[str]:
+    "The tasks whose prerequisites have finished and that have not started, longest chain first (ties: the stages' own order)."
+    ready = [k for k in graph if k not in started and graph[k] <= finished]
+    return sorted(ready, key=lambda k: (-priority[k], list(graph).index(k)))
+
+def make_features(data:Path, device:str="auto"):
+    "Make (or reuse) the caches the stages read: the posters' EfficientNet-Lite0 features, the titles' MiniLM embeddings and HaRS's neighbours."
+    ds = load_prepared(data)
+    if (data/"images").is_dir(): image_features(data, ds.items, device=device)
+    neighbour_scores(ds)
+    release_memory()
 
 def release_memory():
     "Collect garbage and hand freed heap pages back to the system (glibc), so a finished stage's peak does not stay resident."
@@ -229,30 +254,91 @@ def release_memory():
     try: ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError): pass  # not glibc: nothing to trim
 
-def _lane_worker(stages, data, out, device, t0, threads):
-    "A worker process's lane: its own progress bars off (two would fight over the terminal), its log lines kept."
-    os.environ["HANOREC_PROGRESS"] = "0"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
-    print(f"[quickstart] {stages[0].lane} lane: process {os.getpid()}, {threads} thread{'s' * (threads > 1)}", flush=True)
-    run_lane(stages, data, out, device, t0, threads)
+def run_task(name:str, stage:Stage|None, data:Path, out:Path, device:str="auto",
+             line:str="", # the progress line to print first
+             threads:int=0) -> float: # a worker process's torch threads (0: this process, as it is)
+    "Run one task (`features`, or a stage) and return this process's peak memory in GB; in a worker, progress bars off (two would fight over the terminal)."
+    if threads:
+        os.environ["HANOREC_PROGRESS"] = "0"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
+        torch.set_num_threads(threads)
+    if line: print(f"{line}; process {os.getpid()}, peak memory so far {_peak_gb():.1f} GB", flush=True)
+    if stage is None: make_features(data, device)
+    else:
+        run_stage(stage, data, out, device)
+        release_memory()
+    return _peak_gb()
 
-def _check_lanes(stages:list[Stage], out:Path):
-    "A stage may continue a stage of another lane only when that one has finished (lanes run side by side)."
-    lane = {s.name: s.lane for s in stages}
-    for s in stages:
-        for dep in {s.start} | {x[5:] for x in s.settings if x.startswith("init=")}:
-            if dep in lane and lane[dep] != s.lane and not (out/dep/"metrics.json").exists():
-                raise HanorecError(f"stage {s.name} (lane {s.lane}) continues {dep}, which runs in lane {lane[dep]}",
-                                   hint=f"put {s.name} in lane {lane[dep]!r}")
+class _Progress:
+    "The progress line before each task: its place, the time so far and the time left (from the shares of the tasks done)."
+    def __init__(self, graph:dict, out:Path, t0:float):
+        self.n, self.t0, self.i = len(graph), t0, 0
+        self.fresh = {k for k in graph if k == FEATURES or not (out/k/"metrics.json").exists()}  # reused stages cost little
+        self.done, self.t_work = set(), time.time()
+    def line(self, k:str, about:str) -> str:
+        self.i += 1
+        share = lambda ks: sum(_SHARE.get(x, 0.05) for x in ks)
+        done, left = share(self.done & self.fresh), share(self.fresh - self.done)
+        est = f", about {(time.time() - self.t_work) / done * left / 60:.0f} min left" if done > 0.1 else ""
+        return f"[quickstart] {self.i}/{self.n} {k} ({about}): {(time.time() - self.t0) / 60:.1f} min so far{est}"
+    def finished(self, k:str): self.done.add(k)
+
+def _about(k:str, stages:dict) -> str:
+    return stages[k].about if k in stages else "item features: EfficientNet-Lite0, MiniLM, HaRS's neighbours"
+
+def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:int=1, t0:float|None=None):
+    """Run the features task and every stage, each after its prerequisites: in this process one after the other
+    (`jobs=1`), else in `jobs` worker processes that each take the ready task with the longest chain of work."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+    from hanorec.experiments import run_task as task  # the module's own function: a notebook's copy cannot be sent to a process
+    graph = stage_graph(stages, data, out, device)
+    if not any(FEATURES in deps for deps in graph.values()): del graph[FEATURES]
+    priority, by_name = task_priority(graph), {s.name: s for s in stages}
+    progress = _Progress(graph, out, t0 or time.time())
+    if jobs <= 1:
+        finished = set()
+        while len(finished) < len(graph):
+            k = next_tasks(graph, finished, finished, priority)[0]
+            run_task(k, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)))
+            finished.add(k); progress.finished(k)
+        return
+    threads = max(1, _cores() // jobs)
+    print(f"[quickstart] {len(graph)} tasks in {jobs} worker processes, {threads} thread{'s' * (threads > 1)} each; "
+          "each takes the ready task with the longest chain of work after it", flush=True)
+    started, finished, failed, running = set(), set(), {}, {}
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while True:
+            for k in next_tasks(graph, finished, started, priority)[:jobs - len(running)]:
+                running[pool.submit(task, k, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)), threads)] = k
+                started.add(k)
+            if not running: break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                k = running.pop(f)
+                if f.exception() is None: finished.add(k); progress.finished(k)
+                else:  # told at once; the tasks that do not wait on it go on
+                    failed[k] = f.exception()
+                    print(f"[quickstart] {k} stopped: {failed[k]}", flush=True)
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C; stop waiting for them
+        for p in list(getattr(pool, "_processes", {}).values()): p.terminate()
+        raise
+    finally: pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        waiting = [k for k in graph if k not in started]
+        if waiting: print(f"[quickstart] not started, as they wait on a stage that stopped: {', '.join(waiting)}", flush=True)
+        if any(isinstance(e, BrokenProcessPool) for e in failed.values()):
+            raise HanorecError("a quickstart worker process died (killed from outside, or for lack of memory)",
+                               hint="run it again with --jobs 1 (one task after the other, less memory); finished stages are reused")
+        raise next(iter(failed.values()))
 
 def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one folder per stage, report.md, report.html
                device:str="auto", mllm_steps:int|None=None, mllm_users:int|None=None,
                stages:list[Stage]|None=None, # default: `quickstart_stages` for the device
-               jobs:int|None=1) -> Path: # lanes side by side (None: 2 on a CPU with 2+ cores, as `hanorec quickstart`)
+               jobs:int|None=1) -> Path: # worker processes (None: 2 on a CPU with 2+ cores, as `hanorec quickstart`; 1: in this process)
     "Prepare MovieLens-small, run every stage, evaluate, and write the report; returns report.md's path."
-    import multiprocessing
-    from concurrent.futures.process import BrokenProcessPool
-    from hanorec.experiments import _lane_worker as worker  # the module's own function: a notebook's copy cannot be sent to a process
     out, t0 = Path(out), time.time()
     dev = pick_device(device)
     stages = stages or quickstart_stages(cuda=dev.type == "cuda", mllm_steps=mllm_steps, mllm_users=mllm_users)
@@ -262,37 +348,8 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
         prepare("movielens-small", data)
     for s in stages: refuse_stale(s, data, out, device)  # before any work, in this process
     reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
-    lanes = {}
-    for s in stages: lanes.setdefault(s.lane, []).append(s)
-    cores = _cores()
-    jobs = min(len(lanes), jobs if jobs is not None else (2 if dev.type == "cpu" and cores >= 2 else 1))
-    if jobs <= 1:
-        for lane in lanes.values(): run_lane(lane, data, out, device, t0)
-    else:  # caches both lanes read (the posters' features, MiniLM's, HaRS's neighbours): made once, here, with every core
-        _check_lanes(stages, out)
-        print("[quickstart] item features (EfficientNet-Lite0, MiniLM) and HaRS's neighbours, once", flush=True)
-        ds = load_prepared(data)
-        if (data/"images").is_dir(): image_features(data, ds.items, device=device)
-        neighbour_scores(ds)
-        release_memory()
-        threads = max(1, cores // jobs)
-        print(f"[quickstart] {len(lanes)} lanes ({', '.join(lanes)}) side by side, {threads} thread{'s' * (threads > 1)} each", flush=True)
-        failed = []
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            running = {pool.submit(worker, lane, data, out, device, t0, threads): name for name, lane in lanes.items()}
-            for done in as_completed(running):  # a lane's failure is told at once; the other lane finishes its stage list
-                if done.exception() is not None:
-                    failed.append(done.exception())
-                    print(f"[quickstart] the {running[done]} lane stopped: {failed[-1]}", flush=True)
-        except KeyboardInterrupt:  # the workers got the same Ctrl-C; stop waiting for them
-            for p in list(getattr(pool, "_processes", {}).values()): p.terminate()
-            raise
-        finally: pool.shutdown(wait=True, cancel_futures=True)
-        if any(isinstance(f, BrokenProcessPool) for f in failed):
-            raise HanorecError("a quickstart worker process died (killed from outside, or for lack of memory)",
-                               hint=f"run it again with --jobs 1 (one lane after the other, less memory); finished stages are reused")
-        if failed: raise failed[0]
+    jobs = jobs if jobs is not None else (2 if dev.type == "cpu" and _cores() >= 2 else 1)
+    run_tasks(stages, data, out, device, jobs, t0)
     md, page = write_report(stages, out, time.time() - t0, reused)
     remember_quickstart(out)
     return md

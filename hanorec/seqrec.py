@@ -218,9 +218,20 @@ class SeqRec(nn.Module):
     @property
     def n_items(self) -> int: return self.item_emb.num_embeddings
 
+    def _projected(self, name:str, proj:nn.Sequential) -> torch.Tensor:
+        """`proj(features)`, LayerNorm then Linear, computed as the features' normalisation (made once: they are frozen)
+        times the Linear with LayerNorm's scale and shift folded in. The same function and gradients, without
+        normalising and back-propagating through every catalog item's 1,280 values at every step."""
+        feat, (norm, lin) = getattr(self, f"{name}_features"), proj
+        key = (feat.data_ptr(), feat._version, feat.device, feat.dtype)  # a loaded state dict or a move makes it again
+        cache = self.__dict__.setdefault("_normalised", {})
+        if name not in cache or cache[name][0] != key:
+            with torch.no_grad(): cache[name] = (key, F.layer_norm(feat, feat.shape[-1:], eps=norm.eps))
+        return torch.addmm(lin.bias + lin.weight @ norm.bias, cache[name][1], (lin.weight * norm.weight).T)
+
     def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         "Every catalog item's vector [N, d], and the MoE balance loss (0 without MoE)."
-        parts = [self.item_emb.weight] + [p(getattr(self, f"{n}_features")) for n, p in self.proj.items()]
+        parts = [self.item_emb.weight] + [self._projected(n, p) for n, p in self.proj.items()]
         zero = self.item_emb.weight.new_zeros(())
         if self.config.fusion == "sum": return sum(parts), zero
         if self.config.fusion == "concat": return self.fuse(torch.cat(parts, -1)), zero

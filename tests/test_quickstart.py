@@ -1,4 +1,4 @@
-"The quickstart's lanes side by side in worker processes, as `hanorec quickstart` runs them on a CPU."
+"The quickstart's tasks in two worker processes, each stage after what it waits on, as `hanorec quickstart` runs them on a CPU."
 import os
 import re
 
@@ -21,39 +21,46 @@ def world(tmp_path_factory):
 def _stages(lm_settings):
     return [Stage("popularity", "popularity", ["model=popularity"]),
             Stage("encoder-sft", "encoder, SFT", ["model=seqrec", "optim.epochs=2", "optim.batch_size=16"]),
-            Stage("lm-sft", "tiny MLLM, SFT", [*LM, *lm_settings], users=4, budget="2 steps", lane="language model")]
+            Stage("encoder-dpo", "encoder, DPO", ["init=encoder-sft", "objective=dpo", "optim.max_steps=2", "eval.every=0"],
+                  start="encoder-sft"),
+            Stage("lm-sft", "tiny MLLM, SFT", [*LM, *lm_settings], users=4, budget="2 steps")]
 
 
-def test_lanes_run_side_by_side_and_report_every_stage(world, capfd):
+def test_two_workers_run_every_stage_after_what_it_waits_on(world, capfd):
     stages = _stages(["optim.max_steps=2"])
     report = quickstart(world, device="cpu", stages=stages, jobs=2)
     out = capfd.readouterr().out
-    assert "2 lanes (encoders, language model) side by side" in out, out
-    pids = dict(re.findall(r"\[quickstart\] (encoders|language model) lane: process (\d+)", out))
-    assert len(pids) == 2 and len(set(pids.values())) == 2 and str(os.getpid()) not in pids.values(), out  # two workers
-    for s in stages:  # each lane's worker printed its own progress line, and each stage was trained and evaluated
+    assert "5 tasks in 2 worker processes" in out, out
+    pids = set(re.findall(r"; process (\d+),", out))
+    assert len(pids) == 2 and str(os.getpid()) not in pids, out  # two workers, neither of them this process
+    lines = [line for line in out.splitlines() if line.startswith("[quickstart] ") and "; process " in line]
+    assert len(lines) == 5 and any(line.startswith("[quickstart] 1/5 features") for line in lines), lines  # the longest chain first
+    for s in stages:  # each stage was announced, trained and evaluated
         assert f"{s.name} ({s.about})" in out, out
-        assert (world/s.name/"metrics.json").exists()
+        assert (world/s.name/"metrics.json").exists() and (world/s.name/"eval"/"test-sampled"/"metrics.json").exists()
+    # a continuing stage started after its start had finished; a stage reading the features after they were made
+    assert (world/"encoder-dpo"/"config.yaml").stat().st_mtime >= (world/"encoder-sft"/"metrics.json").stat().st_mtime
+    assert (world/"lm-sft"/"config.yaml").stat().st_mtime >= max(p.stat().st_mtime for p in (world/"data"/"features").rglob("*"))
     text = report.read_text()
     assert all(s.about in text for s in stages), text
     rows = report_rows(stages, world)
     assert rows.users.tolist()[-1] == 4 and rows.users.tolist()[0] == rows.users.tolist()[1] > 4
 
 
-def test_a_failing_lane_is_reported_and_the_other_lane_finishes(tmp_path, world, capfd):
+def test_a_failing_stage_is_reported_and_the_others_finish(tmp_path, world, capfd):
     import shutil
     shutil.copytree(world/"data", tmp_path/"data")
     stages = _stages(["optim.max_steps=-1"])  # refused by the trainer, in the language model's worker
     with pytest.raises(HanorecError, match="optim.max_steps=-1 is below 0"):
         quickstart(tmp_path, device="cpu", stages=stages, jobs=2)
-    assert "the language model lane stopped" in capfd.readouterr().out
-    assert (tmp_path/"encoder-sft"/"metrics.json").exists() and not (tmp_path/"report.md").exists()
+    assert "[quickstart] lm-sft stopped:" in capfd.readouterr().out
+    assert (tmp_path/"encoder-dpo"/"metrics.json").exists() and not (tmp_path/"report.md").exists()
 
 
-def test_a_stage_cannot_wait_on_an_unfinished_stage_of_the_other_lane(tmp_path, world):
+def test_stages_that_wait_on_each_other_in_a_circle_are_refused(tmp_path, world):
     import shutil
     shutil.copytree(world/"data", tmp_path/"data")
-    stages = [*_stages(["optim.max_steps=2"]),
-              Stage("lm-dpo", "x", ["init=encoder-sft", "objective=dpo"], start="encoder-sft", lane="language model")]
-    with pytest.raises(HanorecError, match="continues encoder-sft, which runs in lane encoders"):
+    stages = [Stage("a", "a", ["init=b", "objective=dpo"], start="b"), Stage("b", "b", ["init=a", "objective=dpo"], start="a")]
+    with pytest.raises(HanorecError, match="wait on each other in a circle"):
         quickstart(tmp_path, device="cpu", stages=stages, jobs=2)
+    assert not (tmp_path/"a").exists() and not (tmp_path/"b").exists()
