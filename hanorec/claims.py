@@ -19,8 +19,8 @@ from .grid import Grid, cell_folder, paired_over_seeds, test_values
 from .objectives import neighbour_scores
 
 # %% auto #0
-__all__ = ['NEGATIVE_STAGES', 'stage_difference', 'claim_modality', 'claim_false_negatives', 'hardness_truth', 'claim_nodo_gap',
-           'claims_markdown']
+__all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'stage_difference', 'claim_modality', 'claim_false_negatives',
+           'hardness_truth', 'claim_nodo_gap', 'claims_markdown']
 
 # %% ../nbs/12b_claims.ipynb #cl000008
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
@@ -40,10 +40,12 @@ def stage_difference(grid:Grid, out:str|Path, dataset:str, a:str, b:str, # stage
     return dict(dataset=dataset, a=a, b=b, metric=metric, **paired_over_seeds(values(a), values(b), metric, n))  # the grid report's own test
 
 # %% ../nbs/12b_claims.ipynb #cl000011
+MODALITY_COMPARISONS = {"images": ("sft-text", "sft"), "content": ("sft-permuted", "sft"), "identity": ("sft-text", "sft-permuted")}
+
 def claim_modality(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
-    "Per dataset: the multimodal SFT (sft) minus the text-only SFT (sft-text)."
-    return pd.DataFrame([stage_difference(grid, out, d, "sft-text", "sft", metric) for d in grid.datasets
-                         if _seeds_with(grid, Path(out), d, "sft", "sft-text")])
+    "Per dataset and comparison (`MODALITY_COMPARISONS`: images, content, identity), stage B minus stage A, where both ran."
+    return pd.DataFrame([{"comparison": k, **stage_difference(grid, out, d, a, b, metric)} for d in grid.datasets
+                         for k, (a, b) in MODALITY_COMPARISONS.items() if _seeds_with(grid, Path(out), d, a, b)])
 
 # %% ../nbs/12b_claims.ipynb #cl000014
 NEGATIVE_STAGES = {"dpo": "random", "rodpo-hard": "deterministic hard", "rodpo-topk": "stochastic top-K (K 20)",
@@ -123,10 +125,11 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
     "The claims lab's answers on a grid's runs, as markdown."
     out, lines = Path(out), ["## The claims", ""]
     m = claim_modality(grid, out, metric)
-    lines += ["**1. Images carry signal that text lacks** (multimodal SFT minus text-only SFT, test " + metric.upper() + "):", "",
-              "| dataset | seeds | text only | text + images | difference [95%] | p (users) | p (seeds) |", "|:--|--:|--:|--:|--:|--:|--:|"]
-    lines += [f"| {r.dataset} | {r.seeds} | {r.a_value:.3f} | {r.b_value:.3f} | {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |"
-              for r in m.itertuples()]
+    lines += ["**1. Images carry signal that text lacks** (test " + metric.upper() + "; images: multimodal SFT minus text-only; "
+              "content: multimodal minus images permuted across items; identity: permuted minus text-only):", "",
+              "| dataset | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r.dataset} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] "
+              f"| {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in m.itertuples()]
     if synthetic and _seeds_with(grid, out, synthetic, "sft"):
         f = claim_false_negatives(grid, out, synthetic, metric)
         lines += ["", f"**2. Hard negatives and false negatives** ({synthetic}: the share of drawn negatives the user truly wanted, "

@@ -17,14 +17,14 @@ import yaml
 
 from .core import HanorecError, atomic_path, atomic_write_text, get_logger, read_json
 from .data import prepare
-from .evaluation import curve_figure, paired_bootstrap, read_evaluation, user_values
+from .evaluation import curve_figure, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
 from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage
 from .synthetic import prepare_synthetic
 
 # %% auto #0
 __all__ = ['ABLATION_DATASETS', 'Grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict',
-           'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown', 'write_grid_report',
-           'ablation_stages', 'ablation_grid']
+           'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown', 'preference_figures',
+           'write_grid_report', 'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/12a_grid.ipynb #gr000006
 @dataclass
@@ -177,13 +177,19 @@ def test_values(run:Path, metrics) -> pd.DataFrame:
 
 def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} of run A (the baseline) and run B
                       metric:str, n:int=1000) -> dict: # bootstrap resamples
-    "B − A over the seeds both have: each's mean, the difference with its 95% interval and p over users (values averaged over seeds), p across seeds (paired t-test, 2+ seeds)."
+    """B − A over the seeds both have: each's mean, the difference with its 95% interval and p over users (values
+    averaged over seeds), p across seeds (paired t-test, 2+ seeds; NaN where every seed gives the same nonzero
+    difference, which a t-test would call certain from no spread at all)."""
     from hanorec.evaluation import _scipy_stats
     seeds, stats = sorted(set(a) & set(b)), _scipy_stats()
     averaged = lambda v: np.nanmean(np.stack([v[s][metric].to_numpy() for s in seeds]), 0)
     boot = paired_bootstrap(averaged(a), averaged(b), n)
     sa, sb = (np.array([float(np.nanmean(v[s][metric])) for s in seeds]) for v in (a, b))
-    p_seeds = (1.0 if np.allclose(sa, sb) else float(stats.ttest_rel(sb, sa).pvalue)) if len(seeds) >= 2 and stats is not None else math.nan
+    d = sb - sa
+    if len(seeds) < 2 or stats is None: p_seeds = math.nan
+    elif np.allclose(d, 0): p_seeds = 1.0
+    elif np.allclose(d, d[0]): p_seeds = math.nan  # no spread: the t statistic is infinite, whatever the difference's size
+    else: p_seeds = float(stats.ttest_rel(sb, sa).pvalue)
     return dict(seeds=len(seeds), a_value=float(sa.mean()), b_value=float(sb.mean()), difference=boot["difference"], low=boot["low"],
                 high=boot["high"], p_users=boot["p_value"], p_seeds=p_seeds)
 
@@ -246,9 +252,38 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
                  "(values averaged over seeds); with one seed, by the bootstrap alone.")
     return "\n".join(parts)
 
+def preference_figures(grid:Grid, out:str|Path, seed:int|None=None) -> list: # default: the grid's first seed
+    """Per dataset, plotly figures of the preference stages of one seed: beta and HaRS hardness h over every training pair
+    (box plots, one per stage; h where HaRS ran), and the false-negative rate of the drawn negatives per step (synthetic
+    worlds, whose truth says which negatives the user wanted)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    out, seed, figs = Path(out), grid.seeds[0] if seed is None else seed, []
+    for d in grid.datasets:
+        runs = [(s, cell_folder(out, d, seed)/s.name) for s in grid.stages if s.start]
+        pairs = [(s, read_pairs(r)) for s, r in runs if (r/"pairs").is_dir()]
+        pairs = [(s, p) for s, p in pairs if len(p)]
+        if pairs:
+            fig = make_subplots(1, 2, subplot_titles=["beta per training pair", "HaRS hardness h per training pair"])
+            for s, p in pairs:
+                fig.add_trace(go.Box(y=p.beta, name=s.name, boxpoints=False, legendgroup=s.name), 1, 1)
+                if p.hardness.notna().any(): fig.add_trace(go.Box(y=p.hardness, name=s.name, boxpoints=False, showlegend=False), 1, 2)
+            fig.update_layout(title=f"{d} seed {seed}: beta and hardness over the pairs each preference stage trained on",
+                              template="plotly_white", height=460)
+            figs.append(fig)
+        curves = [(s, [(r["step"], r["false_negative_rate"]) for r in read_log(run) if r.get("false_negative_rate") is not None])
+                  for s, run in runs]
+        curves = [(s, c) for s, c in curves if c]
+        if curves:
+            fig = go.Figure([go.Scatter(x=[x for x, _ in c], y=[y for _, y in c], name=s.name, mode="lines") for s, c in curves])
+            fig.update_layout(title=f"{d} seed {seed}: share of drawn negatives the user truly wanted (false negatives), per step",
+                              xaxis_title="step", yaxis_title="false-negative rate", template="plotly_white", height=420)
+            figs.append(fig)
+    return figs
+
 def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this invocation's time
                       extra:str="") -> Path: # more markdown after the tables (the claims lab's answers)
-    "Write results.csv, report.md and a self-contained report.html (metrics with error bars, training curves); returns report.md."
+    "Write results.csv, report.md and a self-contained report.html (metrics with error bars, `preference_figures`, training curves); returns report.md."
     import plotly.graph_objects as go
     out = Path(out)
     results, summary = grid_results(grid, out), grid_summary(grid, out)
@@ -269,7 +304,7 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this i
         for s in grid.stages:
             run = cell_folder(out, d, first)/s.name
             if (run/"log.jsonl").exists(): curves.append(curve_figure(run).update_layout(title=f"{d} seed {first}: {s.about}"))
-    html = [f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate([*figs, *curves])]
+    html = [f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate([*figs, *preference_figures(grid, out), *curves])]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{grid.name}</title></head><body style='font-family:sans-serif;"
             f"max-width:1200px;margin:auto'>{_markdown_html(text)}{''.join(html)}</body></html>")
     atomic_write_text(out/"report.html", page)
@@ -293,6 +328,8 @@ def ablation_stages(models=("encoder",), # "encoder" and/or "mllm"
         hanorec = ["objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits"]
         stages += [Stage("sft", "encoder SFT (text + images)", [*enc, "seqrec.images=true"]),
                    Stage("sft-text", "encoder SFT (text only)", [*enc, "seqrec.images=false"]),
+                   Stage("sft-permuted", "encoder SFT (text + images permuted across items: a control)",
+                         [*enc, "seqrec.images=true", "seqrec.permute_images=true"]),
                    pref("dpo", "DPO (random negative)", "sft", "objective=dpo"),
                    pref("sdpo", "S-DPO (3 random negatives)", "sft", "objective=sdpo", "negatives.k=3"),
                    pref("rodpo-hard", "DPO, deterministic hard negative", "sft", "objective=dpo", "negatives.strategy=hard"),

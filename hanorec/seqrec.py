@@ -132,6 +132,7 @@ class SeqRecConfig:
     history: int = 50 # the history length: the most recent items read (the training config's `history` caps it)
     text: bool = True # fuse the items' text embeddings
     images: bool = False # fuse the items' image features
+    permute_images: bool = False # a control: each item reads another item's image features (a fixed permutation), so they tell items apart but show nothing of them
     fusion: Literal["sum", "concat", "moe"] = "sum" # how id, text and image vectors become one
     moe_experts: int = 4 # E experts (fusion="moe")
     moe_top_k: int = 2 # experts each item is routed to
@@ -190,6 +191,8 @@ class SeqRec(nn.Module):
         for flag, name in ((c.text, "text"), (c.images, "image")):
             if flag:
                 feat = getattr(features, name).float()
+                if name == "image" and c.permute_images:  # the same permutation every time: saved weights load with the features they learnt
+                    feat = feat[torch.randperm(len(feat), generator=torch.Generator().manual_seed(20_011))]
                 self.register_buffer(f"{name}_features", feat.clone())
                 self.proj[name] = nn.Sequential(nn.LayerNorm(feat.shape[1]), nn.Linear(feat.shape[1], d))
                 nn.init.normal_(self.proj[name][1].weight, std=0.02 / math.sqrt(feat.shape[1]))  # the id embedding's scale
