@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import gzip
 import json
+import math
 import re
 import time
 import zlib
@@ -99,13 +100,21 @@ class Rejects:
 
 class _FileLog:
     "Problems found in one input file, held until the file is read so they are reported in line order."
-    def __init__(self, path): self.path, self.lines, self.errors = str(path), 0, []
+    def __init__(self, path): self.path, self.lines, self.errors, self.utf8 = str(path), 0, [], 0
     def add(self, line:int, reason:str, detail:str=""): self.errors.append((int(line), reason, detail))
     def commit(self, rejects:Rejects):
-        for line, reason, detail in sorted(self.errors, key=lambda e: e[0]): rejects.add(self.path, line, reason, detail)
+        "Hand the problems to `rejects`, one per line (a line wrong in two columns is one skipped line, its first reason)."
+        seen = set()
+        for line, reason, detail in sorted(self.errors, key=lambda e: e[0]):
+            if line not in seen: seen.add(line); rejects.add(self.path, line, reason, detail)
         rejects.lines_read += self.lines
+        if self.utf8:
+            get_logger("hanorec.data").warning("%s: %d lines are UTF-8, not the Latin-1 this source ships; they were read as UTF-8",
+                                               self.path, self.utf8)
 
 # %% ../nbs/02_data.ipynb #f415ce71
+_BOM = b"\xef\xbb\xbf"
+
 def _open_binary(path:Path):
     with open(path, "rb") as f: magic = f.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
@@ -117,26 +126,40 @@ def iter_lines(path:str|Path, # a text file, optionally gzip-compressed
     "Yield `(line number, text)` for each non-blank line of `path`; `.gz` is read transparently."
     path = Path(path)
     log = log if log is not None else _FileLog(path)
-    n = 0
+    n, utf8_first = 0, encoding.lower().replace("_", "-") not in ("utf-8", "utf8")
     try:
         with _open_binary(path) as f:
             for n, raw in enumerate(progress(f, desc=desc or f"reading {path.name}", unit=" lines", leave=False), 1):
+                if n == 1: raw = raw.removeprefix(_BOM)
                 if not raw.strip(): continue
-                try: text = raw.decode(encoding).rstrip("\r\n")
-                except UnicodeDecodeError as e:
-                    log.add(n, f"not valid {encoding}", f"byte {e.start}"); continue
-                if n == 1: text = text.removeprefix("\ufeff")
+                text = None
+                if utf8_first and not raw.isascii():
+                    try: text = raw.decode("utf-8"); log.utf8 += 1
+                    except UnicodeDecodeError: pass
+                if text is None:
+                    try: text = raw.decode(encoding)
+                    except UnicodeDecodeError as e:
+                        log.add(n, f"not valid {encoding}", f"byte {e.start}"); continue
                 log.lines += 1
-                yield n, text
+                yield n, text.rstrip("\r\n")
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise HanorecError(f"{path}: the compressed file is truncated or corrupt after line {n} ({e})",
                            hint="download or copy the file again; `gzip -t FILE` checks a .gz file") from None
     except FileNotFoundError:
         raise HanorecError(f"{path} does not exist", hint="check the path") from None
+    except OSError as e:  # no read permission, a folder in the file's place, a failing disk
+        raise HanorecError(f"{path} cannot be read ({e.strerror or e})",
+                           hint=f"check that it is a file you may read (`ls -l {path}`); `chmod a+r` it or copy it somewhere readable") from None
 
 # %% ../nbs/02_data.ipynb #294bda12
+def _require_lines(path:Path, log:_FileLog, what:str, hint:str):
+    "A file without a single data line is the wrong file (or a failed copy): an error naming it."
+    if log.lines or log.errors: return
+    size = Path(path).stat().st_size
+    raise HanorecError(f"{path} holds no {what}: " + ("it is empty (0 bytes)" if size == 0 else "it has no data lines"), hint=hint)
+
 def _read_delimited(path:Path, sep:str, names:list[str], log:_FileLog, encoding:str="utf-8", header:bool=False,
-                    source:str="") -> pd.DataFrame:
+                    source:str="", what:str="data lines") -> pd.DataFrame:
     "The lines of a `sep`-separated file as a frame of string columns `names` plus `line`; wrong field counts rejected."
     numbers, lines = [], []
     for n, text in iter_lines(path, log, encoding): numbers.append(n); lines.append(text)
@@ -150,6 +173,7 @@ def _read_delimited(path:Path, sep:str, names:list[str], log:_FileLog, encoding:
         numbers, lines, log.lines = numbers[1:], lines[1:], log.lines - 1
         names, wanted = found, names
     else: wanted = names
+    _require_lines(path, log, what, hint=f"check the path; {source or 'this source'} reads {what} from it, one per line")
     numbers = np.asarray(numbers, dtype=np.int64)
     parts = pc.split_pattern(pa.array(lines, pa.string()), sep)
     counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
@@ -161,18 +185,73 @@ def _read_delimited(path:Path, sep:str, names:list[str], log:_FileLog, encoding:
     return pd.DataFrame({**{c: pd.Series(a, dtype=pd.ArrowDtype(pa.string())) for c, a in out.items()},
                          "line": numbers[~bad]})
 
-def _to_numbers(df:pd.DataFrame, col:str, log:_FileLog, integer:bool=True, label:str|None=None) -> tuple[np.ndarray, np.ndarray]:
-    "Column `col` as int64 (or float64) values and a mask of the rows that parsed; the others are logged."
-    s = df[col]
-    try: return pc.cast(pa.array(s), pa.int64() if integer else pa.float64()).to_numpy(zero_copy_only=False), np.ones(len(s), bool)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError): pass
-    v = pd.to_numeric(s.astype(object), errors="coerce").astype("float64").to_numpy()
-    ok = ~np.isnan(v)
-    if integer: ok &= (v == np.floor(v))
-    for n, raw in zip(df["line"].to_numpy()[~ok], s[~ok]):
-        log.add(n, f"{label or col} is not {'an integer' if integer else 'a number'}", repr(raw))
-    v = np.where(ok, v, 0)
-    return (v.astype(np.int64) if integer else v), ok
+_MS_FROM = 10**11  # as seconds this is the year 5138: a timestamp this large is in milliseconds
+_INT64 = 2**63 - 1
+
+def _scalar(v):
+    "A value as a file gives it (a string, any JSON value) as an int or float; None where it is no number."
+    if v is None or isinstance(v, (bool, np.bool_)): return None  # JSON true is not 1
+    if isinstance(v, (int, np.integer)): return int(v)
+    if isinstance(v, (float, np.floating)): return float(v)
+    if isinstance(v, str):
+        try: return int(v)
+        except ValueError: pass
+        try: return float(v)
+        except ValueError: return None
+    return None  # a list, an object
+
+def _judge(x, kind:str, now:int) -> tuple[object, str|None]:
+    "`(value in canonical units, None)`, or `(None, what is wrong)` for one parsed value `x` of `kind`."
+    if x is None: return None, "is not a number" if kind == "rating" else "is not an integer"
+    if isinstance(x, float):
+        if not math.isfinite(x): return None, "is not a finite number"
+        if kind != "rating":
+            if not x.is_integer(): return None, "is not an integer"
+            x = int(x)
+    if kind == "id": return (x, None) if -_INT64 <= x <= _INT64 else (None, "is too large")
+    if x < 0: return None, "is negative"
+    if kind == "rating":
+        try: return float(x), None
+        except OverflowError: return None, "is not a finite number"
+    seconds = x // 1000 if x >= _MS_FROM else x
+    return (seconds, None) if seconds <= now else (None, "is in the future")
+
+def _fast_numbers(values, kind:str) -> np.ndarray|None:
+    "The whole column in one Arrow cast, or None when a value needs a closer look (a word, a null, a boolean, a huge int)."
+    try:
+        arr = pa.array(values)
+        if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+                                  or pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)): return None
+        return pc.cast(arr, pa.float64() if kind == "rating" else pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError, TypeError, ValueError): return None
+
+def _numbers(values, # a column: a Series of strings, or a list of JSON values
+             lines:np.ndarray, # each value's line number
+             log:_FileLog, # where wrong values go
+             label:str, # the column's name in the file, for the reasons
+             kind:str="id", # "id" (int64), "timestamp" (int64 seconds) or "rating" (float64)
+             missing_ok:bool=False, # an absent value (None) is NaN rather than wrong (JSON ratings)
+             now:int|None=None) -> tuple[np.ndarray, np.ndarray]: # the latest acceptable timestamp (default: tomorrow)
+    "`values` converted and checked one by one: the values (0 where wrong) and a mask of the right ones; the wrong ones logged."
+    now = int(time.time()) + 86_400 if now is None else now
+    v = _fast_numbers(values, kind)
+    if v is not None:
+        if kind == "timestamp": v = np.where(v >= _MS_FROM, v // 1000, v)
+        bad = ((~np.isfinite(v)) | (v < 0) if kind == "rating" else (v < 0) | (v > now) if kind == "timestamp"
+               else np.zeros(len(v), bool))
+        if not bad.any(): return v, np.ones(len(v), bool)
+    raw = values.tolist() if hasattr(values, "tolist") else list(values)
+    out, ok = np.zeros(len(raw), np.float64 if kind == "rating" else np.int64), np.ones(len(raw), bool)
+    for k, x in enumerate(raw):
+        if x is None and missing_ok: out[k] = np.nan; continue
+        value, why = _judge(_scalar(x), kind, now)
+        if why is None: out[k] = value
+        else: ok[k] = False; log.add(lines[k], f"{label} {why}", repr(x)[:80])
+    return out, ok
+
+def _to_numbers(df:pd.DataFrame, col:str, log:_FileLog, kind:str="id", label:str|None=None) -> tuple[np.ndarray, np.ndarray]:
+    "Column `col` of a frame from `_read_delimited` through `_numbers`."
+    return _numbers(df[col], df["line"].to_numpy(), log, label or col, kind)
 
 # %% ../nbs/02_data.ipynb #db3fece4
 def _records(path:Path, log:_FileLog, python_literals:bool=False) -> Iterator[tuple[int, dict]]:
@@ -195,6 +274,7 @@ def _find_file(source:str, role:str, explicit, path, patterns:tuple[str, ...], e
     flag = {"reviews": "--reviews", "meta": "--meta"}[role]
     if explicit is not None:
         p = Path(explicit)
+        if p.is_dir(): raise HanorecError(f"{role} file {p} is a folder, not a file", hint=f"name the file itself, or pass the folder as --path")
         if not p.is_file():
             raise HanorecError(f"{role} file {p} does not exist", hint=f"{source} reads {' or '.join(patterns)} as its {role} file")
         return p
@@ -224,11 +304,22 @@ def image_sources(item_ids, # the items' ids
     "Each item's image file name in `images_dir` (`<id>.<ext>` found, else `<id>.jpg`), or None without a folder."
     if images_dir is None: return [None]*len(item_ids)
     rank = {e: i for i, e in enumerate(IMAGE_EXTENSIONS)}
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
     for p in sorted(Path(images_dir).iterdir()):
-        ext = p.suffix.lower()
-        if ext in rank and (p.stem not in found or rank[ext] < rank[Path(found[p.stem]).suffix.lower()]): found[p.stem] = p.name
-    return [found.get(str(i), f"{i}.jpg") for i in item_ids]
+        if p.suffix.lower() in rank: found.setdefault(p.stem, []).append(p.name)
+    return [_first_decodable(Path(images_dir), str(i), sorted(found[str(i)], key=lambda n: rank[Path(n).suffix.lower()]))
+            if str(i) in found else f"{i}.jpg" for i in item_ids]
+
+def _first_decodable(images_dir:Path, item_id:str, names:list[str]) -> str:
+    "Of an item's image files (best extension first), the first that decodes; only items with several are decoded here."
+    if len(names) == 1: return names[0]
+    from hanorec.images import verify_image
+    for k, name in enumerate(names):
+        why = verify_image(images_dir/name)
+        if why is None:
+            if k: get_logger("hanorec.data").warning("item %r: using %s, since %s is %s", item_id, name, names[0], verify_image(images_dir/names[0]))
+            return name
+    return names[0]  # none decodes: the images room reports the first as unreadable
 
 # %% ../nbs/02_data.ipynb #9985b7aa
 @dataclass
@@ -241,6 +332,7 @@ class RawData:
     sources: dict[str, Path] = field(default_factory=dict) # role ("reviews", "meta", ...) -> the file read
     images_dir: Path|None = None # where `items.image_source` names are found
     write_extras: Callable[[Path], list[str]]|None = None # writes more files into the prepared folder; returns their names
+    lines: np.ndarray|None = None # each interaction's line in `sources["reviews"]`, so the rows `prepare` drops are named
 
 @dataclass
 class Loader:
@@ -268,8 +360,9 @@ def get_loader(name:str) -> Loader:
     return LOADERS[name]
 
 def _raw(items, interactions, rejects:Rejects, sources:dict, images_dir) -> RawData:
+    lines = interactions["line"].to_numpy(np.int64) if "line" in interactions.columns else None
     return RawData(canonical_items(items), canonical_interactions(interactions), rejects.rows, rejects.lines_read,
-                   {k: Path(v) for k, v in sources.items()}, images_dir)
+                   {k: Path(v) for k, v in sources.items()}, images_dir, lines=lines)
 
 # %% ../nbs/02_data.ipynb #c0537398
 def _no_files(source, path, reviews, meta):
@@ -315,7 +408,7 @@ def load_movielens_1m(path=None, reviews=None, meta=None, images=None, strict:bo
     images_dir = _images_dir(images)
 
     log = _FileLog(movies_file)
-    mv = _read_delimited(movies_file, "::", ["MovieID", "Title", "Genres"], log, encoding="latin-1")
+    mv = _read_delimited(movies_file, "::", ["MovieID", "Title", "Genres"], log, encoding="latin-1", source=src, what="movies")
     mid, ok = _to_numbers(mv, "MovieID", log)
     mv = mv[ok]
     title, year = _split_title_year(mv["Title"])
@@ -326,11 +419,13 @@ def load_movielens_1m(path=None, reviews=None, meta=None, images=None, strict:bo
     log.commit(rejects)
 
     log = _FileLog(ratings_file)
-    r = _read_delimited(ratings_file, "::", ["UserID", "MovieID", "Rating", "Timestamp"], log, encoding="latin-1")
-    cols = {c: _to_numbers(r, c, log, integer=c != "Rating") for c in ["UserID", "MovieID", "Rating", "Timestamp"]}
+    r = _read_delimited(ratings_file, "::", ["UserID", "MovieID", "Rating", "Timestamp"], log, encoding="latin-1",
+                        source=src, what="ratings")
+    kinds = {"UserID": "id", "MovieID": "id", "Rating": "rating", "Timestamp": "timestamp"}
+    cols = {c: _to_numbers(r, c, log, kind) for c, kind in kinds.items()}
     ok = np.logical_and.reduce([m for _, m in cols.values()])
     inter = pd.DataFrame({"user_id": cols["UserID"][0][ok], "item_id": cols["MovieID"][0][ok],
-                          "timestamp": cols["Timestamp"][0][ok], "rating": cols["Rating"][0][ok]})
+                          "timestamp": cols["Timestamp"][0][ok], "rating": cols["Rating"][0][ok], "line": r["line"].to_numpy()[ok]})
     log.commit(rejects)
     return _raw(items, inter, rejects, {"reviews": ratings_file, "meta": movies_file}, images_dir)
 
@@ -363,20 +458,28 @@ def _read_reviews(path:Path, rejects:Rejects, keys:dict[str, str], python_litera
             gone = next(k for k, v in zip(need, (u, i, t)) if v is None or v == "")
             missing[gone] += 1
             log.add(n, f"missing field {gone!r}"); continue
+        odd = next((k for k, v in zip(need[:2], (u, i)) if not _is_id(v)), None)
+        if odd: log.add(n, f"{odd} is not a string or number", repr(rec.get(odd))[:80]); continue
         cols["user_id"].append(str(u)); cols["item_id"].append(str(i)); cols["timestamp"].append(t)
         cols["rating"].append(rec.get(keys["rating"])); cols["line"].append(n)
     _none_parsed(path, records, log, source)
+    _require_lines(path, log, "reviews", hint=f"check the path; {source} reads one review per line from it")
     for k in need:
         if records and missing[k] == records:
             raise HanorecError(f"{path}: no line has the field {k!r}",
                                hint=f"{source} reviews need the fields {', '.join(need)}: is this the right source or file?")
-    df = pd.DataFrame({"timestamp": pd.Series(cols["timestamp"], dtype=object), "line": cols["line"]})
-    ts, ok = _to_numbers(df, "timestamp", log, label=keys["timestamp"])
-    rating = pd.to_numeric(pd.Series(cols["rating"], dtype=object), errors="coerce").astype("float64").to_numpy()
+    lines = np.asarray(cols["line"], dtype=np.int64)
+    ts, ok = _numbers(cols["timestamp"], lines, log, keys["timestamp"], "timestamp")
+    rating, rated = _numbers(cols["rating"], lines, log, keys["rating"], "rating", missing_ok=True)
+    ok &= rated
     log.commit(rejects)
     return pd.DataFrame({"user_id": np.asarray(cols["user_id"], dtype=object)[ok],
                          "item_id": np.asarray(cols["item_id"], dtype=object)[ok],
-                         "timestamp": ts[ok], "rating": rating[ok]})
+                         "timestamp": ts[ok], "rating": rating[ok], "line": lines[ok]})
+
+def _is_id(v) -> bool:
+    "An id a JSON line may give: a string or a number, not a list, an object or a boolean."
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
 
 def _text(v) -> str:
     if v is None: return ""
@@ -403,12 +506,14 @@ def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, 
         iid = rec.pop(id_key, None)
         if iid in (None, ""):
             without_id += 1; log.add(n, f"missing field {id_key!r}"); continue
+        if not _is_id(iid): log.add(n, f"{id_key} is not a string or number", repr(iid)[:80]); continue
         title, description = _text(rec.pop("title", "")), _text(rec.pop("description", ""))
         categories = _flat_categories([rec.pop(k, None) for k in category_keys])
         if not categories and fallback_category: categories = _flat_categories(rec.get(fallback_category))
         rows.append((str(iid), title, description, categories, json.dumps(rec, ensure_ascii=False, sort_keys=True, default=str)))
         lines.append(n)
     _none_parsed(path, records, log, source)
+    _require_lines(path, log, "items", hint=f"check the path; {source} reads one item's metadata per line from it")
     if records and without_id == records:
         raise HanorecError(f"{path}: no line has the field {id_key!r}", hint=f"{source} metadata is keyed by {id_key}: is this the right file?")
     items = pd.DataFrame(rows, columns=["item_id", "title", "description", "categories", "attributes"])
@@ -444,26 +549,25 @@ def load_amazon_2023(path=None, reviews=None, meta=None, images=None, strict:boo
     items = _read_meta(meta_file, rejects, "parent_asin", ("categories",), source=src, fallback_category="main_category")
     items["image_source"] = image_sources(items.item_id, images_dir)
     inter = _read_reviews(reviews_file, rejects, dict(user_id="user_id", item_id="parent_asin", timestamp="timestamp",
-                                                      rating="rating"), source=src)
-    inter["timestamp"] //= 1000
+                                                      rating="rating"), source=src)  # milliseconds become seconds, value by value
     return _raw(items, inter, rejects, {"reviews": reviews_file, "meta": meta_file}, images_dir)
 
 # %% ../nbs/02_data.ipynb #8ac9a089
 def _microlens_pairs(path:Path, rejects:Rejects) -> pd.DataFrame:
     log = _FileLog(path)
     if path.name.endswith((".tsv", ".tsv.gz")):
-        d = _read_delimited(path, "\t", ["user", "items"], log)
+        d = _read_delimited(path, "\t", ["user", "items"], log, source="microlens", what="user sequences")
         items = pc.utf8_split_whitespace(pa.array(d["items"]))
         lengths = pc.list_value_length(items).to_numpy(zero_copy_only=False)
         inter = pd.DataFrame({"user_id": np.repeat(d["user"].astype(object).to_numpy(), lengths),
                               "item_id": items.flatten().to_numpy(zero_copy_only=False)})
         inter["timestamp"] = np.arange(len(inter), dtype=np.int64)  # the order is all there is
+        inter["line"] = np.repeat(d["line"].to_numpy(), lengths)
     else:
-        d = _read_delimited(path, ",", ["user", "item", "timestamp"], log, header=True, source="microlens")
-        ts, ok = _to_numbers(d, "timestamp", log)
-        if ok.any() and ts[ok].max() > 10**11: ts = ts // 1000
+        d = _read_delimited(path, ",", ["user", "item", "timestamp"], log, header=True, source="microlens", what="clicks")
+        ts, ok = _to_numbers(d, "timestamp", log, "timestamp")  # milliseconds become seconds, value by value
         inter = pd.DataFrame({"user_id": d["user"].astype(object).to_numpy()[ok],
-                              "item_id": d["item"].astype(object).to_numpy()[ok], "timestamp": ts[ok]})
+                              "item_id": d["item"].astype(object).to_numpy()[ok], "timestamp": ts[ok], "line": d["line"].to_numpy()[ok]})
     log.commit(rejects)
     return inter
 
@@ -472,7 +576,8 @@ def _microlens_titles(path:Path, rejects:Rejects) -> pd.DataFrame:
     log, rows, lines = _FileLog(path), [], []
     it = iter_lines(path, log)
     header = next(it, None)
-    names = next(csv.reader([header[1]])) if header else []
+    if header is None: raise HanorecError(f"{path} is empty: it holds no titles", hint="check the path; microlens titles need the header item,title")
+    names = next(csv.reader([header[1]]))
     if "item" not in names or "title" not in names:
         raise HanorecError(f"{path}: no column {'item' if 'item' not in names else 'title'!r} in the header line",
                            hint="microlens titles need the header item,title")
@@ -482,6 +587,7 @@ def _microlens_titles(path:Path, rejects:Rejects) -> pd.DataFrame:
         fields = next(csv.reader([text]))
         if len(fields) != len(names): log.add(n, f"expected {len(names)} comma-separated fields", f"found {len(fields)}"); continue
         rows.append((fields[ii], fields[ti])); lines.append(n)
+    _require_lines(path, log, "titles", hint="check the path; microlens reads one item,title per line after the header")
     items = _drop_duplicate_items(pd.DataFrame(rows, columns=["item_id", "title"]), np.asarray(lines, dtype=np.int64), log)
     log.commit(rejects)
     return items
@@ -578,14 +684,24 @@ def write_sample_files(source:str, # movielens-1m, amazon-2018, amazon-2023 or m
 # %% ../nbs/02_data.ipynb #400234ae
 def clean_interactions(inter:pd.DataFrame, # canonical interactions, in input order
                        item_ids, # the catalog's item ids
-                       min_rating:float|None=None) -> tuple[pd.DataFrame, dict]: # keep rating >= this (None: keep all)
+                       min_rating:float|None=None, # keep rating >= this (None: keep all)
+                       dropped:list|None=None) -> tuple[pd.DataFrame, dict]: # gets (row, reason, detail, first row or None) per dropped row
     "Drop unknown items, exact duplicates and (optionally) low ratings; returns the rest with `order`, and the counts."
     inter = inter.assign(order=np.arange(len(inter), dtype=np.int64))
     known = inter.item_id.isin(pd.Index(item_ids))
     counts = {"interactions_without_item": int((~known).sum())}
+    if dropped is not None:
+        dropped += [(int(o), "item not in the items file", f"item {i!r}", None)
+                    for o, i in zip(inter.order.to_numpy()[~known], inter.item_id.to_numpy()[~known])]
     inter = inter[known]
-    dup = inter.duplicated(["user_id", "item_id", "timestamp"])
+    key = ["user_id", "item_id", "timestamp"]
+    dup = inter.duplicated(key)
     counts["duplicates_removed"] = int(dup.sum())
+    if dropped is not None and dup.any():
+        first = inter.groupby(key, sort=False).order.transform("first").to_numpy()[dup.to_numpy()]
+        d = inter[dup]
+        dropped += [(int(o), "duplicate interaction", f"user {u!r}, item {i!r}, timestamp {t}", int(f))
+                    for o, u, i, t, f in zip(d.order, d.user_id, d.item_id, d.timestamp, first)]
     inter = inter[~dup]
     low = ~(inter.rating >= min_rating) if min_rating is not None else np.zeros(len(inter), bool)  # NaN is below any threshold
     counts["below_min_rating"] = int(low.sum())
@@ -761,6 +877,24 @@ def _link_tree(src:Path, dst:Path):
         except OSError: shutil.copy2(a, b)
     shutil.copytree(src, dst, copy_function=link)
 
+def _no_interactions(source:str, raw:RawData):
+    "Nothing was read: name the interactions file and what became of its lines."
+    f = raw.sources.get("reviews")
+    if f is None: raise HanorecError(f"{source}: no interactions were read", hint="check the source's options")
+    mine = [r for r in raw.rejects if r["file"] == str(f)]
+    why = (f": all {len(mine)} of its lines were skipped (line {mine[0]['line']}: {mine[0]['reason']}, ...)" if mine
+           else ": it holds no interaction lines")
+    raise HanorecError(f"{source}: no interactions were read from {f}{why}",
+                       hint="check that this is the right file; skipped lines are listed above with file:line")
+
+def _dropped_rejects(source:str, raw:RawData, dropped:list) -> list[dict]:
+    "The rows `clean_interactions` dropped, as rejected lines of the interactions file, in line order."
+    f = str(raw.sources.get("reviews", source))
+    line = (lambda o: int(raw.lines[o])) if raw.lines is not None else (lambda o: o + 1)  # without lines: the row, from 1
+    rows = [{"file": f, "line": line(o), "reason": reason,
+             "detail": detail + (f", first on line {line(first)}" if first is not None else "")} for o, reason, detail, first in dropped]
+    return sorted(rows, key=lambda r: r["line"])
+
 def _show_rejects(rejects:list[dict], first:int=5):
     if not rejects: return
     for r in rejects[:first]: _LOG.warning("skipped %s:%d: %s%s", r["file"], r["line"], r["reason"], f" ({r['detail']})" if r.get("detail") else "")
@@ -797,10 +931,12 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
     _check_options(loader, options or {})
     raw = loader.load(path=path, reviews=reviews, meta=meta, images=images, strict=strict, **(options or {}))
     _show_rejects(raw.rejects)
-    if not len(raw.interactions):
-        raise HanorecError(f"{source}: no interactions were read ({raw.lines_read} lines, {len(raw.rejects)} skipped)",
-                           hint="check the files; rejects are listed above with file:line")
-    inter, counts = clean_interactions(raw.interactions, raw.items.item_id, min_rating)
+    if not len(raw.interactions): _no_interactions(source, raw)
+    dropped = []
+    inter, counts = clean_interactions(raw.interactions, raw.items.item_id, min_rating, dropped)
+    cleaned = _dropped_rejects(source, raw, dropped)
+    _show_rejects(cleaned)
+    rejects = raw.rejects + cleaned
     if counts["interactions_without_item"] == len(raw.interactions):
         raise HanorecError(f"{source}: none of the {len(raw.interactions):,} interactions' items is in the items file "
                            f"({len(raw.items):,} items)", hint="check that the reviews and meta files are of the same dataset")
@@ -834,13 +970,13 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
         for name, table in splits.items(): pq.write_table(table, tmp/"splits"/f"{name}.parquet")
         for name, table in cands.items(): pq.write_table(table, tmp/"candidates"/f"{name}.parquet")
         with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
-            for r in raw.rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
         extras = raw.write_extras(tmp) if raw.write_extras else []
         stats = dict(source=source, users=int(seq.user_id.nunique()), items=len(items), interactions=len(seq),
                      train_examples=splits["train"].num_rows, validation_examples=splits["validation"].num_rows,
                      test_examples=splits["test"].num_rows, **{k: int(v) for k, v in image_counts.items()},
-                     lines_read=int(raw.lines_read), lines_skipped=len(raw.rejects),
-                     skipped_by_reason=dict(Counter(r["reason"] for r in raw.rejects).most_common()),
+                     lines_read=int(raw.lines_read), lines_skipped=len(rejects),
+                     skipped_by_reason=dict(Counter(r["reason"] for r in rejects).most_common()),
                      raw_users=int(raw.interactions.user_id.nunique()), raw_items=len(raw.items),
                      raw_interactions=len(raw.interactions), **counts, removed_by_kcore=len(inter) - len(core),
                      kcore_rounds=rounds, users_too_short=too_short,
@@ -848,7 +984,10 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                      filters=dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history,
                                   candidates=candidates, seed=seed))
         atomic_write_json(tmp/"stats.json", stats)
-        write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config=config), outputs=[*_OUTPUTS, *extras])
+        outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
+        sizes = {o: (tmp/o).stat().st_size for o in outputs}
+        write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
+                       outputs=outputs)
     _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
               time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
     return stats
@@ -891,15 +1030,35 @@ class PreparedDataset:
         ids = list(c["candidates"])
         return pd.DataFrame({"item_id": ids, "title": self.titles(ids), "is_target": [i == c["target_index"] for i in range(len(ids))]})
 
+def _again(folder:Path, m:Manifest) -> str:
+    "The hint for a damaged prepared folder: the command that makes it again."
+    return f"prepare it again: `hanorec data prepare {m.config.get('source', 'SOURCE')} ... --out {folder}` (with the options it was made with)"
+
 def _require_prepared(folder:Path) -> Manifest:
+    "The folder's manifest, once the folder is known to be a whole prepared dataset whose files have their prepared sizes."
     hint = "make one with `hanorec data prepare SOURCE --out DIR`"
     if not folder.is_dir(): raise HanorecError(f"{folder} does not exist or is not a folder", hint=hint)
     m = read_manifest(folder)
     if m is None: raise HanorecError(f"{folder} is not a prepared dataset (it has no {MANIFEST})", hint=hint)
     if m.kind != "prepared-dataset": raise HanorecError(f"{folder} holds a {m.kind!r}, not a prepared dataset", hint=hint)
     missing = [o for o in _OUTPUTS if not (folder/o).is_file()]
-    if missing: raise HanorecError(f"{folder} is an incomplete prepared dataset: {missing[0]} is missing", hint="prepare it again")
+    if missing: raise HanorecError(f"{folder} is an incomplete prepared dataset: {missing[0]} is missing", hint=_again(folder, m))
+    for o, size in m.config.get("output_bytes", {}).items():
+        now = (folder/o).stat().st_size if (folder/o).is_file() else None
+        if now != size:
+            raise HanorecError(f"{folder/o} is damaged: it has {'no file' if now is None else f'{now:,} bytes'}, "
+                               f"{size:,} when it was prepared (truncated by a full disk or an interrupted copy?)", hint=_again(folder, m))
     return m
+
+def _read_parquet(folder:Path, name:str, m:Manifest) -> pd.DataFrame:
+    "One table of a prepared folder; a file that does not parse is named, with the fix."
+    try: return pd.read_parquet(folder/name)
+    except (pa.ArrowException, OSError) as e:
+        raise HanorecError(f"{folder/name} is damaged: it does not read as Parquet ({_first_line(e)})", hint=_again(folder, m)) from None
+
+def _first_line(e:Exception) -> str:
+    t = str(e).strip().splitlines()
+    return t[0][:120] if t else type(e).__name__
 
 def load_prepared(folder:str|Path, # a folder written by `prepare`
                   verify:bool=False) -> PreparedDataset: # re-hash the files and compare them with the manifest
@@ -908,8 +1067,9 @@ def load_prepared(folder:str|Path, # a folder written by `prepare`
     m = _require_prepared(folder)
     if verify:
         changed = [o for o, h in m.outputs.items() if hash_file(folder/o) != h]
-        if changed: raise HanorecError(f"{folder}/{changed[0]} has changed since it was prepared", hint="prepare the dataset again")
-    read = lambda name: pd.read_parquet(folder/name)
+        if changed: raise HanorecError(f"{folder/changed[0]} has changed since it was prepared (its SHA-256 differs from the manifest's)",
+                                       hint=_again(folder, m))
+    read = lambda name: _read_parquet(folder, name, m)
     return PreparedDataset(folder, read("items.parquet"), read("interactions.parquet"),
                            {s: read(f"splits/{s}.parquet") for s in ("train", "validation", "test")},
                            {s: read(f"candidates/{s}.parquet") for s in ("validation", "test")},
