@@ -89,11 +89,23 @@ def verify_image(path:str|Path, # the image file
 # %% ../nbs/01_images.ipynb #d5d6cdb0
 _PAD_RGB = tuple(round(255*m) for m in IMAGENET_MEAN)
 
+def _to_8bit(im:Image.Image) -> Image.Image:
+    "A greyscale image deeper than 8 bits (`I;16*`, `I`, `F`) as the mode-L picture it shows, scaled rather than clipped."
+    a = np.asarray(im).astype(np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode.startswith("I;16"): a = a/257
+    elif im.mode == "F" and lo >= 0 and hi <= 1: a = a*255
+    elif lo >= 0 and hi <= 255: pass
+    elif im.mode == "I" and lo >= 0 and hi <= 65535: a = a/257
+    else: a = (a - lo)*(255/(hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8), "L")
+
 def _to_rgb(im:Image.Image) -> Image.Image:
-    "Upright (EXIF orientation), RGB, transparency laid on white."
+    "Upright (EXIF orientation), RGB, deep greyscale scaled to 8 bits, transparency laid on white."
     try: im = ImageOps.exif_transpose(im)
     except Exception: pass  # a broken EXIF block should not cost a good image
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+    if im.mode.startswith("I") or im.mode == "F": im = _to_8bit(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         out = Image.new("RGB", im.size, (255, 255, 255))
         out.paste(im, mask=im.getchannel("A"))
@@ -272,7 +284,7 @@ def placeholder_image(size:tuple[int, int]=(192, 288), # (width, height) in pixe
     return img
 
 # %% ../nbs/01_images.ipynb #cb547a04
-_CACHE_FORMAT = f"fit=pad-bicubic jpeg=90 {_POSTER_VERSION}"  # change when the same inputs would cache other bytes
+_CACHE_FORMAT = f"fit=pad-bicubic jpeg=90 {_POSTER_VERSION} modes-v2"  # change when the same inputs would cache other bytes
 _STATUSES = ("ok", "rendered", "missing", "unreadable", "refused")
 _INDEX = "index.json"
 
