@@ -218,6 +218,7 @@ def _judge(x, kind:str, now:int) -> tuple[object, str|None]:
 
 def _fast_numbers(values, kind:str) -> np.ndarray|None:
     "The whole column in one Arrow cast, or None when a value needs a closer look (a word, a null, a boolean, a huge int)."
+    if isinstance(values, list) and any(isinstance(x, (bool, np.bool_)) for x in values): return None  # Arrow reads [5.0, true] as [5.0, 1.0]
     try:
         arr = pa.array(values)
         if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
