@@ -24,11 +24,12 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'load_config', 'save_config', 'seed_everything',
-           'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng', 'atomic_path', 'atomic_write',
-           'atomic_write_text', 'atomic_write_json', 'read_json', 'hash_bytes', 'hash_file', 'hash_obj',
-           'package_version', 'Manifest', 'write_manifest', 'read_manifest', 'StaleArtifactError', 'manifest_diff',
-           'check_manifest', 'hanorec_home', 'get_logger', 'progress']
+__all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'load_config', 'check_finite', 'save_config',
+           'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng', 'atomic_path',
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json', 'hash_bytes',
+           'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
+           'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'get_logger',
+           'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
 class HanorecError(Exception):
@@ -166,7 +167,26 @@ def load_config(cls, # the config dataclass
         if not isinstance(data, dict): raise HanorecError(f"{path}: expected a mapping of config keys at the top level")
     data = _merge(_merge(parse_overrides(defaults), data), parse_overrides(overrides))
     if part: data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
-    return _from_dict(cls, data)
+    cfg = _from_dict(cls, data)
+    check_finite(cfg)
+    return cfg
+
+def check_finite(cfg): # a config dataclass
+    "Refuse a NaN or infinite number anywhere in `cfg`, naming its key: no setting means anything as nan or inf."
+    import math
+    def walk(v, default, key):
+        if dataclasses.is_dataclass(v):
+            for f in dataclasses.fields(v): walk(getattr(v, f.name), getattr(default, f.name, None), f"{key}.{f.name}" if key else f.name)
+        elif isinstance(v, dict):
+            for k, x in v.items(): walk(x, None, f"{key}.{k}")
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v): walk(x, None, f"{key}[{i}]")
+        elif isinstance(v, float) and not math.isfinite(v):
+            example = f", for example its default {key}={default}" if isinstance(default, (int, float)) else ""
+            raise HanorecError(f"config key {key!r} is {v}: a setting must be a finite number", hint=f"give {key} a finite value{example}")
+    try: defaults = type(cfg)()
+    except TypeError: defaults = None  # a class with required fields: no defaults to suggest
+    walk(cfg, defaults, "")
 
 def save_config(cfg, path:str|Path):
     "Write `cfg` as YAML, atomically."
@@ -268,6 +288,21 @@ def atomic_write_text(path:str|Path, text:str):
 def atomic_write_json(path:str|Path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
+def remove_stale_temps(folder:str|Path) -> list[str]:
+    "Clear what `atomic_path` leaves in `folder` when a process is killed mid-write; returns the names cleared."
+    import shutil
+    folder, cleared = Path(folder), []
+    if not folder.is_dir(): return cleared
+    for p in sorted(folder.glob(".*.old")):  # killed between the two renames of a folder swap: the old one is the only copy
+        target = p.with_name(p.name[1:-len(".old")])
+        if not target.exists(): p.rename(target)
+        else: shutil.rmtree(p, ignore_errors=True)
+        cleared.append(p.name)
+    for p in sorted(folder.glob(".*.tmp")):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        cleared.append(p.name)
+    return cleared
+
 def read_json(path:str|Path):
     "Read a JSON file; a broken one is an error naming the file and line."
     path = Path(path)
@@ -336,16 +371,26 @@ def manifest_diff(old:Manifest, new:Manifest) -> list[str]:
             if a.get(k) != b.get(k): out.append(f"{section}.{k}: {a.get(k)!r} on disk, {b.get(k)!r} now")
     return out
 
+def damaged_outputs(folder:str|Path, manifest:Manifest) -> list[str]:
+    "The files of `manifest.outputs` missing from `folder` or no longer holding the bytes that were hashed (truncated, overwritten)."
+    folder = Path(folder)
+    return [f"{name} (missing)" if not (folder/name).is_file() else f"{name} (changed since it was written)"
+            for name, digest in manifest.outputs.items() if not (folder/name).is_file() or hash_file(folder/name) != digest]
+
 def check_manifest(folder:str|Path, # the artifact folder to reuse
                    expected:Manifest, # what the current inputs and config would make
                    rebuild_hint:str="delete it, or rebuild with --force"):
-    "Return True if `folder` holds an artifact made exactly as `expected`, False if there is none; refuse a stale one."
-    old = read_manifest(folder)
+    "True if `folder` holds an intact artifact made exactly as `expected`; False if there is none or it is damaged (warned: rebuild it); refuse a stale one."
+    try: old = read_manifest(folder)
+    except HanorecError as e:
+        logging.getLogger("hanorec").warning("%s is damaged (%s): rebuilding it", folder, str(e).splitlines()[0]); return False
     if old is None: return False
     diff = manifest_diff(old, expected)
     if diff:
         raise StaleArtifactError(f"{folder} was made from other inputs or settings:\n    " + "\n    ".join(diff),
                                  hint=rebuild_hint)
+    if bad := damaged_outputs(folder, old):
+        logging.getLogger("hanorec").warning("%s is damaged (%s): rebuilding it", folder, ", ".join(bad)); return False
     return True
 
 # %% ../nbs/00_core.ipynb #03d723e1
