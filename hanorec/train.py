@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,9 +24,10 @@ import pandas as pd
 import torch
 from fastcore.basics import patch
 
-from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, config_to_dict,
-                          get_logger, hash_file, hash_obj, load_config, pick_device, progress, read_json, rng_state, sample_rng,
-                          save_config, seed_everything, set_rng_state)
+from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, check_finite, config_to_dict,
+                          damaged_outputs, get_logger, hash_bytes, hash_file, hash_obj, load_config, pick_device, progress, read_json,
+                          read_manifest, remove_stale_temps, rng_state, sample_rng, save_config, seed_everything, set_rng_state,
+                          write_manifest)
 from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
@@ -49,6 +52,7 @@ class OptimConfig:
     grad_accum: int = 1 # micro-batches per optimizer step
     max_grad_norm: float = 1.0 # gradient clipping (0: off)
     schedule: Literal["cosine", "constant"] = "cosine" # after the linear warm-up
+    skip_nonfinite: bool = False # a step whose loss or gradient norm is NaN or infinite: skip it and count it (False: stop with an error)
 
 EVAL_METRICS = ("auc",) + tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in (1, 5, 10))  # what eval.metric may name
 
@@ -102,6 +106,7 @@ class RunState:
     bad_evals: int = 0 # validations since the best (early stopping's patience)
     last_eval: int|None = None # the step of the last validation
     stopped_early: bool = False
+    skipped: int = 0 # steps skipped for a non-finite loss or gradient norm (optim.skip_nonfinite)
 
 _RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json", "pairs")
 
@@ -122,6 +127,7 @@ def _resolve_model(cfg:TrainConfig) -> TrainConfig:
 def _check_settings(cfg:TrainConfig, processes:int):
     "Refuse settings that cannot work, before anything is loaded or written."
     o, objective = cfg.optim, OBJECTIVES[cfg.objective]
+    check_finite(cfg)  # a NaN lr passes every `<` below; a NaN max_grad_norm would switch clipping off
     if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
     if objective.reference and not cfg.init:
         raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
@@ -164,8 +170,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _check_run_folder(self):
-        saved = self.run/"config.yaml"
-        if saved.exists() and not read_log(self.run) and not (self.run/"checkpoints"/"latest").exists() and not (self.run/"model").exists():
+        saved, self.finished = self.run/"config.yaml", False
+        if self.acc.is_main_process:  # a kill in the middle of a write leaves hidden temporaries: clear them before anything reads
+            for folder in (self.run, self.run/"checkpoints", self.run/"pairs"):
+                if cleared := remove_stale_temps(folder): self.log.warning("%s: cleared %s, left by a stopped write", folder, ", ".join(cleared))
+        self.acc.wait_for_everyone()
+        if saved.exists() and not read_log(self.run) and not _checkpoints(self.run/"checkpoints") and not (self.run/"model").exists():
             # it stopped before it logged anything (a crash while loading, a kill): nothing to keep, start it again
             self.log.info("%s holds a run that stopped before its first step: starting it again", self.run)
             if self.acc.is_main_process:
@@ -175,16 +185,19 @@ class Trainer:
         elif self.resume:
             if not saved.exists(): raise HanorecError(f"{self.run} holds no run to resume (no config.yaml)", hint="start it without --resume")
             old, new = config_to_dict(load_config(TrainConfig, saved)), config_to_dict(self.cfg)
+            old["optim"]["skip_nonfinite"] = new["optim"]["skip_nonfinite"]  # the one switch a resume may change (after a divergence)
             diff = [k for k in old if old[k] != new[k]]
             if diff: raise HanorecError(f"{self.run} was started with other settings ({', '.join(diff)})",
                                         hint="resume with the same config, or start a new run with out=...")
+            self.finished = (self.run/"metrics.json").exists()  # written last: the run is done
         elif saved.exists():
             raise HanorecError(f"{self.run} already holds a run", hint="add --resume to continue it, or choose another out=")
 
 # %% ../nbs/11_train.ipynb #bfd306a7
 @patch
 def setup(self:Trainer):
-    "Load the data, build or load the model, and make the run folder."
+    "Load the data, build or load the model, and make the run folder (nothing, for a finished run)."
+    if self.finished: return self
     c = self.cfg
     seed_everything(c.seed, c.deterministic)
     ds = self.ds = load_prepared(c.data)
@@ -215,8 +228,8 @@ def _write_run_files(self:Trainer) -> dict:
     "Write config.yaml and base.json (main process, new runs); every process reads the base description back."
     if self.acc.is_main_process:
         self.run.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run/"config.yaml")  # on resume the same, but for optim.skip_nonfinite
         if not self.resume:
-            save_config(self.cfg, self.run/"config.yaml")
             atomic_write_json(self.run/"base.json", describe_base(self.cfg.model, self.cfg.init, self.ds, self.run, self.cfg.seed))
     self.acc.wait_for_everyone()
     return read_json(self.run/"base.json")
@@ -381,19 +394,37 @@ def _step(self:Trainer, step:int) -> dict:
     c, t0 = self.cfg.optim, time.perf_counter()
     torch.manual_seed(_step_seed(self.cfg.seed, step, self.acc.process_index))
     self.policy.module.train()
-    records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(self._batch_indices(step))]
+    batch = self._batch_indices(step)
+    records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(batch)]
     self._sync_gradients()
-    norm = torch.nn.utils.clip_grad_norm_(list(_trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf"))
-    lr = self.scheduler.get_last_lr()[0]
-    self.optimizer.step(); self.scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
+    norm = float(torch.nn.utils.clip_grad_norm_(list(_trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf")))
     rec = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
-    if self.acc.num_processes > 1:
+    if self.acc.num_processes > 1:  # reduced before the check below, so every process takes the same decision
         t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.device), "mean")
         rec = dict(zip(sorted(rec), t.tolist()))
+    lr = self.scheduler.get_last_lr()[0]
+    if math.isfinite(rec["loss"]) and math.isfinite(norm): self.optimizer.step()
+    elif c.skip_nonfinite:
+        self.state.skipped += 1
+        self.log.warning("step %d: loss %s, gradient norm %s: skipped (%d so far)", step + 1, rec["loss"], norm, self.state.skipped)
+    else: raise self._diverged(step, batch, rec["loss"], norm)
+    self.scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - t0
-    return {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "lr": lr, **rec, "grad_norm": float(norm),
+    return {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "lr": lr, **rec, "grad_norm": norm,
             "samples_per_second": round(self.per_step / seconds, 3), "seconds": round(seconds, 3),
-            **({"reference_computed": self.store.computed} if self.store else {})}
+            **({"reference_computed": self.store.computed} if self.store else {}), **({"skipped": self.state.skipped} if c.skip_nonfinite else {})}
+
+@patch
+def _diverged(self:Trainer, step:int, batch:np.ndarray, loss:float, norm:float) -> HanorecError:
+    "The error that stops a diverged run: the step, its samples and users, and the checkpoint to go back to."
+    samples = batch.reshape(-1)
+    name = lambda xs: ", ".join(map(str, xs[:8])) + (f" and {len(xs) - 8} more" if len(xs) > 8 else "")
+    intact = [f for f in _checkpoints(self.run/"checkpoints") if not _checkpoint_damage(f)]
+    where = f"the last good checkpoint, {intact[0]}, is intact" if intact else "no checkpoint was written before it"
+    return HanorecError(f"training diverged at step {step + 1}: the loss is {loss} and the gradient norm {norm} on training samples "
+                        f"{name(samples.tolist())} (users {name(self.samples.users[samples].tolist())}); {where}",
+                        hint=f"lower optim.lr (now {self.cfg.optim.lr}) or clip with optim.max_grad_norm, and train again with a new out=; "
+                             f"or skip such steps: hanorec train {self.run/'config.yaml'} --resume optim.skip_nonfinite=true")
 
 # %% ../nbs/11_train.ipynb #b97885e7
 @patch
@@ -407,8 +438,10 @@ def evaluate(self:Trainer, split:str="validation") -> dict:
 @patch
 def _write_log(self:Trainer, record:dict):
     if not self.acc.is_main_process: return
-    with open(self.run/"log.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n"); f.flush(); os.fsync(f.fileno())
+    line = json.dumps(record) + "\n"
+    with _space_for(self.run, len(line), "log.jsonl", self.run):
+        with open(self.run/"log.jsonl", "a", encoding="utf-8") as f:
+            f.write(line); f.flush(); os.fsync(f.fileno())
 
 @patch
 def _validate(self:Trainer, step:int) -> bool:
@@ -429,41 +462,99 @@ def _validate(self:Trainer, step:int) -> bool:
 def save_checkpoint(self:Trainer, step:int):
     "Write checkpoints/step-NNNNNN atomically (main process), after gathering the reference store and pools of every process."
     from accelerate.utils import gather_object
-    from safetensors.torch import save_file
     acc = self.acc
     if acc.num_processes > 1:
         if self.store: [self.store.merge(v) for v in gather_object([self.store.values])]
         pools = gather_object([self.sampler.pool.pools if self.sampler.pool else {}])
         if self.sampler.pool: [self.sampler.pool.pools.update(p) for p in pools]
+    weights = {k: v.detach().cpu().contiguous() for k, v in _trainable(self.policy.module).items()}
+    if bad := [k for k, v in weights.items() if not torch.isfinite(v).all()]:  # every process: they all stop together
+        raise HanorecError(f"the weights after step {step} are not finite ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): "
+                           "no checkpoint of them is written", hint=f"lower optim.lr (now {self.cfg.optim.lr}) and train again with a new out=")
     if acc.is_main_process:
-        folder = self.run/"checkpoints"/f"step-{step:06d}"
-        with atomic_path(folder) as tmp:
-            tmp.mkdir(parents=True)
-            save_file({k: v.detach().cpu().contiguous() for k, v in _trainable(self.policy.module).items()}, tmp/"trainable.safetensors")
-            if self.best_weights: save_file({k: v.contiguous() for k, v in self.best_weights.items()}, tmp/"best.safetensors")
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, tmp/"optimizer.pt")
-            torch.save({"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp/"rng.pt")
-            atomic_write_json(tmp/"rng.json", rng_state())
-            np.savez(tmp/"negatives.npz", **self.sampler.state())
-            atomic_write_json(tmp/"state.json", dataclasses.asdict(dataclasses.replace(self.state, step=step)))
-        if self.store: self.store.save()
-        self._flush_pairs(step)  # pairs/ holds exactly the steps up to the newest checkpoint
-        atomic_write_text(self.run/"checkpoints"/"latest", folder.name)
-        _prune(self.run/"checkpoints", self.cfg.checkpoint.keep)
+        ckpts = self.run/"checkpoints"
+        folder, files = ckpts/f"step-{step:06d}", self._checkpoint_files(step, weights)
+        with _space_for(ckpts, sum(map(len, files.values())), f"checkpoint {folder.name}", self.run):
+            if self.store: self.store.save()
+            self._flush_pairs(step)  # before the folder: pairs/ never holds fewer steps than the newest checkpoint
+            with atomic_path(folder) as tmp:
+                tmp.mkdir(parents=True)
+                for name, data in files.items(): _write_bytes(tmp/name, data)
+                write_manifest(tmp, Manifest("checkpoint", config={"step": step}, outputs={n: hash_bytes(d) for n, d in files.items()}))
+            atomic_write_text(ckpts/"latest", folder.name)
+        _prune(ckpts, self.cfg.checkpoint.keep)
     acc.wait_for_everyone()
 
+@patch
+def _checkpoint_files(self:Trainer, step:int, weights:dict) -> dict[str, bytes]:
+    "The bytes of each file of the checkpoint after `step`."
+    from safetensors.torch import save
+    def torch_bytes(obj):
+        buf = io.BytesIO(); torch.save(obj, buf); return buf.getvalue()
+    npz = io.BytesIO(); np.savez(npz, **self.sampler.state())
+    text = lambda obj: (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    return {"trainable.safetensors": save(weights),
+            **({"best.safetensors": save({k: v.contiguous() for k, v in self.best_weights.items()})} if self.best_weights else {}),
+            "optimizer.pt": torch_bytes({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}),
+            "rng.pt": torch_bytes({"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}),
+            "rng.json": text(rng_state()), "negatives.npz": npz.getvalue(),
+            "state.json": text(dataclasses.asdict(dataclasses.replace(self.state, step=step)))}
+
+def _write_bytes(path:Path, data:bytes):
+    "Write `data` to `path`, flushed to disk: the one write every checkpoint file goes through."
+    with open(path, "wb") as f:
+        f.write(data); f.flush(); os.fsync(f.fileno())
+
+def _mb(n:int) -> str: return f"{n / 2**20:.1f} MB"
+
+@contextmanager
+def _space_for(folder:Path, need:int, what:str, run:Path):
+    "Refuse a write of `need` bytes that cannot fit in `folder`, and turn a disk that fills while writing into an error that says so."
+    def full(free): return HanorecError(f"no space left on the device of {folder} for {what}: it needs about {_mb(need)}, "
+                                        f"{_mb(free)} free; the previous checkpoint is left as it was",
+                                        hint=f"free some space there, then continue with: hanorec train --resume out={run}")
+    folder.mkdir(parents=True, exist_ok=True)
+    if (free := shutil.disk_usage(folder).free) < need: raise full(free)
+    try: yield
+    except (OSError, RuntimeError) as e:  # torch and pyarrow wrap the OSError in their own
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e): raise full(shutil.disk_usage(folder).free) from None
+        raise
+
+def _checkpoints(folder:Path) -> list[Path]:
+    "The checkpoint folders in `folder`, newest first."
+    return sorted((p for p in folder.glob("step-*") if p.is_dir()), reverse=True)
+
+def _checkpoint_damage(folder:Path) -> list[str]:
+    "What is wrong with a checkpoint folder: [] when its manifest is there and every file it lists holds the bytes written."
+    try: m = read_manifest(folder)
+    except HanorecError: return ["manifest.json (torn)"]
+    return ["manifest.json (missing)"] if m is None else damaged_outputs(folder, m)
+
 def _prune(folder:Path, keep:int):
-    for old in sorted(folder.glob("step-*"))[:-keep] if keep > 0 else []: shutil.rmtree(old, ignore_errors=True)
+    "Keep the newest `keep` intact checkpoints and remove the rest, damaged ones included; with none intact, remove nothing."
+    if keep <= 0: return
+    intact = [p for p in _checkpoints(folder) if not _checkpoint_damage(p)][:keep]
+    for p in _checkpoints(folder) if intact else []:
+        if p not in intact: shutil.rmtree(p, ignore_errors=True)
 
 # %% ../nbs/11_train.ipynb #tr000014
 @patch
 def _load_checkpoint(self:Trainer):
-    "Continue from checkpoints/latest: weights, optimizer, scheduler, RNG states, negative pools and the run state."
+    "Continue from the newest intact checkpoint: weights, optimizer, scheduler, RNG states, negative pools and the run state."
     from safetensors.torch import load_file
-    latest = self.run/"checkpoints"/"latest"
-    if not latest.exists():
-        self.log.info("%s has no checkpoint yet: starting from step 0", self.run); return
-    folder = self.run/"checkpoints"/latest.read_text().strip()
+    ckpts = self.run/"checkpoints"
+    name = (ckpts/"latest").read_text().strip() if (ckpts/"latest").exists() else ""
+    if (ckpts/"latest").exists() and not (name and (ckpts/name).is_dir()):
+        self.log.warning("%s is %s: looking for the newest intact checkpoint", ckpts/"latest", f"naming a missing folder {name}" if name else "empty")
+    folder = None
+    for f in _checkpoints(ckpts):
+        if not (damage := _checkpoint_damage(f)): folder = f; break
+        self.log.warning("%s is damaged (%s): falling back to an older checkpoint", f, ", ".join(damage))
+    if folder is None:
+        if _checkpoints(ckpts): self.log.warning("%s has no intact checkpoint: starting again from step 0", self.run)
+        else: self.log.info("%s has no checkpoint yet: starting from step 0", self.run)
+        self._drop_records_after(-1)  # step 0 runs again, its validation too
+        return
     weights, own = load_file(folder/"trainable.safetensors"), _trainable(self.policy.module)
     if set(weights) != set(own):
         raise HanorecError(f"{folder} holds other trainable weights than this model ({len(set(weights) ^ set(own))} names differ)",
@@ -478,17 +569,26 @@ def _load_checkpoint(self:Trainer):
     set_rng_state(read_json(folder/"rng.json"))
     self.sampler.load_state(dict(np.load(folder/"negatives.npz")))
     self.state = RunState(**read_json(folder/"state.json"))
-    if self.acc.is_main_process:  # the log continues from the checkpoint: drop what the stopped run wrote after it
-        kept = [r for r in read_log(self.run) if r["step"] <= self.state.step]
-        atomic_write_text(self.run/"log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-        for chunk in (self.run/"pairs").glob("upto-*.parquet"):  # and the pairs of steps after it
-            if int(chunk.stem.split("-")[1]) > self.state.step: chunk.unlink()
+    self._drop_records_after(self.state.step)
     self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
+
+@patch
+def _drop_records_after(self:Trainer, step:int):
+    "The log and pairs/ continue from the checkpoint: drop what the stopped run wrote after `step`."
+    if not self.acc.is_main_process: return
+    kept = [r for r in read_log(self.run) if r["step"] <= step]
+    atomic_write_text(self.run/"log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+    for chunk in (self.run/"pairs").glob("upto-*.parquet"):
+        if int(chunk.stem.split("-")[1]) > step: chunk.unlink()
 
 # %% ../nbs/11_train.ipynb #5c1c10be
 @patch
 def fit(self:Trainer) -> dict:
     "Train to `optim.max_steps` or `optim.epochs` (or early stop), then write model/, metrics.json and plots/; returns the metrics."
+    if self.finished:  # resumed after its end: say so, and leave model/ and metrics.json as they are
+        self.log.warning("%s finished already (metrics.json is written): nothing to resume, nothing rewritten; "
+                         "to train it again, start a new run with another out=", self.run)
+        return read_json(self.run/"metrics.json")
     if not hasattr(self, "policy"): self.setup()
     c, s = self.cfg, self.state
     ev, ck = c.eval.every, c.checkpoint.every
@@ -518,6 +618,7 @@ def finish(self:Trainer) -> dict:
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
     metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
                "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
+    if self.cfg.optim.skip_nonfinite: metrics["skipped_steps"] = s.skipped
     if self.test is not None: metrics["test"] = self.evaluate("test")
     if final is not None: metrics["final"] = {"step": s.step, "test": final}
     if self.objective.reference and s.best_step == 0:
