@@ -62,9 +62,15 @@ class UserSummaryConfig:
 
 # %% ../nbs/08_summarize.ipynb #b6c5eb07
 def _append_lines(path:Path, records:Sequence[dict]):
-    "Append `records` as JSON lines in one write, flushed to disk."
+    "Append `records` as JSON lines in one write, flushed to disk (after cutting a torn last line, which the next record would join)."
     if not records: return
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.seek(0); f.truncate(f.read().rfind(b"\n") + 1)
+                get_logger("hanorec.summarize").warning("%s: cut a torn last line (a run was stopped mid-write)", path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(text); f.flush(); os.fsync(f.fileno())
 
@@ -79,9 +85,10 @@ def _read_lines(path:Path) -> list[dict]:
     return out
 
 def _open_cache(folder:Path, expected:Manifest, force:bool, what:str) -> Path:
-    "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent."
+    "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent or damaged."
     if force and folder.exists(): shutil.rmtree(folder)
     if not check_manifest(folder, expected, rebuild_hint=f"delete {folder}, or pass force=True (--force) to recompute the {what}"):
+        if folder.exists(): shutil.rmtree(folder)  # no readable manifest: nothing says what made its records
         folder.mkdir(parents=True, exist_ok=True)
         write_manifest(folder, expected)
     return folder

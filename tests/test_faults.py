@@ -193,3 +193,28 @@ def test_the_command_refuses_a_nan_learning_rate_before_writing_anything(world):
     r = run_hanorec("train", *args(world, "nan-cli", "optim.lr=.nan"))
     assert r.returncode == 2 and "'optim.lr' is nan" in r.stderr and "Traceback" not in r.stderr
     assert not (world/"nan-cli").exists()
+
+
+def test_a_truncated_neighbour_cache_is_rebuilt_with_a_warning(world, warnings):
+    from hanorec.data import load_prepared
+    from hanorec.objectives import neighbour_scores
+    ds = load_prepared(world/"data")
+    first = neighbour_scores(ds, 5, False)
+    (cache,) = (world/"data"/"features").glob("hars-k5*")
+    f = cache/"neighbours.npy"; f.write_bytes(f.read_bytes()[:100])
+    assert torch.equal(neighbour_scores(ds, 5, False), first)
+    assert any(f"{cache} is damaged (neighbours.npy" in w for w in warnings)
+
+
+def test_a_truncated_reference_store_is_recomputed_with_a_warning(tmp_path, warnings):
+    import numpy as np
+    from hanorec.core import Manifest
+    from hanorec.policies import ReferenceStore
+    m, keys = Manifest("reference-logp", inputs={"reference": "abc"}), np.array([[1, 2], [3, 4]])
+    store = ReferenceStore(tmp_path/"reference", m)
+    values = store.get(keys, lambda rows: -torch.arange(4.).reshape(2, 2)[rows])
+    store.save()
+    f = tmp_path/"reference"/"reference.npz"; f.write_bytes(f.read_bytes()[:50])
+    again = ReferenceStore(tmp_path/"reference", m)
+    assert again.values == {} and any("reference is damaged (reference.npz" in w for w in warnings)
+    assert torch.equal(again.get(keys, lambda rows: -torch.arange(4.).reshape(2, 2)[rows]), values) and again.computed == 2
