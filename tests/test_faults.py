@@ -16,9 +16,11 @@ def world(tmp_path_factory):
     "A tiny synthetic world, and a sequential encoder trained on it without a stop (in this process): what every fault must end in."
     d = tmp_path_factory.mktemp("faults")
     prepare_synthetic(d/"data", users=40, items=60, seed=0, with_images=False)
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same sums in every run, and a fork (below) with no thread pool to inherit
     T.train(config(d, "whole"))
-    return d
+    yield d
+    torch.set_num_threads(threads)
 
 
 def args(world, out, *more):
