@@ -18,23 +18,24 @@ from typing import Callable, Sequence
 
 import torch
 
-from .bench import register_benchmark
+from .bench import check, outcome, register_benchmark, top_ops
 from .core import HanorecError
 from .models import Recommender, load_recommender, tiny_llama, train_tokenizer
-from .objectives import dpo_loss
+from .objectives import dpo_loss, sdpo_loss
 from .prompts import Prompt, multiple_choice_prompt
 from .scoring import synthetic_titles, logp
 
 # %% auto #0
 __all__ = ['preference_batch', 'save_tiny_llama', 'reference_logp', 'preference_step', 'trl_trainer', 'trl_batch', 'trl_logp',
-           'PreferenceRun', 'time_interleaved', 'throughput', 'bench_preference']
+           'PreferenceRun', 'time_interleaved', 'throughput', 'bench_preference', 'pass_bound']
 
 # %% ../nbs/15a_bench_preference.ipynb #3552ab57
 def preference_batch(batch_size:int=8, # prompts (users) in the batch
                      prompt_tokens:int=300, # each prompt text's length, about (history titles are added until reached)
                      n_candidates:int=10, # titles listed in each prompt
-                     seed:int=0) -> tuple:
-    "A tokenizer trained on synthetic titles and `batch_size` prompts with answers `[positive, negative]`."
+                     seed:int=0,
+                     answers:int=2) -> tuple: # answers kept per prompt: the positive, then `answers - 1` negatives (S-DPO: 4)
+    "A tokenizer trained on synthetic titles and `batch_size` prompts with answers `[positive, negative, ...]`."
     block = n_candidates + prompt_tokens // 4  # a user's items: candidates, then history (a title is 4 tokens or more)
     titles = {str(i): t for i, t in enumerate(synthetic_titles(batch_size * block, seed))}
     tok = train_tokenizer(list(titles.values()) + [multiple_choice_prompt(["0"], ["1"], titles, images=False).text], vocab_size=1024)
@@ -47,7 +48,7 @@ def preference_batch(batch_size:int=8, # prompts (users) in the batch
             history.append(str(start + n_candidates + len(history)))
             p = multiple_choice_prompt(history, cands, titles, images=False)
             n = len(tok(p.text).input_ids)
-        prompts.append(dataclasses.replace(p, answers=p.answers[:2], candidates=p.candidates[:2]))
+        prompts.append(dataclasses.replace(p, answers=p.answers[:answers], candidates=p.candidates[:answers]))
     return tok, prompts
 
 # %% ../nbs/15a_bench_preference.ipynb #c5e96685
@@ -62,7 +63,7 @@ def save_tiny_llama(tok, # the tokenizer (saved beside the model)
 
 # %% ../nbs/15a_bench_preference.ipynb #4d358e4e
 def reference_logp(rec:Recommender, prompts:Sequence[Prompt], batch_size:int=8) -> torch.Tensor:
-    "[B, 2] log-probs of each prompt's answers under the model as it is now, without autograd: the fixed reference."
+    "[B, C] log-probs of each prompt's answers under the model as it is now, without autograd: the fixed reference."
     with torch.inference_mode(): return logp(rec, prompts, batch_size=batch_size).clone()
 
 def preference_step(rec:Recommender,
@@ -70,10 +71,11 @@ def preference_step(rec:Recommender,
                     reference:torch.Tensor, # [B, 2] from `reference_logp`
                     optimizer:torch.optim.Optimizer,
                     beta:float=0.1, # DPO's beta
-                    max_grad_norm:float=1.0) -> dict: # clip the gradient's norm (TRL's default)
-    "One DPO step with fixed reference log-probs and a shared prompt; returns the loss's metrics."
+                    max_grad_norm:float=1.0, # clip the gradient's norm (TRL's default)
+                    objective:Callable=dpo_loss) -> dict: # `objectives.dpo_loss`, or `sdpo_loss` for more negatives
+    "One DPO (or S-DPO) step with fixed reference log-probs and a shared prompt; returns the loss's metrics."
     policy = logp(rec, prompts, batch_size=len(prompts))
-    loss, metrics = dpo_loss(policy, reference, beta)
+    loss, metrics = objective(policy, reference, beta)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(rec.model.parameters(), max_grad_norm)
     optimizer.step()
@@ -130,15 +132,16 @@ class PreferenceRun:
     optimizer: torch.optim.Optimizer
     beta: float = 0.1
     max_grad_norm: float = 1.0
+    objective: Callable = dpo_loss
 
     @classmethod
-    def start(cls, rec:Recommender, prompts:Sequence[Prompt], beta:float=0.1, lr:float=1e-5, max_grad_norm:float=1.0):
+    def start(cls, rec:Recommender, prompts:Sequence[Prompt], beta:float=0.1, lr:float=1e-5, max_grad_norm:float=1.0, objective:Callable=dpo_loss):
         "The reference log-probs from `rec` as it is, then AdamW (no weight decay) on all its parameters."
         reference = reference_logp(rec, prompts)
         rec.model.train()
-        return cls(rec, list(prompts), reference, torch.optim.AdamW(rec.model.parameters(), lr=lr, weight_decay=0.0), beta, max_grad_norm)
+        return cls(rec, list(prompts), reference, torch.optim.AdamW(rec.model.parameters(), lr=lr, weight_decay=0.0), beta, max_grad_norm, objective)
 
-    def step(self) -> dict: return preference_step(self.rec, self.prompts, self.reference, self.optimizer, self.beta, self.max_grad_norm)
+    def step(self) -> dict: return preference_step(self.rec, self.prompts, self.reference, self.optimizer, self.beta, self.max_grad_norm, self.objective)
 
 def time_interleaved(trainer, # a `trl.DPOTrainer` that will run `warmup + n` steps
                      step:Callable[[], object], # hanorec's step, run once after each of TRL's
@@ -190,12 +193,24 @@ def _check_step0(trainer, rec:Recommender, prompts:Sequence[Prompt], reference:t
             "trl_loss_step0": loss, "log2": math.log(2), "chosen_logp_mean": round(lp[:, 0].mean().item(), 3),
             "rejected_logp_mean": round(lp[:, 1].mean().item(), 3)}
 
-def _bench_preference(quick, batch_size, prompt_tokens, layers, hidden, steps, beta, lr, seed) -> dict:
+def pass_bound(prompt_tokens:float, # P, a prompt's tokens (mean)
+               answer_tokens:float, # A, an answer's tokens (mean)
+               negatives:int=1) -> float: # negatives per prompt (S-DPO: 3, which TRL runs as that many DPO rows)
+    "TRL's step cost over hanorec's in passes over tokens: `8 (P + A) k` over `3 (P + (k + 1) A)` for k negatives."
+    return 8 * (prompt_tokens + answer_tokens) * negatives / (3 * (prompt_tokens + (negatives + 1) * answer_tokens))
+
+def _pairs(prompts:Sequence[Prompt]) -> list[Prompt]:
+    "Each prompt with answers [positive, negative_1..k] as k prompts [positive, negative_i]: how a TRL user feeds S-DPO's data to DPO."
+    return [dataclasses.replace(p, answers=[p.answers[0], a], candidates=[p.candidates[0], c])
+            for p in prompts for a, c in zip(p.answers[1:], p.candidates[1:])]
+
+def _bench_preference(quick, batch_size, prompt_tokens, layers, hidden, steps, beta, lr, seed, negatives:int=3) -> dict:
     prompt_tokens, layers, steps = prompt_tokens or (64 if quick else 300), layers or (2 if quick else 4), steps or (2 if quick else 6)
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-pref-"))
     variants = {"trl": dict(), "trl_precomputed_reference": dict(precompute=True), "trl_defaults": dict(matched=False)}
     try:
-        tok, prompts = preference_batch(batch_size, prompt_tokens, n_candidates=3 if quick else 10, seed=seed)
+        tok, prompts4 = preference_batch(batch_size, prompt_tokens, n_candidates=max(negatives + 1, 3 if quick else 10), seed=seed, answers=negatives + 1)
+        prompts = [dataclasses.replace(p, answers=p.answers[:2], candidates=p.candidates[:2]) for p in prompts4]
         folder = save_tiny_llama(tok, work/"lm", hidden=hidden, layers=layers, seed=seed)
         rec = load_recommender(folder, device="cpu")
         t0 = time.perf_counter()
@@ -205,20 +220,35 @@ def _bench_preference(quick, batch_size, prompt_tokens, layers, hidden, steps, b
         results, ours_all = {}, []
         for name, kw in variants.items():
             trainer = trl_trainer(folder, rec, prompts, steps=1 + steps, beta=beta, lr=lr, seed=seed, out=work/name, **kw)
-            if name == "trl": check = _check_step0(trainer, rec, prompts, run.reference, first_loss)
+            if name == "trl": step0 = _check_step0(trainer, rec, prompts, run.reference, first_loss)
             trl_seconds, ours = time_interleaved(trainer, run.step)
             ours_all += ours
             results[name] = {**throughput(trl_seconds, batch_size), "speedup": statistics.median(t / o for t, o in zip(trl_seconds, ours))}
             del trainer
+        # S-DPO: hanorec's step over [positive, 3 negatives] against TRL's over the 3 DPO rows per prompt a TRL user would make
+        srec = load_recommender(folder, device="cpu")
+        srun = PreferenceRun.start(srec, prompts4, beta=beta, lr=lr, objective=sdpo_loss)
+        trainer = trl_trainer(folder, srec, _pairs(prompts4), steps=1 + steps, beta=beta, lr=lr, seed=seed, out=work/"trl_sdpo")
+        trl_seconds, ours_sdpo = time_interleaved(trainer, srun.step)
+        results["trl_dpo_rows_for_sdpo"] = {**throughput(trl_seconds, batch_size), "speedup": statistics.median(t / o for t, o in zip(trl_seconds, ours_sdpo)),
+                                            "rows_per_step": len(_pairs(prompts4)), "hanorec_sdpo_step_seconds": ours_sdpo}
+        del trainer
+        P = rec.encode(prompts)["attention_mask"].sum(1).float().mean().item()
+        A = sum(len(rec.answer_ids(a)) for p in prompts4 for a in p.answers) / (len(prompts4) * (negatives + 1))
+        bound, sbound = pass_bound(P, A), pass_bound(P, A, negatives)
+        dpo_speedup, sdpo_speedup = results["trl"]["speedup"], results["trl_dpo_rows_for_sdpo"]["speedup"]
+        profile = lambda: top_ops(run.step)
+        r = lambda d: {k: round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v for k, v in d.items()}
+        import trl
+        details = {"model": f"Llama {layers} layers, hidden {hidden}, vocab {len(tok)}", "trl_version": trl.__version__,
+                   "hanorec": r({**throughput(ours_all, batch_size), "reference_seconds": reference_seconds}),
+                   **{name: r(v) for name, v in results.items()},
+                   **{f"speedup_vs_{name}": round(v["speedup"], 3) for name, v in results.items()},
+                   "pass_bound_dpo": round(bound, 3), "pass_bound_sdpo": round(sbound, 3), "check": step0}
+        return outcome([check("DPO step speed-up over TRL DPOTrainer, as a fraction of the pass-count bound", dpo_speedup / bound, 0.9),
+                        check(f"S-DPO step ({negatives} negatives) speed-up over TRL DPOTrainer on {negatives} DPO rows per prompt", sdpo_speedup, 4.0)],
+                       ours_all, {"batch_size": batch_size, "prompt_tokens_mean": round(P, 1), "answer_tokens_mean": round(A, 2), "layers": layers,
+                                  "hidden": hidden, "timed_steps": steps, "negatives": negatives, "threads": torch.get_num_threads()},
+                       details, profile=profile)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    r = lambda d: {k: round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v for k, v in d.items()}
-    import trl
-    return {"model": f"Llama {layers} layers, hidden {hidden}, vocab {len(tok)}", "batch_size": batch_size,
-            "prompt_tokens_mean": round(rec.encode(prompts)["attention_mask"].sum(1).float().mean().item(), 1),
-            "answer_tokens_mean": sum(len(rec.answer_ids(a)) for p in prompts for a in p.answers) / (2 * batch_size),
-            "threads": torch.get_num_threads(), "trl_version": trl.__version__,
-            "hanorec": r({**throughput(ours_all, batch_size), "reference_seconds": reference_seconds}),
-            **{name: r(v) for name, v in results.items()},
-            **{f"speedup_vs_{name}": round(v["speedup"], 2) for name, v in results.items()},
-            "check": check}
