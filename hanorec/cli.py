@@ -410,19 +410,27 @@ def _add_demo(sub):
 
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
-    from hanorec.bench import BENCHMARKS, run_benchmark
+    from hanorec.bench import BENCHMARKS, ORDER, bench_all, run_benchmark
     import hanorec.bench_preference  # registers `preference` (the trainer's step against TRL)
     if args.list or not args.names:
-        for b in BENCHMARKS.values(): print(f"{b.name:16} {b.about}")
+        for name in sorted(BENCHMARKS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)): print(f"{name:16} {BENCHMARKS[name].about}")
+        print(f"{'all':16} every benchmark above, then {args.markdown}")
+        return
+    if "all" in args.names:
+        reports = bench_all(args.out, quick=args.quick, markdown=args.markdown)
+        for r in reports: print(f"{r['name']}: " + (f"failed: {r['error']}" if "error" in r else f"ratio {r['ratio']}, met {r['met']}, {r['seconds']} s"))
+        print(f"wrote {args.out}/NAME.json and {args.markdown}")
+        if any("error" in r for r in reports): raise SystemExit(1)
         return
     for name in args.names:
         report = run_benchmark(name, args.out, quick=args.quick)
-        print(f"{name}: {report['seconds']} s, wrote {report['path']}")
+        print(f"{name}: ratio {report['ratio']}, met {report['met']}, {report['seconds']} s, wrote {report['path']}")
 
 def _add_bench(sub):
-    b = sub.add_parser("bench", help="run benchmarks and write JSON reports")
-    b.add_argument("names", nargs="*", help="benchmarks to run (none: list them)")
+    b = sub.add_parser("bench", help="run benchmarks and write JSON reports (all: every one, and BENCHMARKS.md)")
+    b.add_argument("names", nargs="*", help="benchmarks to run, or all (none: list them)")
     b.add_argument("--out", default="bench", help="folder for NAME.json (default: bench/)")
+    b.add_argument("--markdown", default="BENCHMARKS.md", help="bench all: where the table goes (default: BENCHMARKS.md)")
     b.add_argument("--quick", action="store_true", help="smaller sizes, for a first look and for tests")
     b.add_argument("--list", action="store_true", help="list the benchmarks")
     b.set_defaults(func=cmd_bench)
