@@ -308,6 +308,8 @@ def run_measured(cmd:Sequence[str], # the command line
     done.set(); th.join()
     return {"seconds": seconds, "peak_bytes": peak[0], "returncode": proc.returncode, "tail": output[-2000:]}
 
+_CLI = "import sys; from hanorec.cli import main; sys.exit(main())"  # `hanorec ARGS` with this Python (the module has no __main__)
+
 _QUICK_STAGES = """
 import sys
 from hanorec.experiments import Stage, quickstart
@@ -322,7 +324,7 @@ def bench_quickstart(quick:bool=False,
                      limit_s:float=600, limit_gb:float=6) -> dict:
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-qs-"))
     try:
-        cmd = [sys.executable, "-c", _QUICK_STAGES, str(work/"qs")] if quick else [sys.executable, "-m", "hanorec.cli", "quickstart", "--out", str(work/"qs")]
+        cmd = [sys.executable, "-c", _QUICK_STAGES, str(work/"qs")] if quick else [sys.executable, "-c", _CLI, "quickstart", "--out", str(work/"qs")]
         r = run_measured(cmd, env={**os.environ, "HANOREC_PROGRESS": "0"})
     finally:
         shutil.rmtree(work, ignore_errors=True)
