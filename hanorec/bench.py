@@ -150,13 +150,19 @@ def top_ops(fn:Callable[[], object], n:int=8) -> list[str]:
     total = sum(getattr(e, key, 0) for e in events) or 1
     return [f"{e.key}: {getattr(e, key, 0) / 1e3:.1f} ms self ({100 * getattr(e, key, 0) / total:.0f}%), {e.count} calls" for e in events[:n]]
 
-def top_functions(fn:Callable[[], object], n:int=8) -> list[str]:
-    "cProfile's `n` Python functions with the most time of their own in one call of `fn`, one line each."
+def top_functions(fn:Callable[[], object], n:int=8,
+                  only:str|None=None, # keep the functions whose file path contains this (e.g. "/hanorec/")
+                  sort:str="self") -> list[str]: # "self": time in the function itself; "total": with what it calls
+    "cProfile's `n` Python functions with the most time in one call of `fn`, one line each."
     prof = cProfile.Profile()
     prof.runcall(fn)
+    return _profile_lines(prof, n, only, sort)
+
+def _profile_lines(prof:cProfile.Profile, n:int=8, only:str|None=None, sort:str="self") -> list[str]:
     stats = pstats.Stats(prof).stats
     total = sum(s[2] for s in stats.values()) or 1
-    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
+    rows = [(k, v) for k, v in stats.items() if only is None or only in k[0]]
+    rows = sorted(rows, key=lambda kv: kv[1][2] if sort == "self" else kv[1][3], reverse=True)[:n]
     return [f"{Path(f).name}:{line} {func}: {tt:.2f} s self ({100 * tt / total:.0f}%), {ct:.2f} s with callees, {nc} calls"
             for (f, line, func), (cc, nc, tt, ct, callers) in rows]
 
@@ -343,7 +349,7 @@ def _eval_world(work:Path, quick:bool) -> tuple[Path, str]:
     if quick:
         from hanorec.synthetic import prepare_synthetic
         prepare_synthetic(data, users=30, items=60, seed=0)
-    else: prepare("movielens-small", data)
+    else: prepare("movielens-small", data, min_item=60)  # 340 items: their image and text features take seconds, not minutes
     return data, "composed-tiny" if quick else "composed-smollm2"
 
 @register_benchmark("eval", "users scored per second on the test candidates: composed SmolLM2 MLLM (vs naive scoring of the same users) and the encoder (fixed and full catalog)")
@@ -353,7 +359,7 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
     from hanorec.data import load_prepared, load_samples
     from hanorec.evaluation import earlier_items, full_catalog_ranks
     from hanorec.policies import PolicyConfig, build_policy, describe_base
-    from hanorec.scoring import logp_naive
+    from hanorec.scoring import logp as lm_logp, logp_naive
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-eval-"))
     try:
         data, model = _eval_world(work, quick)
@@ -362,7 +368,7 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
         cfg = PolicyConfig(data=str(data), model=model)
         lm = build_policy(cfg, ds, train, describe_base(model, "", ds, work/"run"), torch.device("cpu"))
         lm.module.eval()
-        idx = np.arange(min(mllm_users or (2 if quick else 4), len(test)))
+        idx = np.arange(min(mllm_users or (2 if quick else 1), len(test)))
         prompts = [lm.prompt(test, i, test.candidates[i].tolist(), test.candidates[i].tolist()) for i in idx]
         lengths = [lm.rec.encode([p], lm.images)["input_ids"].shape[1] for p in prompts]
         answers = [[len(lm.rec.answer_ids(a)) for a in p.answers] for p in prompts]
@@ -371,7 +377,8 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
         sides = {"shared": lambda: out.__setitem__("shared", lm.eval_scores(test, idx, batch_size=8)),
                  "naive": lambda: out.__setitem__("naive", logp_naive(lm.rec, prompts, lm.images, reduce=cfg.reduce).float().cpu())}
         with torch.no_grad():
-            lm.eval_scores(test, idx[:1], batch_size=8); logp_naive(lm.rec, prompts[:1], lm.images)  # warm-up on one user
+            one = [dataclasses.replace(prompts[0], answers=prompts[0].answers[:1], candidates=prompts[0].candidates[:1])]  # warm-up: both paths, one candidate
+            lm_logp(lm.rec, one, lm.images); logp_naive(lm.rec, one, lm.images)
             times = interleaved(sides, repeats=repeats, warmup=0)
         med = {k: statistics.median(v) for k, v in times.items()}
         diff = (out["shared"] - out["naive"]).abs().max().item()
@@ -390,7 +397,7 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
         return outcome([check("MLLM prefix-shared / naive users per second, as a fraction of the token-count ideal", speedup / ideal, 0.9)],
                        times["shared"], {"mllm_users": len(idx), "encoder_users": len(test), "candidates": int(test.candidates.shape[1]),
                                          "catalog": len(ds.items), "prompt_tokens_mean": round(sum(lengths) / len(lengths), 1), "repeats": repeats},
-                       {"dataset": "synthetic (30 users)" if quick else "movielens-small, as the quickstart prepares it",
+                       {"dataset": "synthetic (30 users)" if quick else "movielens-small, items with 60+ ratings",
                         "mllm": model, "mllm_users_per_s": round(len(idx) / med["shared"], 4), "naive_users_per_s": round(len(idx) / med["naive"], 4),
                         "speedup": round(speedup, 3), "ideal": round(ideal, 3), "max_abs_diff": diff,
                         "seconds_shared": times["shared"], "seconds_naive": times["naive"],
@@ -431,10 +438,12 @@ def bench_data_prepare(quick:bool=False, sizes:Sequence[int]|None=None) -> dict:
     import numpy as np
     sizes = list(sizes or ([4_000, 8_000, 16_000] if quick else [250_000, 500_000, 1_000_000, 2_000_000, 4_000_000]))
     rows, work = [], Path(tempfile.mkdtemp(prefix="hanorec-bench-"))
+    run = lambda files, out: prepare("amazon-2023", out, path=files["path"], with_images=False)
     try:
+        run(_amazon_files(work, 2_000), work/"warmup")  # untimed: the first call imports and allocates what later ones reuse
         for size in sizes:
             files = _amazon_files(work, size)
-            seconds, peak = measure(lambda: prepare("amazon-2023", work/f"out{size}", path=files["path"], with_images=False))
+            seconds, peak = measure(lambda: run(files, work/f"out{size}"))
             st = json.loads((work/f"out{size}"/"stats.json").read_text())
             rows.append({"lines": st["lines_read"], "interactions": st["interactions"], "seconds": round(seconds, 3),
                          "peak_memory_mb": round(peak / 2**20, 1)})
@@ -443,15 +452,19 @@ def bench_data_prepare(quick:bool=False, sizes:Sequence[int]|None=None) -> dict:
         time_exp = fit_exponent(lines, [r["seconds"] for r in rows])
         mem_exp = fit_exponent(lines, [max(r["peak_memory_mb"], 1e-3) for r in rows])
         mb_per_million = float(np.polyfit(np.asarray(lines) / 1e6, [r["peak_memory_mb"] for r in rows], 1)[0])
-        def profile():
-            files = _amazon_files(work, sizes[1])
-            return top_functions(lambda: prepare("amazon-2023", work/"profiled", path=files["path"], with_images=False), n=10)
+        files = _amazon_files(work, sizes[0])  # where the time goes, at the smallest size (cProfile slows the code down)
+        prof = cProfile.Profile()
+        prof.runcall(run, files, work/"profiled")
+        steps = _profile_lines(prof, n=8, only=os.sep + "hanorec" + os.sep, sort="total")
+        hot = _profile_lines(prof, n=8)
         return outcome([check("fitted exponent of time against interactions", time_exp, 1.1, "<=")],
                        [r["seconds"] for r in rows[-1:]], {"interactions": sizes},
                        {"rows": rows, "time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
                         "memory_mb_per_million_interactions": round(mb_per_million, 1),
-                        "interactions_per_second": round(rows[-1]["lines"] / rows[-1]["seconds"])},
-                       profile=profile)
+                        "interactions_per_second": round(rows[-1]["lines"] / rows[-1]["seconds"]),
+                        f"steps_at_{sizes[0]}": steps, f"hot_functions_at_{sizes[0]}": hot},
+                       profile=lambda: [f"hanorec's steps at {sizes[0]:,} interactions (time with callees):", *steps,
+                                        "the functions with the most time of their own (pandas' among them):", *hot])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
