@@ -80,7 +80,7 @@ def _h_variants(neigh:torch.Tensor, pos:np.ndarray, neg:np.ndarray, temperatures
     return out
 
 def hardness_truth(data:str|Path, # a prepared synthetic world (with truth/)
-                   pairs:int=4000, temperatures=(1.0, 0.1, 0.02), seed:int=0, n:int=1000) -> pd.DataFrame:
+                   pairs:int=4000, temperatures=(1.0, 0.1, 0.02), seed:int=0, n:int=200) -> pd.DataFrame: # bootstrap resamples
     "Per HaRS variant: Spearman(delta, true utility gap) with a 95% bootstrap interval over pairs, and the spread of h."
     from hanorec.synthetic import load_truth, step_of, true_utility
     ds, stats = load_prepared(data), _scipy_stats()
@@ -98,7 +98,7 @@ def hardness_truth(data:str|Path, # a prepared synthetic world (with truth/)
     boot = rng.integers(0, len(idx), (n, len(idx)))
     for name, (delta, h) in _h_variants(neighbour_scores(ds).float(), pos, neg, temperatures).items():
         rho = float(stats.spearmanr(delta, gap).statistic)
-        resampled = [stats.spearmanr(delta[b], gap[b]).statistic for b in boot[:200]]
+        resampled = [stats.spearmanr(delta[b], gap[b]).statistic for b in boot]
         rows.append(dict(variant=name, spearman=rho, low=float(np.percentile(resampled, 2.5)), high=float(np.percentile(resampled, 97.5)),
                          h_spread=float(np.std(h) / np.mean(h)), pairs=len(idx)))
     return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +211,7 @@ def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
     "Whether the stage reads the item-feature caches (posters' EfficientNet features, MiniLM's, HaRS's neighbours): all but popularity and an ids-only encoder."
     cfg = stage_config(stage, data, out, device)
     if cfg.model == "popularity": return False
-    if cfg.model == "seqrec": return cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec" or cfg.init != ""
+    if cfg.model == "seqrec": return cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec"
     return True  # language models read the image features
 
 def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
@@ -254,10 +254,11 @@ def release_memory():
     try: ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError): pass  # not glibc: nothing to trim
 
-def run_task(name:str, stage:Stage|None, data:Path, out:Path, device:str="auto",
+def run_task(stage:Stage|None, # None: the features task
+             data:Path, out:Path, device:str="auto",
              line:str="", # the progress line to print first
-             threads:int=0) -> float: # a worker process's torch threads (0: this process, as it is)
-    "Run one task (`features`, or a stage) and return this process's peak memory in GB; in a worker, progress bars off (two would fight over the terminal)."
+             threads:int=0): # a worker process's torch threads (0: this process, as it is)
+    "Run one task (`features`, or a stage); in a worker, progress bars off (two would fight over the terminal)."
     if threads:
         os.environ["HANOREC_PROGRESS"] = "0"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
@@ -267,7 +268,6 @@ def run_task(name:str, stage:Stage|None, data:Path, out:Path, device:str="auto",
     else:
         run_stage(stage, data, out, device)
         release_memory()
-    return _peak_gb()
 
 class _Progress:
     "The progress line before each task: its place, the time so far and the time left (from the shares of the tasks done)."
@@ -301,7 +301,7 @@ def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:i
         finished = set()
         while len(finished) < len(graph):
             k = next_tasks(graph, finished, finished, priority)[0]
-            run_task(k, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)))
+            run_task(by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)))
             finished.add(k); progress.finished(k)
         return
     threads = max(1, _cores() // jobs)
@@ -312,7 +312,7 @@ def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:i
     try:
         while True:
             for k in next_tasks(graph, finished, started, priority)[:jobs - len(running)]:
-                running[pool.submit(task, k, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)), threads)] = k
+                running[pool.submit(task, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)), threads)] = k
                 started.add(k)
             if not running: break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -322,6 +322,7 @@ def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:i
                 else:  # told at once; the tasks that do not wait on it go on
                     failed[k] = f.exception()
                     print(f"[quickstart] {k} stopped: {failed[k]}", flush=True)
+            if any(isinstance(e, BrokenProcessPool) for e in failed.values()): break  # a dead worker breaks the pool: submit no more
     except KeyboardInterrupt:  # the workers got the same Ctrl-C; stop waiting for them
         for p in list(getattr(pool, "_processes", {}).values()): p.terminate()
         raise

@@ -261,8 +261,7 @@ def preference_figures(grid:Grid, out:str|Path, seed:int|None=None) -> list: # d
     out, seed, figs = Path(out), grid.seeds[0] if seed is None else seed, []
     for d in grid.datasets:
         runs = [(s, cell_folder(out, d, seed)/s.name) for s in grid.stages if s.start]
-        pairs = [(s, read_pairs(r)) for s, r in runs if (r/"pairs").is_dir()]
-        pairs = [(s, p) for s, p in pairs if len(p)]
+        pairs = [(s, p) for s, r in runs if len(p := read_pairs(r))]
         if pairs:
             fig = make_subplots(1, 2, subplot_titles=["beta per training pair", "HaRS hardness h per training pair"])
             for s, p in pairs:
