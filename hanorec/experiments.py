@@ -263,7 +263,7 @@ def run_task(stage:Stage|None, # None: the features task
         os.environ["HANOREC_PROGRESS"] = "0"
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
         torch.set_num_threads(threads)
-    if line: print(f"{line}; process {os.getpid()}, peak memory so far {_peak_gb():.1f} GB", flush=True)
+    if line: print(f"{line}; process {os.getpid()}, peak memory so far {_peak_gb():.1f} GB\n", end="", flush=True)  # one write: two workers' lines never interleave
     if stage is None: make_features(data, device)
     else:
         run_stage(stage, data, out, device)
