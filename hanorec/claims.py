@@ -5,14 +5,17 @@
 # %% ../nbs/12b_claims.ipynb #cl000003
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .core import HanorecError
+from .core import HanorecError, hash_obj
 from .data import load_prepared, load_samples
 from .evaluation import _scipy_stats, paired_bootstrap, read_evaluation, read_log
 from .grid import Grid, cell_folder, paired_over_seeds, test_values
@@ -20,7 +23,8 @@ from .objectives import neighbour_scores
 
 # %% auto #0
 __all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'stage_difference', 'claim_modality', 'claim_false_negatives',
-           'hardness_truth', 'claim_nodo_gap', 'claims_markdown']
+           'hardness_truth', 'claim_nodo_gap', 'summary_variants', 'claim_summaries', 'summaries_markdown',
+           'claims_markdown']
 
 # %% ../nbs/12b_claims.ipynb #cl000008
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
@@ -117,11 +121,155 @@ def claim_nodo_gap(grid:Grid, out:str|Path, metric:str="ndcg@5", n:int=1000) -> 
                          change=b["difference"], low=b["low"], high=b["high"], p_users=b["p_value"]))
     return pd.DataFrame(rows)
 
-# %% ../nbs/12b_claims.ipynb #cl000023
+# %% ../nbs/12b_claims.ipynb #cl5c0002
+def summary_variants(block_sizes=(2, 3, 6), # recurrent block sizes, each dividing `history` and below it
+                     history:int=12, # items every variant summarises
+                     max_new_tokens:int=48, batch_size:int=16) -> dict:
+    "Claim 5's variants: name -> (what it is, backend or None for the raw history, its `UserSummaryConfig`)."
+    from hanorec.summarize import UserSummaryConfig
+    block_sizes = sorted(set(int(b) for b in block_sizes))
+    if history < 2: raise HanorecError(f"history {history} is too short to cut into blocks", hint="use a history of at least 2 items (12 by default)")
+    bad = [b for b in block_sizes if b < 1 or b >= history or history % b]
+    if bad: raise HanorecError(f"block size {bad[0]} does not cut a history of {history} items into two or more whole blocks",
+                               hint=f"choose sizes that divide {history} and are below it (the whole history in one block is the 'one' variant)")
+    if not block_sizes: raise HanorecError("no block sizes given", hint="give at least one, e.g. 2,3,6")
+    lm = lambda **k: UserSummaryConfig(backend="lm", max_new_tokens=max_new_tokens, batch_size=batch_size, **k)
+    titles = 3 if 3 in block_sizes else block_sizes[0]
+    v = {"history": ("no summary: the mean embedding of the history's items", None, None),
+         "statistical": ("recency-weighted counts as a sentence (no language model)", "statistical",
+                         UserSummaryConfig(backend="statistical", block_size=history, recurrent=False)),
+         "one": ("one summary of all the items (no recurrence)", "lm", lm(block_size=history, recurrent=False))}
+    v.update({f"blocks-{b}": (f"recurrent, blocks of {b}", "lm", lm(block_size=b)) for b in block_sizes})
+    v[f"blocks-{titles}-titles"] = (f"recurrent, blocks of {titles}, titles only (no image summaries)", "lm", lm(block_size=titles, item_summaries=False))
+    return v
+
+# %% ../nbs/12b_claims.ipynb #cl5c0005
+def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path, lm:Callable, device:str) -> dict[str, str]:
+    "user -> the variant's summary of `hist[user]`, from its cache in `out/summaries/<name>/`, writing what is missing (`lm()`: the loaded LM)."
+    from hanorec.core import Manifest, config_to_dict, progress
+    from hanorec.summarize import (_append_lines, _history_key, _model_hash, _needed_prefixes, _open_cache, _read_lines,
+                                   lm_backend, run_user_steps, statistical_backend)
+    settings = config_to_dict(cfg)
+    if backend == "lm": settings["lm"] = _model_hash(lm_path)
+    expected = Manifest("claim-summaries", inputs={"dataset": hash_obj(ds.manifest.config), "items": hash_obj(sorted(map(str, ds.items.item_id)))},
+                        config=dict(variant=name, **settings))
+    folder = _open_cache(out/"summaries"/name, expected, False, f"{name} summaries")
+    at = {u: len(h) for u, h in hist.items()}
+    done = {}
+    for r in _read_lines(folder/"users.jsonl"):
+        if r["user_id"] in hist and r["history"] == _history_key(hist[r["user_id"]][:r["prefix"]]): done.setdefault(r["user_id"], {})[r["prefix"]] = r
+    missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in _needed_prefixes(t, cfg))
+    run = lm_backend(lm()) if backend == "lm" and missing else statistical_backend
+    with progress(total=missing, desc=f"claim 5: {name}") as bar:
+        done = run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
+    return {u: done[u][at[u]]["summary"] for u in hist}
+
+def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with truth/) adds the Spearman column
+                    out:str|Path, # where the summaries (resumable), per-user scores and the table go
+                    users:int=100, # how many test users (the first by id with `history` items before the target)
+                    history:int=12, # the items every variant summarises: each user's last `history` before the target
+                    block_sizes=(2, 3, 6), # the recurrent block sizes (`summary_variants`)
+                    model:str|Path|None=None, # the summarising LM's folder (SmolLM2-135M-Instruct when None)
+                    max_new_tokens:int=48, batch_size:int=16, device:str="cpu",
+                    n:int=1000) -> pd.DataFrame: # bootstrap resamples
+    "Claim 5: each summary variant's test NDCG@5 and truth Spearman (cosine ranking of the fixed candidates), against `one`."
+    from hanorec.assets import load_minilm
+    from hanorec.evaluation import bootstrap_interval, user_metrics
+    from hanorec.seqrec import item_text
+    from hanorec.summarize import _histories, _lm_path, load_item_summaries, summarize_items
+    from hanorec.core import atomic_write_text
+    ds, out = load_prepared(data), Path(out)
+    variants = summary_variants(block_sizes, history, max_new_tokens, batch_size)
+    if users < 2: raise HanorecError(f"users {users} is below 2", hint="a paired interval needs at least 2 users (100 by default)")
+    test = ds.splits["test"].set_index("user_id")
+    _, pos = _histories(ds, "test", None, {})
+    chosen = sorted(u for u, t in pos.items() if t >= history)[:users]
+    if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have {history} items before the target",
+                                           hint="lower --history (MLLM-MSR cuts users to 6 items), or use a dataset with longer histories")
+    cands = ds.candidates["test"].set_index("user_id").loc[chosen]
+    summarize_items(ds.path, "vision", items=sorted({str(i) for c in cands.candidates for i in c} | {str(i) for i in ds.interactions[ds.interactions.user_id.isin(chosen)].item_id}))
+    records = load_item_summaries(ds.path, "vision")
+    hist, _ = _histories(ds, "test", chosen, records)
+    text = dict(zip(ds.items.item_id.astype(str), item_text(ds.items)))  # title. genres: what the encoder's MiniLM reads
+    hist = {u: [dict(it, title=text[it["item_id"]]) for it in hist[u][-history:]] for u in chosen}
+    out.mkdir(parents=True, exist_ok=True)
+    lm_path = _lm_path(model) if any(b == "lm" for _, b, _ in variants.values()) else None
+    @functools.cache
+    def lm():  # loaded once, and only when a summary is missing
+        from hanorec.models import load_recommender
+        return load_recommender(lm_path, device=device, dtype="float32")
+    minilm = load_minilm(device)
+    embed = lambda texts: minilm.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    item_ids = sorted({str(i) for c in cands.candidates for i in c} | {it["item_id"] for h in hist.values() for it in h})
+    about = lambda i: f"{text[i]}. {records[i]['summary']}" if i in records else text[i]
+    E = dict(zip(item_ids, embed(about(i) for i in item_ids)))
+    C = np.stack([np.stack([E[str(i)] for i in cands.at[u, "candidates"]]) for u in chosen])  # [U, 20, 384]
+    target = cands.target_index.to_numpy()
+    taste = None
+    if (ds.path/"truth").exists():
+        from hanorec.synthetic import load_truth, step_of, true_utility
+        truth = load_truth(ds.path)
+        ids = np.array([[str(i) for i in c] for c in cands.candidates], dtype=object)
+        step = step_of(truth, np.array(chosen), test.loc[chosen, "timestamp"].to_numpy())
+        taste = true_utility(truth, np.array(chosen), step, ids) - truth.log_popularity[truth.item_index(ids)]
+    stats, rows, per_user = _scipy_stats(), [], {}
+    for name, (what, backend, cfg) in variants.items():
+        if backend is None: e = np.stack([np.mean([E[it["item_id"]] for it in hist[u]], 0) for u in chosen])
+        else:
+            s = _summary_texts(name, backend, cfg, hist, ds, out, lm_path, lm, device)
+            e = embed(s[u] for u in chosen)
+        scores = np.einsum("ucd,ud->uc", C, e / np.linalg.norm(e, axis=1, keepdims=True))
+        rank = (scores >= scores[np.arange(len(chosen)), target][:, None]).sum(1)  # 1-based; ties count against the target
+        v = user_metrics(rank, ("ndcg@5", "hr@5"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a user whose scores are all equal has no rank correlation: NaN, not counted
+            v["spearman"] = [stats.spearmanr(scores[k], taste[k]).statistic for k in range(len(chosen))] if taste is not None else np.nan
+        per_user[name] = v
+        calls = 0 if backend != "lm" else (history // cfg.block_size if cfg.recurrent else 1)
+        rows.append(dict(variant=name, about=what, summaries_per_user=calls))
+    for r in rows:
+        v, one = per_user[r["variant"]], per_user["one"]
+        for m in ("ndcg@5", "spearman"):
+            r[m], r[f"{m}_low"], r[f"{m}_high"] = bootstrap_interval(v[m], n)
+            d = paired_bootstrap(one[m], v[m], n)
+            r[f"{m}_vs_one"], r[f"{m}_vs_one_low"], r[f"{m}_vs_one_high"], r[f"{m}_p"] = d["difference"], d["low"], d["high"], d["p_value"]
+    table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None)
+    scores_table = pd.concat([v.assign(user_id=chosen, variant=k) for k, v in per_user.items()], ignore_index=True)
+    atomic_write_text(out/"scores.csv", scores_table.to_csv(index=False))
+    atomic_write_text(out/"table.csv", table.to_csv(index=False))
+    return table
+
+# %% ../nbs/12b_claims.ipynb #cl5c0006
 def _p(x) -> str: return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
+def summaries_markdown(table:pd.DataFrame) -> str:
+    "Claim 5's table (from `claim_summaries`) as markdown: each variant against one summary, and what it says."
+    truth = bool(table.truth.iloc[0])
+    m = "spearman" if truth else "ndcg@5"
+    cell = lambda r, k: f"{r[k]:.3f} [{r[k + '_low']:.3f}, {r[k + '_high']:.3f}]" if not math.isnan(r[k]) else "n/a"
+    diff = lambda r, k: ("" if r.variant == "one" else f"{r[k + '_vs_one']:+.3f} [{r[k + '_vs_one_low']:+.3f}, {r[k + '_vs_one_high']:+.3f}], p {_p(r[k + '_p'])}") if not math.isnan(r[k]) else "n/a"
+    lines = ["| variant | LM summaries per user | NDCG@5 [95%] | minus one [95%] | Spearman with the true taste [95%] | minus one [95%] |",
+             "|:--|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r.about} | {r.summaries_per_user} | {cell(r, 'ndcg@5')} | {diff(r, 'ndcg@5')} | {cell(r, 'spearman')} | {diff(r, 'spearman')} |"
+              for _, r in table.iterrows()]
+    rec = table[table.variant.str.match(r"^blocks-\d+$")]
+    better = rec[(rec[f"{m}_vs_one_low"] > 0)]
+    worse = rec[(rec[f"{m}_vs_one_high"] < 0)]
+    best = rec.loc[rec[m].idxmax()]
+    verdict = ("recurrent summaries beat one summary" if len(better) == len(rec) else
+               f"some block sizes beat one summary ({', '.join(better.variant)})" if len(better) else
+               "one summary beats every recurrent one" if len(worse) == len(rec) else
+               f"one summary beats {', '.join(worse.variant)}; no block size beats it" if len(worse) else
+               "no recurrent variant differs from one summary beyond its interval")
+    name = "Spearman with the true taste" if truth else "NDCG@5"
+    lines += ["", f"By {name}: {verdict}; the best block size is {best.variant.split('-')[1]} ({best[m]:.3f}). "
+              f"{int(table.users.iloc[0])} test users, each variant summarising the same last {int(table.history.iloc[0])} items."]
+    return "\n".join(lines)
+
+# %% ../nbs/12b_claims.ipynb #cl000023
 def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the world with visual tastes (claims 2 and 3)
-                    metric:str="ndcg@5") -> str:
+                    metric:str="ndcg@5",
+                    summaries:str|Path|None=None) -> str: # claim 5's table.csv (default: OUT/claims/summaries/table.csv, if there)
     "The claims lab's answers on a grid's runs, as markdown."
     out, lines = Path(out), ["## The claims", ""]
     m = claim_modality(grid, out, metric)
@@ -152,7 +300,13 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
               "| dataset | seeds | gap under DPO | gap under HaNoRec | change [95%] | p (users) |", "|:--|--:|--:|--:|--:|--:|"]
     lines += [f"| {r.dataset} | {r.seeds} | {r.gap_dpo:+.3f} | {r.gap_hanorec:+.3f} | {r.change:+.3f} [{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} |"
               for r in g.itertuples()]
-    lines += ["", "**5. Recurrent summaries against one summary** (MLLM-MSR): not answered here; it needs the MLLM with user "
-              "summaries (`hanorec summarize users DATA --backend lm`, then SFT with `summary.backend=lm`, with and without "
-              "`summary.recurrent`), beyond a CPU budget. `stage_difference` compares such runs on any grid that has them."]
+    table = Path(summaries) if summaries else out/"claims"/"summaries"/"table.csv"
+    if table.exists():
+        t = pd.read_csv(table)
+        lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR; `{table.parent}`: each variant's user summary, "
+                  "embedded with MiniLM, ranks the test candidates by cosine similarity; against one summary of the same items, "
+                  "paired over users):", "", summaries_markdown(t)]
+    else:
+        lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR): not run for this grid; "
+                  f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about 25 s per user on one CPU core)."]
     return "\n".join(lines)

@@ -351,9 +351,27 @@ def _claims(grid, out) -> str:
     world = next((d for d, spec in grid.datasets.items() if "synthetic" in spec and (spec["synthetic"] or {}).get("visual_signal", 0.5) > 0), None)
     return claims_markdown(grid, out, synthetic=world)
 
+def _experiment_summaries(args):
+    "`hanorec experiment summaries`: claim 5 into OUT/claims/summaries/, and the grid's report again if OUT holds one."
+    from hanorec.claims import claim_summaries, summaries_markdown
+    from hanorec.core import pick_device
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out/"data"/"synthetic"
+    if not (data/"manifest.json").exists():
+        raise HanorecError(f"{data} is not a prepared dataset", hint="run hanorec experiment ablation first (it prepares OUT/data/synthetic), "
+                           "or name a prepared folder with --data (a synthetic world adds the truth column)")
+    blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    args.interrupted_hint = f"run the same command again to continue: the summaries written so far are in {out/'claims'/'summaries'/'summaries'}"
+    table = claim_summaries(data, out/"claims"/"summaries", users=args.users, history=args.history, block_sizes=blocks,
+                            model=args.model, batch_size=args.batch_size, device=str(pick_device(args.device)))
+    print(summaries_markdown(table))
+    if (out/"grid.yaml").exists(): args.experiment_command = "report"; cmd_experiment(args)
+    else: print(f"table: {out/'claims'/'summaries'/'table.csv'}  per user: {out/'claims'/'summaries'/'scores.csv'}")
+
 def cmd_experiment(args):
     from hanorec.grid import ablation_grid, load_grid, run_grid, write_grid_report
     from hanorec.core import pick_device
+    if args.experiment_command == "summaries": return _experiment_summaries(args)
     if args.experiment_command == "report":
         if not (Path(args.out)/"grid.yaml").exists():
             raise HanorecError(f"{args.out} holds no grid (grid.yaml is missing)", hint="give the --out folder of hanorec experiment run or ablation")
@@ -390,6 +408,19 @@ def _add_experiment(sub):
     for p in (r, a): p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p = acts.add_parser("report", help="rewrite results.csv and the report from the cells finished so far")
     p.add_argument("out", help="a grid's folder")
+    m = acts.add_parser("summaries", help="claim 5 (MLLM-MSR): recurrent user summaries against one summary, and the block size, "
+                        "with SmolLM2-135M-Instruct", description="Summarise each test user's last HISTORY items with every variant "
+                        "(one summary, recurrent blocks, titles only, and two references without a language model), rank the "
+                        "user's fixed test candidates by MiniLM similarity to each summary, and compare each variant with one "
+                        "summary on the same users. Writes OUT/claims/summaries/ and, when OUT is a grid, its report again.")
+    m.add_argument("--out", default="ablation", help="the ablation's folder (default: ablation/); results go to OUT/claims/summaries/")
+    m.add_argument("--data", default=None, help="a prepared dataset (default: OUT/data/synthetic, the ablation's world with visual tastes)")
+    m.add_argument("--users", type=int, default=100, help="test users with HISTORY items before the target, the first by id (default 100)")
+    m.add_argument("--history", type=int, default=12, help="items every variant summarises: each user's last (default 12)")
+    m.add_argument("--blocks", default="2,3,6", help="recurrent block sizes, each dividing HISTORY (default 2,3,6)")
+    m.add_argument("--model", default=None, help="the summarising causal LM's folder (default SmolLM2-135M-Instruct, offline)")
+    m.add_argument("--batch-size", type=int, default=16, help="users generated together (default 16)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     x.set_defaults(func=cmd_experiment)
 
 # %% ../nbs/17_cli.ipynb #cl0de002
