@@ -127,12 +127,14 @@ def summary_variants(block_sizes=(2, 3, 6), # recurrent block sizes, each dividi
                      max_new_tokens:int=48, batch_size:int=16) -> dict:
     "Claim 5's variants: name -> (what it is, backend or None for the raw history, its `UserSummaryConfig`)."
     from hanorec.summarize import UserSummaryConfig
+    odd = [b for b in block_sizes if isinstance(b, bool) or int(b) != b]
+    if odd: raise HanorecError(f"block size {odd[0]!r} is not a whole number of items", hint="give whole numbers, e.g. --blocks 2,3,6")
     block_sizes = sorted(set(int(b) for b in block_sizes))
-    if history < 2: raise HanorecError(f"history {history} is too short to cut into blocks", hint="use a history of at least 2 items (12 by default)")
+    if history < 2: raise HanorecError(f"history {history} is too short to cut into blocks", hint="use --history 2 or more (12 by default)")
     bad = [b for b in block_sizes if b < 1 or b >= history or history % b]
     if bad: raise HanorecError(f"block size {bad[0]} does not cut a history of {history} items into two or more whole blocks",
-                               hint=f"choose sizes that divide {history} and are below it (the whole history in one block is the 'one' variant)")
-    if not block_sizes: raise HanorecError("no block sizes given", hint="give at least one, e.g. 2,3,6")
+                               hint=f"give --blocks sizes that divide --history {history} and are below it (the whole history in one block is the 'one' variant)")
+    if not block_sizes: raise HanorecError("no block sizes given", hint="give at least one, e.g. --blocks 2,3,6")
     lm = lambda **k: UserSummaryConfig(backend="lm", max_new_tokens=max_new_tokens, batch_size=batch_size, **k)
     titles = 3 if 3 in block_sizes else block_sizes[0]
     v = {"history": ("no summary: the mean embedding of the history's items", None, None),
@@ -144,16 +146,19 @@ def summary_variants(block_sizes=(2, 3, 6), # recurrent block sizes, each dividi
     return v
 
 # %% ../nbs/12b_claims.ipynb #cl5c0005
-def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path, lm:Callable, device:str) -> dict[str, str]:
-    "user -> the variant's summary of `hist[user]`, from its cache in `out/summaries/<name>/`, writing what is missing (`lm()`: the loaded LM)."
-    from hanorec.core import Manifest, config_to_dict, progress
+def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path, lm:Callable, force:bool) -> dict[str, dict]:
+    "user -> prefix -> record: the variant's summaries of `hist[user]`, from its cache in `out/summaries/<name>/`, writing what is missing (`lm()`: the loaded LM)."
+    from hanorec.core import Manifest, config_to_dict, progress, read_manifest
     from hanorec.summarize import (_append_lines, _history_key, _model_hash, _needed_prefixes, _open_cache, _read_lines,
-                                   lm_backend, run_user_steps, statistical_backend)
+                                   items_folder, lm_backend, run_user_steps, statistical_backend)
     settings = config_to_dict(cfg)
+    settings.pop("batch_size")  # how many users go together changes no summary
     if backend == "lm": settings["lm"] = _model_hash(lm_path)
-    expected = Manifest("claim-summaries", inputs={"dataset": hash_obj(ds.manifest.config), "items": hash_obj(sorted(map(str, ds.items.item_id)))},
+    described = read_manifest(items_folder(ds.path, "vision"))  # the image descriptions the items are written with
+    expected = Manifest("claim-summaries", inputs={"dataset": hash_obj(ds.manifest.config), "items": hash_obj(sorted(map(str, ds.items.item_id))),
+                                                   "descriptions": hash_obj(dict(described.inputs, **described.config))},
                         config=dict(variant=name, **settings))
-    folder = _open_cache(out/"summaries"/name, expected, False, f"{name} summaries")
+    folder = _open_cache(out/"summaries"/name, expected, force, f"{name} summaries")
     at = {u: len(h) for u, h in hist.items()}
     done = {}
     for r in _read_lines(folder/"users.jsonl"):
@@ -161,8 +166,7 @@ def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path,
     missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in _needed_prefixes(t, cfg))
     run = lm_backend(lm()) if backend == "lm" and missing else statistical_backend
     with progress(total=missing, desc=f"claim 5: {name}") as bar:
-        done = run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
-    return {u: done[u][at[u]]["summary"] for u in hist}
+        return run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
 
 def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with truth/) adds the Spearman column
                     out:str|Path, # where the summaries (resumable), per-user scores and the table go
@@ -171,6 +175,7 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
                     block_sizes=(2, 3, 6), # the recurrent block sizes (`summary_variants`)
                     model:str|Path|None=None, # the summarising LM's folder (SmolLM2-135M-Instruct when None)
                     max_new_tokens:int=48, batch_size:int=16, device:str="cpu",
+                    force:bool=False, # delete the cached summaries first and write them again
                     n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "Claim 5: each summary variant's test NDCG@5 and truth Spearman (cosine ranking of the fixed candidates), against `one`."
     from hanorec.assets import load_minilm
@@ -184,7 +189,7 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
     test = ds.splits["test"].set_index("user_id")
     _, pos = _histories(ds, "test", None, {})
     chosen = sorted(u for u, t in pos.items() if t >= history)[:users]
-    if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have {history} items before the target",
+    if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have at least {history} items before the target; 2 are needed",
                                            hint="lower --history (MLLM-MSR cuts users to 6 items), or use a dataset with longer histories")
     cands = ds.candidates["test"].set_index("user_id").loc[chosen]
     summarize_items(ds.path, "vision", items=sorted({str(i) for c in cands.candidates for i in c} | {str(i) for i in ds.interactions[ds.interactions.user_id.isin(chosen)].item_id}))
@@ -214,10 +219,14 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
         taste = true_utility(truth, np.array(chosen), step, ids) - truth.log_popularity[truth.item_index(ids)]
     stats, rows, per_user = _scipy_stats(), [], {}
     for name, (what, backend, cfg) in variants.items():
+        repeats = math.nan
         if backend is None: e = np.stack([np.mean([E[it["item_id"]] for it in hist[u]], 0) for u in chosen])
         else:
-            s = _summary_texts(name, backend, cfg, hist, ds, out, lm_path, lm, device)
-            e = embed(s[u] for u in chosen)
+            done = _summary_texts(name, backend, cfg, hist, ds, out, lm_path, lm, force)
+            e = embed(done[u][history]["summary"] for u in chosen)
+            if backend == "lm" and cfg.recurrent:  # how often a block's summary only repeats the one before
+                same = [done[u][p]["summary"] == done[u][p - cfg.block_size]["summary"] for u in chosen for p in range(2*cfg.block_size, history + 1, cfg.block_size)]
+                repeats = float(np.mean(same))
         scores = np.einsum("ucd,ud->uc", C, e / np.linalg.norm(e, axis=1, keepdims=True))
         rank = (scores >= scores[np.arange(len(chosen)), target][:, None]).sum(1)  # 1-based; ties count against the target
         v = user_metrics(rank, ("ndcg@5", "hr@5"))
@@ -226,14 +235,24 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
             v["spearman"] = [stats.spearmanr(scores[k], taste[k]).statistic for k in range(len(chosen))] if taste is not None else np.nan
         per_user[name] = v
         calls = 0 if backend != "lm" else (history // cfg.block_size if cfg.recurrent else 1)
-        rows.append(dict(variant=name, about=what, summaries_per_user=calls))
+        rows.append(dict(variant=name, about=what, summaries_per_user=calls, repeats=repeats))
+    def paired(a, b):  # b minus a over the users both count
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        keep = np.isfinite(a) & np.isfinite(b)
+        return paired_bootstrap(a[keep], b[keep], n) if keep.sum() >= 2 else dict(difference=math.nan, low=math.nan, high=math.nan, p_value=math.nan)
+    main = "spearman" if taste is not None else "ndcg@5"
+    blocks = [r["variant"] for r in rows if r["variant"].startswith("blocks-") and not r["variant"].endswith("-titles")]
+    best = max(blocks, key=lambda k: np.nanmean(per_user[k][main]))
     for r in rows:
         v, one = per_user[r["variant"]], per_user["one"]
         for m in ("ndcg@5", "spearman"):
             r[m], r[f"{m}_low"], r[f"{m}_high"] = bootstrap_interval(v[m], n)
-            d = paired_bootstrap(one[m], v[m], n)
+            d = paired(one[m], v[m])
             r[f"{m}_vs_one"], r[f"{m}_vs_one_low"], r[f"{m}_vs_one_high"], r[f"{m}_p"] = d["difference"], d["low"], d["high"], d["p_value"]
-    table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None)
+        if r["variant"] in blocks:  # the block-size question: each size against the best one, on the main metric
+            d = paired(per_user[best][main], v[main])
+            r["vs_best"], r["vs_best_low"], r["vs_best_high"], r["vs_best_p"] = d["difference"], d["low"], d["high"], d["p_value"]
+    table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None, data=str(ds.path), main=main, best=best)
     scores_table = pd.concat([v.assign(user_id=chosen, variant=k) for k, v in per_user.items()], ignore_index=True)
     atomic_write_text(out/"scores.csv", scores_table.to_csv(index=False))
     atomic_write_text(out/"table.csv", table.to_csv(index=False))
@@ -243,28 +262,38 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
 def _p(x) -> str: return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 def summaries_markdown(table:pd.DataFrame) -> str:
-    "Claim 5's table (from `claim_summaries`) as markdown: each variant against one summary, and what it says."
-    truth = bool(table.truth.iloc[0])
-    m = "spearman" if truth else "ndcg@5"
-    cell = lambda r, k: f"{r[k]:.3f} [{r[k + '_low']:.3f}, {r[k + '_high']:.3f}]" if not math.isnan(r[k]) else "n/a"
-    diff = lambda r, k: ("" if r.variant == "one" else f"{r[k + '_vs_one']:+.3f} [{r[k + '_vs_one_low']:+.3f}, {r[k + '_vs_one_high']:+.3f}], p {_p(r[k + '_p'])}") if not math.isnan(r[k]) else "n/a"
-    lines = ["| variant | LM summaries per user | NDCG@5 [95%] | minus one [95%] | Spearman with the true taste [95%] | minus one [95%] |",
-             "|:--|--:|--:|--:|--:|--:|"]
-    lines += [f"| {r.about} | {r.summaries_per_user} | {cell(r, 'ndcg@5')} | {diff(r, 'ndcg@5')} | {cell(r, 'spearman')} | {diff(r, 'spearman')} |"
+    "Claim 5's table (from `claim_summaries`) as markdown: each variant against one summary, the block sizes against the best, and what it says."
+    m, t = table.main.iloc[0], table.set_index("variant", drop=False)
+    name = {"spearman": "Spearman with the true taste", "ndcg@5": "NDCG@5"}[m]
+    ci = lambda x, lo, hi, sign="": f"{x:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]" if not math.isnan(x) else "n/a"
+    cell = lambda r, k: ci(r[k], r[k + "_low"], r[k + "_high"])
+    diff = lambda r, k: "" if r.variant == "one" else ci(r[k + "_vs_one"], r[k + "_vs_one_low"], r[k + "_vs_one_high"], "+") + f", p {_p(r[k + '_p'])}"
+    pct = lambda x: "" if math.isnan(x) else f"{100 * x:.0f}%"
+    lines = ["| variant | LM summaries per user | repeats the previous | NDCG@5 [95%] | minus one [95%] | Spearman with the true taste [95%] | minus one [95%] |",
+             "|:--|--:|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r.about} | {r.summaries_per_user} | {pct(r.repeats)} | {cell(r, 'ndcg@5')} | {diff(r, 'ndcg@5')} | {cell(r, 'spearman')} | {diff(r, 'spearman')} |"
               for _, r in table.iterrows()]
-    rec = table[table.variant.str.match(r"^blocks-\d+$")]
-    better = rec[(rec[f"{m}_vs_one_low"] > 0)]
-    worse = rec[(rec[f"{m}_vs_one_high"] < 0)]
-    best = rec.loc[rec[m].idxmax()]
-    verdict = ("recurrent summaries beat one summary" if len(better) == len(rec) else
-               f"some block sizes beat one summary ({', '.join(better.variant)})" if len(better) else
-               "one summary beats every recurrent one" if len(worse) == len(rec) else
-               f"one summary beats {', '.join(worse.variant)}; no block size beats it" if len(worse) else
-               "no recurrent variant differs from one summary beyond its interval")
-    name = "Spearman with the true taste" if truth else "NDCG@5"
-    lines += ["", f"By {name}: {verdict}; the best block size is {best.variant.split('-')[1]} ({best[m]:.3f}). "
-              f"{int(table.users.iloc[0])} test users, each variant summarising the same last {int(table.history.iloc[0])} items."]
-    return "\n".join(lines)
+    rec = t[t.variant.str.match(r"^blocks-\d+$")]
+    better, worse = list(rec.variant[rec[f"{m}_vs_one_low"] > 0]), list(rec.variant[rec[f"{m}_vs_one_high"] < 0])
+    said = ([f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} one summary"] if better else []) + ([f"one summary beats {', '.join(worse)}"] if worse else [])
+    text = [f"By {name} (paired over users): " + ("; ".join(said) if said else "no block size differs from one summary beyond its interval") + "."]
+    if m == "spearman":
+        agree = all(np.sign(r["ndcg@5_vs_one"]) == np.sign(r["spearman_vs_one"]) for _, r in rec.iterrows())
+        text.append(f"NDCG@5, from one logged item per user and so noisier, {'points the same way' if agree else 'does not point the same way'} for every block size.")
+    if rec[m].notna().any() and isinstance(t.best.iloc[0], str) and t.best.iloc[0] in rec.index:
+        best, others = rec.loc[t.best.iloc[0]], rec.drop(index=t.best.iloc[0])
+        apart = [f"{o.variant} {ci(o.vs_best, o.vs_best_low, o.vs_best_high, '+')}" for _, o in others.iterrows()]
+        sep = [o.variant for _, o in others.iterrows() if o.vs_best_high < 0]
+        text.append(f"Among block sizes the highest is {best.variant.split('-')[1]} ({best[m]:.3f}); the others minus it: {', '.join(apart) or 'none'}"
+                    + (f", so it is {'separated from ' + ', '.join(sep) if sep else 'not separated from any other size'}." if apart else "."))
+    if rec.repeats.notna().any():
+        text.append(f"A recurrent step repeated the previous block's summary word for word in {pct(rec.repeats.min())} to {pct(rec.repeats.max())} of steps; "
+                    "a chain that only repeats describes its first block, so this column says how much recurrence the language model really did.")
+    refs = [f"{ {'history': 'the history mean embedding', 'statistical': 'the counts'}[k]} {ci(t.at[k, m + '_vs_one'], t.at[k, m + '_vs_one_low'], t.at[k, m + '_vs_one_high'], '+')}"
+            for k in ("history", "statistical") if k in t.index]
+    if refs: text.append(f"The references without a language model, minus one summary: {'; '.join(refs)}.")
+    text.append(f"{int(table.users.iloc[0])} test users of `{table.data.iloc[0]}`, each variant summarising the same last {int(table.history.iloc[0])} items.")
+    return "\n".join(lines + ["", " ".join(text)])
 
 # %% ../nbs/12b_claims.ipynb #cl000023
 def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the world with visual tastes (claims 2 and 3)

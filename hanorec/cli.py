@@ -360,10 +360,11 @@ def _experiment_summaries(args):
     if not (data/"manifest.json").exists():
         raise HanorecError(f"{data} is not a prepared dataset", hint="run hanorec experiment ablation first (it prepares OUT/data/synthetic), "
                            "or name a prepared folder with --data (a synthetic world adds the truth column)")
-    blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    try: blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    except ValueError: raise HanorecError(f"--blocks {args.blocks!r} is not a comma-separated list of whole numbers", hint="e.g. --blocks 2,3,6") from None
     args.interrupted_hint = f"run the same command again to continue: the summaries written so far are in {out/'claims'/'summaries'/'summaries'}"
     table = claim_summaries(data, out/"claims"/"summaries", users=args.users, history=args.history, block_sizes=blocks,
-                            model=args.model, batch_size=args.batch_size, device=str(pick_device(args.device)))
+                            model=args.model, batch_size=args.batch_size, device=str(pick_device(args.device)), force=args.force)
     print(summaries_markdown(table))
     if (out/"grid.yaml").exists(): args.experiment_command = "report"; cmd_experiment(args)
     else: print(f"table: {out/'claims'/'summaries'/'table.csv'}  per user: {out/'claims'/'summaries'/'scores.csv'}")
@@ -421,6 +422,7 @@ def _add_experiment(sub):
     m.add_argument("--model", default=None, help="the summarising causal LM's folder (default SmolLM2-135M-Instruct, offline)")
     m.add_argument("--batch-size", type=int, default=16, help="users generated together (default 16)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    m.add_argument("--force", action="store_true", help="delete the cached summaries first and write them all again")
     x.set_defaults(func=cmd_experiment)
 
 # %% ../nbs/17_cli.ipynb #cl0de002
