@@ -31,7 +31,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'user_summaries', 'build_policy', 'run_data', 'load_policy']
+           'describe_base', 'load_base_model', 'lm_images', 'user_summaries', 'build_policy', 'run_data', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -413,6 +413,11 @@ def load_base_model(base:dict, device) -> Recommender:
         rec = build_composed("smollm2"); rec.model.to(device); return rec
     return load_recommender(base["path"], device=str(device), dtype="float32")
 
+def lm_images(cfg:PolicyConfig, ds:PreparedDataset, rec:Recommender):
+    "What a language-model policy reads for the prompts' images: the items' images (or a composed MLLM's features); None when `images=false`, whose prompts then have no image slots."
+    if not cfg.images: return None
+    return item_images(ds.path, ds.items, rec.family, getattr(rec.model.config, "encoder", None) if rec.family == "composed" else None)
+
 def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
     "(user, prefix) -> summary for the prompt's summary slot, filled for every prefix up to the test targets; None for backend none."
     if cfg.backend == "none": return None
@@ -445,8 +450,7 @@ def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the ru
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
     if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(device)
-    return LMPolicy(rec, ds, samples, cfg, item_images(ds.path, ds.items, rec.family, getattr(rec.model.config, "encoder", None) if rec.family == "composed" else None),
-                    user_summaries(ds, cfg.summary), shortlist)
+    return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary), shortlist)
 
 # %% ../nbs/10b_policies.ipynb #po000026
 def run_data(run:str|Path) -> Path:
@@ -473,5 +477,4 @@ def load_policy(run:str|Path, # a finished run folder
     rec = load_base_model(base, dev)
     load_lora(rec, run/which)
     rec.model.eval()
-    return LMPolicy(rec, ds, samples, cfg, item_images(ds.path, ds.items, rec.family, getattr(rec.model.config, "encoder", None) if rec.family == "composed" else None),
-                    user_summaries(ds, cfg.summary))
+    return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary))
