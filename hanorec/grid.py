@@ -203,7 +203,7 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
             runs = {k: r for k, r in runs.items() if read_evaluation(r, "test", "sampled") is not None}
             if not runs: continue
             vals = {k: test_values(r, grid.metrics) for k, r in runs.items()}
-            row = dict(dataset=d, stage=s.name, about=s.about, start=s.start, seeds=len(runs), users=len(next(iter(vals.values()))))
+            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=s.start, seeds=len(runs), users=len(next(iter(vals.values()))))
             base = {k: cell_folder(out, d, k)/s.start for k in runs} if s.start else {}
             base = {k: test_values(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
             paired = sorted(set(base) & set(vals))
