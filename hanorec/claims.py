@@ -252,7 +252,8 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
         if r["variant"] in blocks:  # the block-size question: each size against the best one, on the main metric
             d = paired(per_user[best][main], v[main])
             r["vs_best"], r["vs_best_low"], r["vs_best_high"], r["vs_best_p"] = d["difference"], d["low"], d["high"], d["p_value"]
-    table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None, data=str(ds.path), main=main, best=best)
+    table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None, data=str(ds.path), main=main, best=best,
+                                     lm=Path(lm_path).name if lm_path else "")
     scores_table = pd.concat([v.assign(user_id=chosen, variant=k) for k, v in per_user.items()], ignore_index=True)
     atomic_write_text(out/"scores.csv", scores_table.to_csv(index=False))
     atomic_write_text(out/"table.csv", table.to_csv(index=False))
@@ -287,12 +288,13 @@ def summaries_markdown(table:pd.DataFrame) -> str:
         text.append(f"Among block sizes the highest is {best.variant.split('-')[1]} ({best[m]:.3f}); the others minus it: {', '.join(apart) or 'none'}"
                     + (f", so it is {'separated from ' + ', '.join(sep) if sep else 'not separated from any other size'}." if apart else "."))
     if rec.repeats.notna().any():
-        text.append(f"A recurrent step repeated the previous block's summary word for word in {pct(rec.repeats.min())} to {pct(rec.repeats.max())} of steps; "
+        lo, hi = pct(rec.repeats.min()), pct(rec.repeats.max())
+        text.append(f"A recurrent step repeated the previous block's summary word for word in {lo if lo == hi else lo + ' to ' + hi} of steps; "
                     "a chain that only repeats describes its first block, so this column says how much recurrence the language model really did.")
     refs = [f"{ {'history': 'the history mean embedding', 'statistical': 'the counts'}[k]} {ci(t.at[k, m + '_vs_one'], t.at[k, m + '_vs_one_low'], t.at[k, m + '_vs_one_high'], '+')}"
             for k in ("history", "statistical") if k in t.index]
     if refs: text.append(f"The references without a language model, minus one summary: {'; '.join(refs)}.")
-    text.append(f"{int(table.users.iloc[0])} test users of `{table.data.iloc[0]}`, each variant summarising the same last {int(table.history.iloc[0])} items.")
+    text.append(f"{int(table.users.iloc[0])} test users of the prepared dataset `{Path(table.data.iloc[0]).name}`, each variant summarising the same last {int(table.history.iloc[0])} items.")
     return "\n".join(lines + ["", " ".join(text)])
 
 # %% ../nbs/12b_claims.ipynb #cl000023
@@ -332,10 +334,12 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
     table = Path(summaries) if summaries else out/"claims"/"summaries"/"table.csv"
     if table.exists():
         t = pd.read_csv(table)
-        lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR; `{table.parent}`: each variant's user summary, "
+        shown = table.parent.relative_to(out) if table.parent.is_relative_to(out) else table.parent
+        lm = f" by {t.lm.iloc[0]}" if "lm" in t.columns and isinstance(t.lm.iloc[0], str) else ""
+        lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR; `{shown}`: each variant's user summary, written{lm}, "
                   "embedded with MiniLM, ranks the test candidates by cosine similarity; against one summary of the same items, "
                   "paired over users):", "", summaries_markdown(t)]
     else:
         lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR): not run for this grid; "
-                  f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about 25 s per user on one CPU core)."]
+                  f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about half a minute per user on one CPU core)."]
     return "\n".join(lines)
