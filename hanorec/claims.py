@@ -236,10 +236,6 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
         per_user[name] = v
         calls = 0 if backend != "lm" else (history // cfg.block_size if cfg.recurrent else 1)
         rows.append(dict(variant=name, about=what, summaries_per_user=calls, repeats=repeats))
-    def paired(a, b):  # b minus a over the users both count
-        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-        keep = np.isfinite(a) & np.isfinite(b)
-        return paired_bootstrap(a[keep], b[keep], n) if keep.sum() >= 2 else dict(difference=math.nan, low=math.nan, high=math.nan, p_value=math.nan)
     main = "spearman" if taste is not None else "ndcg@5"
     blocks = [r["variant"] for r in rows if r["variant"].startswith("blocks-") and not r["variant"].endswith("-titles")]
     best = max(blocks, key=lambda k: np.nanmean(per_user[k][main]))
@@ -247,10 +243,10 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
         v, one = per_user[r["variant"]], per_user["one"]
         for m in ("ndcg@5", "spearman"):
             r[m], r[f"{m}_low"], r[f"{m}_high"] = bootstrap_interval(v[m], n)
-            d = paired(one[m], v[m])
+            d = paired_bootstrap(one[m], v[m], n)
             r[f"{m}_vs_one"], r[f"{m}_vs_one_low"], r[f"{m}_vs_one_high"], r[f"{m}_p"] = d["difference"], d["low"], d["high"], d["p_value"]
         if r["variant"] in blocks:  # the block-size question: each size against the best one, on the main metric
-            d = paired(per_user[best][main], v[main])
+            d = paired_bootstrap(per_user[best][main], v[main], n)
             r["vs_best"], r["vs_best_low"], r["vs_best_high"], r["vs_best_p"] = d["difference"], d["low"], d["high"], d["p_value"]
     table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None, data=str(ds.path), main=main, best=best,
                                      lm=Path(lm_path).name if lm_path else "")

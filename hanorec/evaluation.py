@@ -124,9 +124,12 @@ def bootstrap_interval(values, # [U] per-user values of one metric (NaN: a user 
 def paired_bootstrap(a, # [U] per-user values of the baseline
                      b, # [U] the same users' values under the other run
                      n:int=1000, seed:int=0, level:float=0.95) -> dict:
-    "`mean(b) - mean(a)` on the same users with its paired-bootstrap interval and two-sided p-value."
+    "`mean(b) - mean(a)` on the same users with its paired-bootstrap interval and two-sided p-value; a user either side does not count (NaN) is left out of both."
     a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
     if len(a) != len(b): raise HanorecError(f"paired values need the same users: {len(a)} against {len(b)}")
+    both = np.isfinite(a) & np.isfinite(b)
+    a, b = a[both], b[both]
+    if not len(a): return dict(difference=math.nan, low=math.nan, high=math.nan, p_value=math.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         d = float(np.nanmean(b) - np.nanmean(a))
