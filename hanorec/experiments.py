@@ -39,6 +39,7 @@ class Stage:
     start: str = "" # the stage it continues (its SFT start), if any: the report tests it against that one
     users: int|None = None # evaluate on the first N test users only (a language model on a CPU); None: every user
     budget: str = "" # the training budget, printed beside its numbers
+    against: str = "" # a stage it does not continue but is tested against (summaries on against off); default its start
 
 # %% ../nbs/12_experiments.ipynb #ex000008
 def cpu_bf16() -> bool:
@@ -106,6 +107,9 @@ def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
     refuse_stale(stage, data, out, device)
     if not (run/"metrics.json").exists():
         cfg = stage_config(stage, data, out, device)
+        if cfg.summary.backend == "lm":  # the summaries it reads, written (or found) first
+            from hanorec.summarize import summarize_users
+            summarize_users(data, "lm", split="test", config=cfg.summary, device=str(pick_device(device)))
         resume = (run/"config.yaml").exists()
         log.info("stage %s: %s %s", stage.name, "resuming" if resume else "training", stage.about)
         train(cfg, resume=resume)
@@ -124,11 +128,12 @@ def report_rows(stages:list[Stage], out:Path) -> pd.DataFrame:
     for s in stages:
         m, _ = read_evaluation(out/s.name, "test", "sampled")
         trained = read_json(out/s.name/"metrics.json")
-        row = {"stage": s.name, "about": s.about, "users": m["users"], "budget": s.budget, "start": s.start, "note": trained.get("note", ""),
+        ref = s.start or s.against
+        row = {"stage": s.name, "about": s.about, "users": m["users"], "budget": s.budget, "start": ref, "note": trained.get("note", ""),
                "final ndcg@5": trained.get("final", {}).get("test", {}).get("ndcg@5", math.nan), "final step": trained.get("final", {}).get("step")}
         for k in REPORT_METRICS: row.update({k: m["metrics"][k]["value"], f"{k} low": m["metrics"][k]["low"], f"{k} high": m["metrics"][k]["high"]})
-        if s.start:
-            cmp = compare_runs([out/s.start, out/s.name], "test", "sampled", metrics=REPORT_METRICS)
+        if ref:
+            cmp = compare_runs([out/ref, out/s.name], "test", "sampled", metrics=REPORT_METRICS)
             mine = cmp[(cmp.kind == "run") & (cmp.run == cmp.run.iloc[-1])].set_index("metric")
             for k in REPORT_METRICS: row.update({f"{k} diff": mine.loc[k, "difference"], f"{k} p": mine.loc[k, "p_value"]})
         rows.append(row)

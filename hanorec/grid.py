@@ -39,7 +39,7 @@ class Grid:
 
 # %% ../nbs/12a_grid.ipynb #gr000008
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes, no leading dot
-_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget"}
+_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against"}
 
 def _lines(text:str) -> dict:
     "The line (1-based) of every key path in a YAML text: {('stages', 2, 'start'): 14, ...}."
@@ -94,9 +94,10 @@ def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structur
         for j, x in enumerate([*settings, *st]):
             if not isinstance(x, str) or "=" not in x:
                 fail(("stages", i, "settings", j - len(settings)) if j >= len(settings) else ("settings", j), f"{x!r} is not key=value", "write settings as key=value, e.g. objective=dpo")
-        for dep, key in [(s.get("start"), "start")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
+        for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
             if dep and dep not in names: fail(("stages", i, key), f"continues {dep!r}, which is not a stage defined before it", "define the start stage first")
-        stages.append(Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), s.get("users"), str(s.get("budget", ""))))
+        stages.append(Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), s.get("users"), str(s.get("budget", "")),
+                            str(s.get("against") or "")))
         names.append(name)
     return Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(raw.get("metrics", REPORT_METRICS)))
 
@@ -117,7 +118,7 @@ def grid_dataset(name:str, spec:dict, out:Path) -> Path:
 
 def grid_cells(grid:Grid) -> list[tuple[str, int, Stage]]:
     "(dataset, seed, stage with the grid's settings and its seed) for every cell, in the order they run."
-    return [(d, seed, Stage(s.name, s.about, [*grid.settings, *s.settings, f"seed={seed}"], s.start, s.users, s.budget))
+    return [(d, seed, Stage(s.name, s.about, [*grid.settings, *s.settings, f"seed={seed}"], s.start, s.users, s.budget, s.against))
             for d in grid.datasets for seed in grid.seeds for s in grid.stages]
 
 def cell_folder(out:Path, dataset:str, seed:int) -> Path:
@@ -148,7 +149,7 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
 def grid_dict(grid:Grid) -> dict:
     "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it)."
     stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", s.settings),
-                                          ("users", s.users), ("budget", s.budget)) if v not in ("", None)}
+                                          ("users", s.users), ("budget", s.budget), ("against", s.against)) if v not in ("", None)}
     return {"name": grid.name, "datasets": grid.datasets, "seeds": grid.seeds, "settings": grid.settings,
             "metrics": list(grid.metrics), "stages": [stage(s) for s in grid.stages]}
 
@@ -203,8 +204,9 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
             runs = {k: r for k, r in runs.items() if read_evaluation(r, "test", "sampled") is not None}
             if not runs: continue
             vals = {k: test_values(r, grid.metrics) for k, r in runs.items()}
-            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=s.start, seeds=len(runs), users=len(next(iter(vals.values()))))
-            base = {k: cell_folder(out, d, k)/s.start for k in runs} if s.start else {}
+            ref = s.start or s.against  # what it is tested against
+            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=ref, seeds=len(runs), users=len(next(iter(vals.values()))))
+            base = {k: cell_folder(out, d, k)/ref for k in runs} if ref else {}
             base = {k: test_values(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
             paired = sorted(set(base) & set(vals))
             for m in grid.metrics:
@@ -314,15 +316,15 @@ ABLATION_DATASETS = {"movielens-small": {"prepare": "movielens-small"},
                      "synthetic": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.5}},
                      "synthetic-no-visual": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.0}}}
 
-def ablation_stages(models=("encoder",), # "encoder" and/or "mllm"
+def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                     cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
-    "The ablation's stages: every row on the multimodal encoder, and the composed MLLM's rows when asked."
+    "The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows and the encoder's summary rows when asked."
     from hanorec.experiments import quickstart_stages
-    unknown = set(models) - {"encoder", "mllm"}
-    if unknown: raise HanorecError(f"unknown ablation model(s) {', '.join(sorted(unknown))}", hint="choose from encoder, mllm")
+    unknown = set(models) - {"encoder", "mllm", "summaries"}
+    if unknown: raise HanorecError(f"unknown ablation model(s) {', '.join(sorted(unknown))}", hint="choose from encoder, mllm, summaries")
     stages = []
+    enc = ["model=seqrec", "seqrec.text=true"]
     if "encoder" in models:
-        enc = ["model=seqrec", "seqrec.text=true"]
         pref = lambda name, about, start, *s: Stage(name, about, [f"init={start}", *s], start=start)
         hanorec = ["objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits"]
         stages += [Stage("sft", "encoder SFT (text + images)", [*enc, "seqrec.images=true"]),
@@ -350,6 +352,20 @@ def ablation_stages(models=("encoder",), # "encoder" and/or "mllm"
                    lm("mllm-hanorec", "composed MLLM HaNoRec (NoDO on the logits)", "mllm-sft", "nodo.mode=logits"),
                    lm("mllm-hanorec-lora", "composed MLLM HaNoRec (NoDO on LoRA, the authors' code)", "mllm-sft", "nodo.mode=lora",
                       "gradient_checkpointing=false")]
+    if "summaries" in models:
+        sft = [*enc, "seqrec.images=true"]
+        if "encoder" not in models: stages.append(Stage("sft", "encoder SFT (text + images)", sft))
+        lm = "summaries by SmolLM2-135M-Instruct, 48 new tokens"
+        reads = lambda name, about, *s, budget=lm: Stage(name, about, [*sft, "seqrec.summaries=true", *s], budget=budget, against="sft")
+        stages += [reads("sft-summary", "encoder SFT + user summaries (recurrent, blocks of 3)", "summary.backend=lm", "summary.block_size=3"),
+                   reads("sft-summary-flat", "encoder SFT + user summaries (no recurrence: the whole prefix at once, every 3 items)",
+                         "summary.backend=lm", "summary.block_size=3", "summary.recurrent=false"),
+                   reads("sft-summary-b2", "encoder SFT + user summaries (recurrent, blocks of 2)", "summary.backend=lm", "summary.block_size=2"),
+                   reads("sft-summary-b6", "encoder SFT + user summaries (recurrent, blocks of 6)", "summary.backend=lm", "summary.block_size=6"),
+                   reads("sft-summary-titles", "encoder SFT + user summaries (recurrent, blocks of 3, titles only)", "summary.backend=lm",
+                         "summary.block_size=3", "summary.item_summaries=false"),
+                   reads("sft-summary-counts", "encoder SFT + recency-weighted counts as the summary (no language model, blocks of 3)",
+                         "summary.backend=statistical", "summary.block_size=3", budget="")]
     return stages
 
 def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASETS, or prepared folders

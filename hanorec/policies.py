@@ -15,8 +15,8 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from .core import (HanorecError, Manifest, Purpose, atomic_path, check_manifest, load_config, pick_device, progress, read_json,
-                          sample_rng, write_manifest)
+from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, check_manifest, load_config, pick_device,
+                          progress, read_json, sample_rng, write_manifest)
 from .data import PreparedDataset, Samples, item_rows, load_prepared, load_samples
 from .images import item_images
 from .models import (Recommender, adapter_disabled, add_lora, build_composed, enable_gradient_checkpointing, host_model,
@@ -31,7 +31,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'lm_images', 'user_summaries', 'build_policy', 'run_data', 'load_policy']
+           'describe_base', 'load_base_model', 'lm_images', 'user_summaries', 'SummaryVectors', 'summary_vectors',
+           'build_policy', 'run_data', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -119,11 +120,17 @@ class SeqRecPolicy:
     needs_fillers = False # no prompt to fill
     def __init__(self, model:SeqRec, ds:PreparedDataset, samples:Samples, # the encoder, its dataset, the training samples
                  reference:SeqRec|None=None, # the frozen copy a preference stage compares with
-                 every_position:bool=False): # SFT: score the next item at every position of each window (SASRec's training)
+                 every_position:bool=False, # SFT: score the next item at every position of each window (SASRec's training)
+                 summaries:SummaryVectors|None=None): # the user summaries an encoder with `summaries=True` reads
         self.module, self.ds, self.samples, self.ref, self.every_position = model, ds, samples, reference, every_position
+        self.summaries = summaries
 
     def needs_negatives(self, objective) -> bool: return objective.negatives
-    def _history(self, samples:Samples, idx) -> torch.Tensor: return _histories(samples, idx, self.module.config.history, self._device)
+    def _inputs(self, samples:Samples, idx) -> tuple[torch.Tensor, torch.Tensor|None]:
+        "The samples' left-padded history rows [B, L], and each slot's summary vector [B, L, S] (None without summaries)."
+        L = self.module.config.history
+        summary = None if self.summaries is None else self.summaries.window(samples, idx, L).to(self._device)
+        return _histories(samples, idx, L, self._device), summary
     @property
     def _device(self): return next(self.module.parameters()).device
 
@@ -134,8 +141,8 @@ class SeqRecPolicy:
     def score(self, idx:np.ndarray, negatives:np.ndarray|None, fillers=None) -> Scored:
         "Full-catalog log-probs of the target and the negatives (or, SFT with `every_position`, of each window position's next item)."
         if negatives is None and self.every_position: return self._score_every_position(idx)
-        hist, cols = self._history(self.samples, idx), self._columns(idx, negatives)
-        scores, balance = self.module(hist)
+        cols = self._columns(idx, negatives)
+        scores, balance = self.module(*self._inputs(self.samples, idx))
         lp = scores.float().log_softmax(-1).gather(1, torch.as_tensor(cols, device=scores.device))
         keys = np.array([[answer_key(i, c) for c in row] for i, row in zip(idx, cols.tolist())], dtype=np.int64)
         aux = self.module.config.moe_balance_weight * balance if self.module.config.fusion == "moe" else None
@@ -145,7 +152,7 @@ class SeqRecPolicy:
         "The frozen copy's log-probs, run in the policy's own mode (dropout is off in both) so the two agree bit for bit at step 0."
         self.ref.train(self.module.training)
         with torch.no_grad():
-            scores, _ = self.ref(self._history(self.samples, idx))
+            scores, _ = self.ref(*self._inputs(self.samples, idx))
             return scores.float().log_softmax(-1).gather(1, torch.as_tensor(self._columns(idx, negatives), device=scores.device))
 
 def _no_dropout(*modules):
@@ -161,7 +168,7 @@ def _no_dropout(*modules):
 @patch
 def _score_every_position(self:SeqRecPolicy, idx:np.ndarray) -> Scored:
     "[R, 1] log-probs of the next item at every real position of the samples' windows (the last one's next item is the target)."
-    states, rows, table, balance = all_states(self.module, self._history(self.samples, idx))
+    states, rows, table, balance = all_states(self.module, *self._inputs(self.samples, idx))
     real = rows != PAD
     nxt = torch.cat([rows[:, 1:], torch.full_like(rows[:, :1], PAD)], 1)
     last = real & ~torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], 1)
@@ -173,7 +180,7 @@ def _score_every_position(self:SeqRecPolicy, idx:np.ndarray) -> Scored:
 @patch
 def catalog_scores(self:SeqRecPolicy, idx:np.ndarray, samples:Samples|None=None) -> torch.Tensor: # default: the training samples
     "[B, N] the current model's scores of every item (model-based negatives, full-catalog evaluation)."
-    return self.module.scores_all(self._history(samples or self.samples, idx)).float().cpu()
+    return self.module.scores_all(*self._inputs(samples or self.samples, idx)).float().cpu()
 
 @patch
 def eval_scores(self:SeqRecPolicy, samples:Samples, idx:np.ndarray, batch_size:int=64) -> torch.Tensor:
@@ -181,7 +188,7 @@ def eval_scores(self:SeqRecPolicy, samples:Samples, idx:np.ndarray, batch_size:i
     out = []
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
-        out.append(self.module.scores_all(self._history(samples, b)).float().gather(1, torch.as_tensor(samples.candidates[b], device=self._device)).cpu())
+        out.append(self.module.scores_all(*self._inputs(samples, b)).float().gather(1, torch.as_tensor(samples.candidates[b], device=self._device)).cpu())
     return torch.cat(out)
 
 @patch
@@ -430,6 +437,76 @@ def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
                                hint=f"run: hanorec summarize users {ds.path} --backend lm --block-size {cfg.block_size} --split test (with the same ablation flags)")
     return {(str(u), int(p)): str(t) for u, p, t in zip(s.table.user_id, s.table.prefix, s.table.summary)}
 
+@dataclass
+class SummaryVectors:
+    "User summaries as an encoder reads them: (user, prefix) -> a row of `table`, the summaries' MiniLM embeddings (row 0: none)."
+    keys: dict # (user id, prefix length) -> row of `table`
+    table: torch.Tensor # [S + 1, 384] float32; row 0 is zeros
+    block_size: int # the summaries' block size
+
+    def window_prefixes(self, samples:Samples, idx, length:int) -> np.ndarray:
+        """[B, length] for each slot of the samples' left-padded windows, the prefix whose summary it reads (0: none):
+        the last complete block before the item that slot's output predicts, so no slot reads past its own target."""
+        out = np.zeros((len(idx), length), dtype=np.int64)
+        for r, i in enumerate(idx):
+            n, pos = min(len(samples.history[i]), length), int(samples.position[i])
+            nxt = pos - n + 1 + np.arange(n)  # the position of the item each real slot's output predicts
+            out[r, length - n:] = self.block_size * (nxt // self.block_size)
+        return out
+
+    def window(self, samples:Samples, idx, length:int) -> torch.Tensor:
+        "[B, length, 384] each slot's summary vector (zeros before a user's first complete block)."
+        pre = self.window_prefixes(samples, idx, length)
+        rows = np.array([[self.keys.get((samples.users[i], int(p)), 0) if p else 0 for p in ps] for i, ps in zip(idx, pre)], dtype=np.int64)
+        return self.table[torch.from_numpy(rows).reshape(len(idx), length)]
+
+def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
+    "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
+    from hanorec.summarize import _needed_prefixes
+    test = ds.interactions[ds.interactions.split == "test"]
+    return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in _needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
+
+def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
+    "[len(texts), 384] normalised MiniLM embeddings, cached in `folder` (only new texts are embedded)."
+    from hanorec.assets import load_minilm
+    cache = {}
+    if (folder/"texts.json").exists() and (folder/"features.npy").exists():
+        cache = dict(zip(read_json(folder/"texts.json"), np.load(folder/"features.npy")))
+    new = sorted({t for t in texts if t not in cache})
+    if new:
+        emb = load_minilm("cpu").encode(new, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        cache.update(zip(new, emb.astype(np.float32)))
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            keep = sorted(cache)
+            atomic_write_json(tmp/"texts.json", keep); np.save(tmp/"features.npy", np.stack([cache[t] for t in keep]))
+    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors:
+    "The user summaries `cfg` names (statistical: made now; lm: read from `hanorec summarize users`), embedded by MiniLM, for an encoder with `summaries=True`."
+    from hanorec.summarize import users_folder
+    if cfg.backend == "none":
+        raise HanorecError("seqrec.summaries=true reads user summaries, and summary.backend is none",
+                           hint="set summary.backend=statistical (made on the fly) or summary.backend=lm (written by hanorec summarize users)")
+    texts = user_summaries(ds, cfg)
+    missing = _missing_summaries(texts, ds, cfg)
+    if missing:
+        (u, p), flags = missing[0], ("" if cfg.recurrent else " --no-recurrent") + ("" if cfg.item_summaries else " --no-item-summaries")
+        raise HanorecError(f"{users_folder(ds.path, cfg.backend, cfg)} lacks {len(missing)} of the user summaries the encoder reads (user {u!r}, prefix {p}, for one)",
+                           hint=f"finish them: hanorec summarize users {ds.path} --backend {cfg.backend} --block-size {cfg.block_size}{flags} --split test")
+    keys = sorted(texts)
+    emb = _embed_summaries([texts[k] for k in keys], users_folder(ds.path, cfg.backend, cfg)/"minilm")
+    table = torch.cat([torch.zeros(1, emb.shape[1] if len(emb) else 384), torch.from_numpy(emb)])
+    return SummaryVectors({k: n + 1 for n, k in enumerate(keys)}, table, cfg.block_size)
+
+def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:str|None=None) -> SummaryVectors|None:
+    "The summaries an encoder reads: None unless it was built with `summaries=True`; a stage that continues one and names no backend reads its init run's."
+    if not model.config.summaries: return None
+    s = cfg.summary
+    if s.backend == "none" and init and (Path(init).parent/"config.yaml").exists():
+        s = load_config(PolicyConfig, Path(init).parent/"config.yaml", part=True).summary
+    return summary_vectors(ds, s)
+
 # %% ../nbs/10b_policies.ipynb #po000024
 def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
                  base:dict, device, # from `describe_base`; a torch device
@@ -440,11 +517,12 @@ def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the ru
     if base["kind"] == "seqrec":
         if base.get("init"):
             model = load_seqrec(base["init"], device=str(device)).train()
-            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position)
+            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position,
+                                _encoder_summaries(model, cfg, ds, base["init"]))
         s = cfg.seqrec
         feats = item_features(ds.path, text=s.text, images=s.images, items=ds.items)
-        return SeqRecPolicy(SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device), ds, samples,
-                            every_position=every_position)
+        model = SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device)
+        return SeqRecPolicy(model, ds, samples, every_position=every_position, summaries=_encoder_summaries(model, cfg, ds))
     rec = load_base_model(base, device)
     if base.get("init"): load_lora(rec, base["init"])
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
@@ -473,7 +551,9 @@ def load_policy(run:str|Path, # a finished run folder
     ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
     if base["kind"] == "popularity": return PopularityPolicy(np.load(run/which/"popularity.npy"), ds, samples)
-    if base["kind"] == "seqrec": return SeqRecPolicy(load_seqrec(run/which, device=str(dev)).eval(), ds, samples)
+    if base["kind"] == "seqrec":
+        model = load_seqrec(run/which, device=str(dev)).eval()
+        return SeqRecPolicy(model, ds, samples, summaries=_encoder_summaries(model, cfg, ds, base.get("init")))
     rec = load_base_model(base, dev)
     load_lora(rec, run/which)
     rec.model.eval()

@@ -137,6 +137,8 @@ class SeqRecConfig:
     moe_experts: int = 4 # E experts (fusion="moe")
     moe_top_k: int = 2 # experts each item is routed to
     moe_balance_weight: float = 0.01 # weight of the load-balancing loss in `ce_loss`
+    summaries: bool = False # read a user-summary vector at each position (MLLM-MSR's preference summary, as MiniLM embeds it)
+    summary_dim: int = 384 # the summary vectors' width (MiniLM's)
 
 # %% ../nbs/06_seqrec.ipynb #ae5cf393
 class SparseMoE(nn.Module):
@@ -217,6 +219,9 @@ class SeqRec(nn.Module):
             self.gru = nn.GRU(d, h, layers, batch_first=True, dropout=c.dropout if layers > 1 else 0.0)
             for name, p in self.gru.named_parameters(): nn.init.xavier_uniform_(p) if "weight" in name else nn.init.zeros_(p)
             self.gru_out = nn.Linear(h, d)
+        if c.summaries:  # projected like the item features, but starting at zero: at step 0 the model is the one without summaries
+            self.summary_proj = nn.Sequential(nn.LayerNorm(c.summary_dim), nn.Linear(c.summary_dim, d))
+            nn.init.zeros_(self.summary_proj[1].weight); nn.init.zeros_(self.summary_proj[1].bias)
 
     @property
     def n_items(self) -> int: return self.item_emb.num_embeddings
@@ -251,11 +256,15 @@ def _attention_mask(real:torch.Tensor, heads:int) -> torch.Tensor:
     return (~allowed).repeat_interleave(heads, 0)
 
 @torch.no_grad()
-def _right_align(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Left-padded [B, L] to right-padded, and the lengths (at least 1)."
+def _right_src(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "For left-padded [B, L]: the slot each right-padded slot reads, and the lengths (at least 1)."
     lengths = (history != PAD).sum(1).clamp_min(1)
     L = history.shape[1]
-    src = (torch.arange(L, device=history.device)[None] + (L - lengths)[:, None]).clamp_max(L - 1)
+    return (torch.arange(L, device=history.device)[None] + (L - lengths)[:, None]).clamp_max(L - 1), lengths
+
+def _right_align(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Left-padded [B, L] to right-padded, and the lengths (at least 1)."
+    src, lengths = _right_src(history)
     return history.gather(1, src), lengths
 
 def _positions(history:torch.Tensor, longest:int) -> torch.Tensor:
@@ -269,11 +278,15 @@ def _sasrec_outputs(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor
 def _sasrec_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     return _sasrec_outputs(model, x, history)[:, -1]
 
-def _gru_state(model, table:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
-    right, lengths = _right_align(history)
-    x = model.drop(table[right + 1])
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    return model.gru_out(model.gru(packed)[1][-1])
+def _gru_run(model, x:torch.Tensor, history:torch.Tensor):
+    "The GRU over the real slots of left-padded inputs x [B, L, d]: (outputs, last hidden), the source slots and the lengths."
+    src, lengths = _right_src(history)
+    right = model.drop(x.gather(1, src[..., None].expand(-1, -1, x.shape[-1])))
+    packed = nn.utils.rnn.pack_padded_sequence(right, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    return model.gru(packed), src, lengths
+
+def _gru_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
+    return model.gru_out(_gru_run(model, x, history)[0][1][-1])
 
 @torch.no_grad()
 def _check_history(model, history:torch.Tensor):
@@ -282,59 +295,78 @@ def _check_history(model, history:torch.Tensor):
         raise HanorecError(f"history holds item rows outside 0..{model.n_items - 1} (and PAD={PAD})",
                            hint="encode histories with encode_histories and the features the model was built with")
 
-def _states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(model, history:torch.Tensor, summary:torch.Tensor|None, table:torch.Tensor) -> torch.Tensor:
+    "[B, L, d] each slot's input: its item's table vector (zero for padding), plus its projected summary vector."
+    padded = torch.cat([table.new_zeros(1, table.shape[1]), table])  # row 0: the padding slot
+    x = padded[history + 1]
+    if not model.config.summaries:
+        if summary is not None: raise HanorecError("this encoder was built without summaries (summaries=False) but was given summary vectors",
+                                                   hint="train one with seqrec.summaries=true to read them")
+        return x
+    if summary is None: raise HanorecError("this encoder reads a user summary at each position (summaries=True), and none was given",
+                                           hint="score it through its policy (hanorec.policies.load_policy), which looks the summaries up")
+    summary = summary[:, -history.shape[1]:]
+    if summary.shape != (*history.shape, model.config.summary_dim):
+        raise HanorecError(f"summary must be [batch, length, {model.config.summary_dim}] like the history {tuple(history.shape)}, got {tuple(summary.shape)}")
+    return x + model.summary_proj(summary.to(x.dtype)) * (history != PAD)[..., None]
+
+def _states(model, history:torch.Tensor, summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "User states [B, d], the item table [N, d] and the balance loss."
     _check_history(model, history)
     history = history[:, -model.config.history:]
     table, balance = model.item_table()
-    padded = torch.cat([table.new_zeros(1, table.shape[1]), table])  # row 0: the padding slot
-    if model.config.backbone == "sasrec": state = _sasrec_state(model, padded[history + 1], history)
-    else: state = _gru_state(model, padded, history)
+    x = _inputs(model, history, summary, table)
+    if model.config.backbone == "sasrec": state = _sasrec_state(model, x, history)
+    else: state = _gru_state(model, x, history)
     return state, table, balance
 
-def all_states(model, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # [B, L] left-padded rows
+def all_states(model, history:torch.Tensor, # [B, L] left-padded rows
+               summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # [B, L, summary_dim] (`summaries=True`)
     "The backbone's output at every position [B, L, d], the input rows aligned with it [B, L] (PAD where empty), the item table and the balance loss."
     _check_history(model, history)
     history = history[:, -model.config.history:]
     table, balance = model.item_table()
-    padded = torch.cat([table.new_zeros(1, table.shape[1]), table])
-    if model.config.backbone == "sasrec": return _sasrec_outputs(model, padded[history + 1], history), history, table, balance
-    right, lengths = _right_align(history)
-    packed = nn.utils.rnn.pack_padded_sequence(model.drop(padded[right + 1]), lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out = model.gru_out(nn.utils.rnn.pad_packed_sequence(model.gru(packed)[0], batch_first=True, total_length=history.shape[1])[0])
-    aligned = right.masked_fill(torch.arange(history.shape[1], device=history.device)[None] >= lengths[:, None], PAD)
+    x = _inputs(model, history, summary, table)
+    if model.config.backbone == "sasrec": return _sasrec_outputs(model, x, history), history, table, balance
+    (out, _), src, lengths = _gru_run(model, x, history)
+    out = model.gru_out(nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=history.shape[1])[0])
+    aligned = history.gather(1, src).masked_fill(torch.arange(history.shape[1], device=history.device)[None] >= lengths[:, None], PAD)
     return out, aligned, table, balance
 
 @patch
-def user_state(self:SeqRec, history:torch.Tensor) -> torch.Tensor: # [B, L] left-padded item rows
+def user_state(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
+               summary:torch.Tensor|None=None) -> torch.Tensor: # [B, L, summary_dim]: each slot's user summary (`summaries=True`)
     "The user vector [B, d]: the backbone's output at the most recent item."
-    return _states(self, history)[0]
+    return _states(self, history, summary)[0]
 
 @patch
-def forward(self:SeqRec, history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: # [B, L] left-padded item rows
+def forward(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
+            summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor]: # [B, L, summary_dim] (`summaries=True`)
     "Scores over the whole catalog [B, N] and the MoE balance loss."
-    state, table, balance = _states(self, history)
+    state, table, balance = _states(self, history, summary)
     return state @ table.T, balance
 
 @patch
-def scores_all(self:SeqRec, history:torch.Tensor) -> torch.Tensor: # [B, L] left-padded item rows
+def scores_all(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
+               summary:torch.Tensor|None=None) -> torch.Tensor: # [B, L, summary_dim] (`summaries=True`)
     "Scores of every catalog item [B, N] (for top-K pools and full-catalog evaluation)."
-    return self(history)[0]
+    return self(history, summary)[0]
 
 # %% ../nbs/06_seqrec.ipynb #d1e08a9a
 @patch
 def logp(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
          candidates:torch.Tensor, # [B, C] item rows (the positive in column 0 for training)
-         full_catalog:bool=True) -> torch.Tensor: # normalise over the whole catalog (default) or over the C candidates
+         full_catalog:bool=True, # normalise over the whole catalog (default) or over the C candidates
+         summary:torch.Tensor|None=None) -> torch.Tensor: # [B, L, summary_dim] (`summaries=True`)
     "Log-probabilities [B, C] of the candidates: the one currency every objective reads."
-    scores = self(history)[0]
+    scores = self(history, summary)[0]
     if full_catalog: return scores.log_softmax(-1).gather(1, candidates)
     return scores.gather(1, candidates).log_softmax(-1)
 
 # %% ../nbs/06_seqrec.ipynb #946f7811
-def ce_loss(model:SeqRec, batch:dict) -> tuple[torch.Tensor, dict]: # batch: `history` [B, L], `target` [B] item rows
+def ce_loss(model:SeqRec, batch:dict) -> tuple[torch.Tensor, dict]: # batch: `history` [B, L], `target` [B] item rows (and `summary` [B, L, S])
     "Full-catalog cross-entropy of the next item, plus the weighted MoE balance loss."
-    scores, balance = model(batch["history"])
+    scores, balance = model(batch["history"], batch.get("summary"))
     ce = F.cross_entropy(scores, batch["target"])
     loss = ce + model.config.moe_balance_weight * balance if model.config.fusion == "moe" else ce
     return loss, {"loss": loss.detach(), "ce": ce.detach(), "balance": balance.detach()}

@@ -326,8 +326,7 @@ class Step:
 
 def _needed_prefixes(position:int, cfg:UserSummaryConfig) -> list[int]:
     last = summary_prefix(position, cfg.block_size)
-    if not cfg.recurrent: return [last] if last else []
-    return list(range(cfg.block_size, last + 1, cfg.block_size))
+    return list(range(cfg.block_size, last + 1, cfg.block_size))  # recurrent or not: the training examples before the target need theirs
 
 # %% ../nbs/08_summarize.ipynb #bab76b43
 def _weighted(counts:dict, k:int) -> list[str]:
