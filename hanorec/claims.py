@@ -22,9 +22,9 @@ from .grid import Grid, cell_folder, paired_over_seeds, test_values
 from .objectives import neighbour_scores
 
 # %% auto #0
-__all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'stage_difference', 'claim_modality', 'claim_false_negatives',
-           'hardness_truth', 'claim_nodo_gap', 'summary_variants', 'claim_summaries', 'summaries_markdown',
-           'claims_markdown']
+__all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'SUMMARY_STAGES', 'SUMMARY_COMPARISONS', 'stage_difference',
+           'claim_modality', 'claim_false_negatives', 'hardness_truth', 'claim_nodo_gap', 'summary_variants',
+           'claim_summaries', 'summaries_markdown', 'claim_summaries_encoder', 'claims_markdown']
 
 # %% ../nbs/12b_claims.ipynb #cl000008
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
@@ -293,6 +293,24 @@ def summaries_markdown(table:pd.DataFrame) -> str:
     text.append(f"{int(table.users.iloc[0])} test users of the prepared dataset `{Path(table.data.iloc[0]).name}`, each variant summarising the same last {int(table.history.iloc[0])} items.")
     return "\n".join(lines + ["", " ".join(text)])
 
+# %% ../nbs/12b_claims.ipynb #cl5e0002
+SUMMARY_STAGES = {"sft-summary": "recurrent, blocks of 3", "sft-summary-flat": "no recurrence (the whole prefix at once)",
+                  "sft-summary-b2": "recurrent, blocks of 2", "sft-summary-b6": "recurrent, blocks of 6",
+                  "sft-summary-titles": "recurrent, blocks of 3, titles only", "sft-summary-counts": "recency-weighted counts (no language model)"}
+SUMMARY_COMPARISONS = {"without recurrence": ("sft-summary", "sft-summary-flat"), "blocks of 2 against 3": ("sft-summary", "sft-summary-b2"),
+                       "blocks of 6 against 3": ("sft-summary", "sft-summary-b6"),
+                       "titles only against image descriptions": ("sft-summary", "sft-summary-titles")}
+
+def claim_summaries_encoder(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
+    "Per dataset: each summary stage minus the encoder without summaries, then `SUMMARY_COMPARISONS` (B minus A), where both ran."
+    out, rows, names = Path(out), [], {s.name for s in grid.stages}
+    ran = lambda d, a, b: {a, b} <= names and _seeds_with(grid, out, d, a, b)  # the grid's own stages only
+    for d in grid.datasets:
+        rows += [{"comparison": f"{what}: with minus without summaries", **stage_difference(grid, out, d, "sft", s, metric)}
+                 for s, what in SUMMARY_STAGES.items() if ran(d, "sft", s)]
+        rows += [{"comparison": k, **stage_difference(grid, out, d, a, b, metric)} for k, (a, b) in SUMMARY_COMPARISONS.items() if ran(d, a, b)]
+    return pd.DataFrame(rows)
+
 # %% ../nbs/12b_claims.ipynb #cl000023
 def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the world with visual tastes (claims 2 and 3)
                     metric:str="ndcg@5",
@@ -338,4 +356,11 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
     else:
         lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR): not run for this grid; "
                   f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about half a minute per user on one CPU core)."]
+    enc = claim_summaries_encoder(grid, out, metric)
+    if len(enc):
+        lines += ["", f"**5, on a trained recommender** (the multimodal encoder reading each variant's summary at every position, "
+                  f"`seqrec.summaries=true`; test {metric.upper()}):", "",
+                  "| dataset | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+        lines += [f"| {r.dataset} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
+                  f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in enc.itertuples()]
     return "\n".join(lines)
