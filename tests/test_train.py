@@ -179,3 +179,23 @@ def test_a_preference_stage_that_never_beats_its_start_says_so(world):
     assert "note: validation never improved on the starting model" in r.stdout
     m = json.loads((world/"flat"/"metrics.json").read_text())
     assert m["best_step"] == 0 and "never improved" in m["note"] and m["final"]["step"] == 4
+
+
+def test_an_encoder_reading_user_summaries_trains_continues_and_evaluates(world, tmp_path):
+    "MLLM-MSR's summaries as the encoder's fourth input, from the command line: SFT, a DPO stage on it, evaluation; and the errors."
+    common = [f"data={world/'data'}", "model=seqrec", "optim.max_steps=20", "optim.epochs=0", "optim.batch_size=16", "eval.every=10", "eval.users=20"]
+    r = run_hanorec("train", *common, f"out={tmp_path/'sft'}", "seqrec.summaries=true", "summary.backend=statistical", "summary.block_size=2")
+    assert r.returncode == 0, r.stderr
+    saved = load_file(tmp_path/"sft"/"model"/"model.safetensors")
+    assert saved["summary_proj.1.weight"].abs().sum() > 0  # the projection started at zero and learnt
+    assert (world/"data"/"summaries"/"users-statistical-b2"/"minilm"/"features.npy").exists()  # the summaries' vectors, cached
+    r = run_hanorec("train", f"data={world/'data'}", f"init={tmp_path/'sft'}", f"out={tmp_path/'dpo'}", "model=seqrec", "objective=dpo",
+                    "optim.max_steps=4", "optim.batch_size=16", "eval.every=0", "eval.users=10")  # names no summaries: reads its start's
+    assert r.returncode == 0, r.stderr
+    r = run_hanorec("evaluate", tmp_path/"dpo", "--split", "test")
+    assert r.returncode == 0, r.stderr
+    assert "ndcg@5" in r.stdout.lower()
+    r = run_hanorec("train", *common, f"out={tmp_path/'none'}", "seqrec.summaries=true")
+    assert r.returncode == 2 and "summary.backend is none" in r.stderr and "summary.backend=statistical" in r.stderr
+    r = run_hanorec("train", *common, f"out={tmp_path/'lm'}", "seqrec.summaries=true", "summary.backend=lm")
+    assert r.returncode == 2 and "no 'lm' user summaries" in r.stderr and "hanorec summarize users" in r.stderr
