@@ -24,7 +24,8 @@ from .objectives import neighbour_scores
 # %% auto #0
 __all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'SUMMARY_STAGES', 'SUMMARY_COMPARISONS', 'stage_difference',
            'claim_modality', 'claim_false_negatives', 'hardness_truth', 'claim_nodo_gap', 'summary_variants',
-           'claim_summaries', 'summaries_markdown', 'claim_summaries_encoder', 'claims_markdown']
+           'claim_summaries', 'summaries_markdown', 'claim_summaries_encoder', 'claims_markdown',
+           'summaries_encoder_markdown']
 
 # %% ../nbs/12b_claims.ipynb #cl000008
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
@@ -356,11 +357,16 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
     else:
         lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR): not run for this grid; "
                   f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about half a minute per user on one CPU core)."]
+    if enc := summaries_encoder_markdown(grid, out, metric): lines += ["", enc]
+    return "\n".join(lines)
+
+def summaries_encoder_markdown(grid:Grid, out:str|Path, metric:str="ndcg@5") -> str:
+    "Claim 5 on the encoder that reads the summaries (`claim_summaries_encoder`) as a markdown table; '' where the grid has no such stage."
     enc = claim_summaries_encoder(grid, out, metric)
-    if len(enc):
-        lines += ["", f"**5, on a trained recommender** (the multimodal encoder reading each variant's summary at every position, "
-                  f"`seqrec.summaries=true`; test {metric.upper()}):", "",
-                  "| dataset | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
-        lines += [f"| {r.dataset} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
-                  f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in enc.itertuples()]
+    if not len(enc): return ""
+    lines = [f"**5, on a trained recommender** (the multimodal encoder reading each variant's summary at every position, "
+             f"`seqrec.summaries=true`; test {metric.upper()}):", "",
+             "| dataset | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r.dataset} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
+              f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in enc.itertuples()]
     return "\n".join(lines)

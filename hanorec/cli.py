@@ -345,9 +345,11 @@ def _add_quickstart(sub):
 
 # %% ../nbs/17_cli.ipynb #cl0gr002
 def _claims(grid, out) -> str:
-    "The claims lab's answers for an ablation grid (one with the sft and sft-text stages); '' for any other grid."
-    if not {"sft", "sft-text"} <= {s.name for s in grid.stages}: return ""
-    from hanorec.claims import claims_markdown
+    "The claims lab's answers for an ablation grid (one with the sft and sft-text stages; or only the summary rows, claim 5 on the encoder); '' for any other grid."
+    from hanorec.claims import claims_markdown, summaries_encoder_markdown
+    if not {"sft", "sft-text"} <= {s.name for s in grid.stages}:
+        enc = summaries_encoder_markdown(grid, out)
+        return f"## The claims\n\n{enc}" if enc else ""
     world = next((d for d, spec in grid.datasets.items() if "synthetic" in spec and (spec["synthetic"] or {}).get("visual_signal", 0.5) > 0), None)
     return claims_markdown(grid, out, synthetic=world)
 
