@@ -1160,9 +1160,9 @@ def load_samples(ds:PreparedDataset, split:str="train", # train, validation or t
     rows, ex, inter = item_rows(ds), ds.splits[split], ds.interactions
     pos = inter[inter.split == split].sort_values(["user_id", "position"])
     if split == "train": pos = pos[pos.position >= 1]
-    pos_of = dict(zip(zip(pos.user_id, pos.item_id), pos.position))
+    pos_of = dict(zip(zip(pos.user_id, pos.item_id, pos.timestamp), pos.position))  # with the time: a user may meet an item twice
     users, targets = ex.user_id.astype(str).to_numpy(), ex.target.astype(str).to_numpy()
-    try: position = np.array([pos_of[(u, t)] for u, t in zip(users, targets)], dtype=np.int64)
+    try: position = np.array([pos_of[(u, t, s)] for u, t, s in zip(users, targets, ex.timestamp.to_numpy())], dtype=np.int64)
     except KeyError as e: raise HanorecError(f"{ds.path}: split {split} has a target {e.args[0]} not among the user's {split} interactions", hint="prepare the dataset again") from None
     hist = [np.array([rows[str(i)] for i in list(h)[-history:]], dtype=np.int64) for h in ex.history]
     keep = np.array([len(h) >= min_history for h in hist])
