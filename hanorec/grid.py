@@ -95,7 +95,9 @@ def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structur
             if not isinstance(x, str) or "=" not in x:
                 fail(("stages", i, "settings", j - len(settings)) if j >= len(settings) else ("settings", j), f"{x!r} is not key=value", "write settings as key=value, e.g. objective=dpo")
         for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
-            if dep and dep not in names: fail(("stages", i, key), f"continues {dep!r}, which is not a stage defined before it", "define the start stage first")
+            if dep and dep not in names: fail(("stages", i, key), f"{'is tested against' if key == 'against' else 'continues'} {dep!r}, which is not a stage defined before it",
+                                              f"define the {key} stage first")
+        if s.get("start") and s.get("against"): fail(("stages", i, "against"), "is given beside start", "a continuing stage is tested against its start; give one of them")
         stages.append(Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), s.get("users"), str(s.get("budget", "")),
                             str(s.get("against") or "")))
         names.append(name)
@@ -165,7 +167,7 @@ def grid_results(grid:Grid, out:str|Path) -> pd.DataFrame:
         trained = read_json(run/"metrics.json") if (run/"metrics.json").exists() else {}
         for k in grid.metrics:
             v = m["metrics"][k]
-            rows.append(dict(dataset=d, seed=seed, stage=s.name, about=s.about, start=s.start, metric=k, value=v["value"],
+            rows.append(dict(dataset=d, seed=seed, stage=s.name, about=s.about, start=s.start or s.against, metric=k, value=v["value"],
                              low=v["low"], high=v["high"], users=m["users"], validation=(trained.get("validation") or {}).get(k, math.nan),
                              best_step=trained.get("best_step"), note=trained.get("note", "")))
     return pd.DataFrame(rows, columns=["dataset", "seed", "stage", "about", "start", "metric", "value", "low", "high", "users",
@@ -244,13 +246,13 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
             if f"{grid.metrics[0]} diff" not in r or pd.isna(r[f"{grid.metrics[0]} diff"]): continue
             p = lambda m: (f"p {r[f'{m} p seeds']:.3f} across seeds, " if f"{m} p seeds" in r and not pd.isna(r[f"{m} p seeds"]) else "") + f"p {r[f'{m} p users']:.3f} over users"
             tests.append(f"- {r.about} against {r.start}: " + "; ".join(f"{m} {r[f'{m} diff']:+.3f} ({p(m)})" for m in grid.metrics))
-        if tests: parts += ["", "Against the start:", *tests]
+        if tests: parts += ["", "Against the start (or the stage named by `against`):", *tests]
         parts.append("")
     parts.append("Validation: the best validation value each run reached (the step it keeps), averaged over seeds; "
                  "compare settings by it, not by the test columns. "
                  "Values: the mean over seeds of each run's mean over test users (fixed candidates: target + 19, ties against the "
                  "target) ± the standard deviation across seeds. Bold: best in its dataset among stages scored on the same users. "
-                 "*: differs from its start at p < 0.05 by a paired t-test across seeds and by a paired bootstrap over users "
+                 "*: differs from its start (or its `against` stage) at p < 0.05 by a paired t-test across seeds and by a paired bootstrap over users "
                  "(values averaged over seeds); with one seed, by the bootstrap alone.")
     return "\n".join(parts)
 

@@ -455,10 +455,17 @@ class SummaryVectors:
         return out
 
     def window(self, samples:Samples, idx, length:int) -> torch.Tensor:
-        "[B, length, 384] each slot's summary vector (zeros before a user's first complete block)."
+        "[B, length, 384] each slot's summary vector (zeros before a user's first complete block; a missing summary is an error, never zeros)."
         pre = self.window_prefixes(samples, idx, length)
-        rows = np.array([[self.keys.get((samples.users[i], int(p)), 0) if p else 0 for p in ps] for i, ps in zip(idx, pre)], dtype=np.int64)
-        return self.table[torch.from_numpy(rows).reshape(len(idx), length)]
+        rows = np.zeros(pre.shape, dtype=np.int64)
+        for r, (i, ps) in enumerate(zip(idx, pre)):
+            for k, p in enumerate(ps):
+                if not p: continue
+                row = self.keys.get((str(samples.users[i]), int(p)))
+                if row is None: raise HanorecError(f"user {samples.users[i]!r} has no summary of their first {int(p)} items",
+                                                   hint="write the summaries up to the test targets (hanorec summarize users DATA --split test)")
+                rows[r, k] = row
+        return self.table[torch.from_numpy(rows)]
 
 def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
     "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
@@ -467,11 +474,13 @@ def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[
     return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in _needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
 
 def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
-    "[len(texts), 384] normalised MiniLM embeddings, cached in `folder` (only new texts are embedded)."
+    "[len(texts), 384] normalised MiniLM embeddings, cached in `folder/vectors.npz` (texts and vectors in one file; only new texts are embedded)."
     from hanorec.assets import load_minilm
-    cache = {}
-    if (folder/"texts.json").exists() and (folder/"features.npy").exists():
-        cache = dict(zip(read_json(folder/"texts.json"), np.load(folder/"features.npy")))
+    cache, path = {}, folder/"vectors.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if len(z["texts"]) != len(z["features"]): raise HanorecError(f"{path} is damaged ({len(z['texts'])} texts, {len(z['features'])} vectors)", hint=f"delete {folder}")
+            cache = dict(zip(z["texts"].tolist(), z["features"]))
     new = sorted({t for t in texts if t not in cache})
     if new:
         emb = load_minilm("cpu").encode(new, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
@@ -479,7 +488,7 @@ def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
         with atomic_path(folder) as tmp:
             tmp.mkdir()
             keep = sorted(cache)
-            atomic_write_json(tmp/"texts.json", keep); np.save(tmp/"features.npy", np.stack([cache[t] for t in keep]))
+            np.savez(tmp/"vectors.npz", texts=np.array(keep, dtype=str), features=np.stack([cache[t] for t in keep]))
     return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
 def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors:
@@ -500,11 +509,15 @@ def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors
     return SummaryVectors({k: n + 1 for n, k in enumerate(keys)}, table, cfg.block_size)
 
 def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:str|None=None) -> SummaryVectors|None:
-    "The summaries an encoder reads: None unless it was built with `summaries=True`; a stage that continues one and names no backend reads its init run's."
+    """The summaries an encoder reads: None unless it was built with `summaries=True`. A stage that continues one and
+    names no backend reads the summaries of the run that trained them (its start's, or its start's start's ...)."""
     if not model.config.summaries: return None
-    s = cfg.summary
-    if s.backend == "none" and init and (Path(init).parent/"config.yaml").exists():
-        s = load_config(PolicyConfig, Path(init).parent/"config.yaml", part=True).summary
+    s, seen = cfg.summary, set()
+    while s.backend == "none" and init and (Path(init).parent/"config.yaml").exists() and init not in seen:
+        seen.add(init)
+        run = Path(init).parent
+        s = load_config(PolicyConfig, run/"config.yaml", part=True).summary
+        init = read_json(run/"base.json").get("init") if (run/"base.json").exists() else None
     return summary_vectors(ds, s)
 
 # %% ../nbs/10b_policies.ipynb #po000024

@@ -188,7 +188,7 @@ def test_an_encoder_reading_user_summaries_trains_continues_and_evaluates(world,
     assert r.returncode == 0, r.stderr
     saved = load_file(tmp_path/"sft"/"model"/"model.safetensors")
     assert saved["summary_proj.1.weight"].abs().sum() > 0  # the projection started at zero and learnt
-    assert (world/"data"/"summaries"/"users-statistical-b2"/"minilm"/"features.npy").exists()  # the summaries' vectors, cached
+    assert (world/"data"/"summaries"/"users-statistical-b2"/"minilm"/"vectors.npz").exists()  # the summaries' vectors, cached
     r = run_hanorec("train", f"data={world/'data'}", f"init={tmp_path/'sft'}", f"out={tmp_path/'dpo'}", "model=seqrec", "objective=dpo",
                     "optim.max_steps=4", "optim.batch_size=16", "eval.every=0", "eval.users=10")  # names no summaries: reads its start's
     assert r.returncode == 0, r.stderr
