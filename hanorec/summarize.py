@@ -188,6 +188,10 @@ def generate_texts(rec, # a `hanorec.models.Recommender` (any family)
             rendered = [_chat_text(rec, t) + prefix for t in texts]
             enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=not (tok.bos_token and rendered[0].startswith(tok.bos_token)))
         finally: tok.padding_side = side
+        limit = getattr(getattr(rec.model, "config", None), "max_position_embeddings", None)
+        if isinstance(limit, int) and enc["input_ids"].shape[1] + max_new_tokens > limit:  # past it a model writes noise, or fails
+            raise HanorecError(f"a prompt of {enc['input_ids'].shape[1]} tokens plus {max_new_tokens} new ones exceeds the model's context of {limit} tokens",
+                               hint="summarise long histories block by block (recurrent, the default), use fewer items, or a model with a longer context")
         enc = {k: v.to(rec.device) for k, v in enc.items()}
     with torch.inference_mode():
         out = rec.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=rec.pad_id,
