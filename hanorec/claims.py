@@ -303,13 +303,16 @@ SUMMARY_COMPARISONS = {"without recurrence": ("sft-summary", "sft-summary-flat")
                        "titles only against image descriptions": ("sft-summary", "sft-summary-titles")}
 
 def claim_summaries_encoder(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
-    "Per dataset: each summary stage minus the encoder without summaries, then `SUMMARY_COMPARISONS` (B minus A), where both ran."
+    """Per dataset and recommender: each summary stage minus the same SFT without summaries, then `SUMMARY_COMPARISONS`
+    (B minus A), where both ran; the encoder's rows first, then the composed MLLM's (its stages named `mllm-` + the same)."""
     out, rows, names = Path(out), [], {s.name for s in grid.stages}
     ran = lambda d, a, b: {a, b} <= names and _seeds_with(grid, out, d, a, b)  # the grid's own stages only
     for d in grid.datasets:
-        rows += [{"comparison": f"{what}: with minus without summaries", **stage_difference(grid, out, d, "sft", s, metric)}
-                 for s, what in SUMMARY_STAGES.items() if ran(d, "sft", s)]
-        rows += [{"comparison": k, **stage_difference(grid, out, d, a, b, metric)} for k, (a, b) in SUMMARY_COMPARISONS.items() if ran(d, a, b)]
+        for p, model in (("", "encoder"), ("mllm-", "MLLM")):
+            rows += [{"model": model, "comparison": f"{what}: with minus without summaries", **stage_difference(grid, out, d, f"{p}sft", p + s, metric)}
+                     for s, what in SUMMARY_STAGES.items() if ran(d, f"{p}sft", p + s)]
+            rows += [{"model": model, "comparison": k, **stage_difference(grid, out, d, p + a, p + b, metric)}
+                     for k, (a, b) in SUMMARY_COMPARISONS.items() if ran(d, p + a, p + b)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/12b_claims.ipynb #cl000023
@@ -364,9 +367,9 @@ def summaries_encoder_markdown(grid:Grid, out:str|Path, metric:str="ndcg@5") -> 
     "Claim 5 on the encoder that reads the summaries (`claim_summaries_encoder`) as a markdown table; '' where the grid has no such stage."
     enc = claim_summaries_encoder(grid, out, metric)
     if not len(enc): return ""
-    lines = [f"**5, on a trained recommender** (the multimodal encoder reading each variant's summary at every position, "
-             f"`seqrec.summaries=true`; test {metric.upper()}):", "",
-             "| dataset | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
-    lines += [f"| {r.dataset} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
+    lines = [f"**5, on a trained recommender** (encoder: the multimodal encoder reading each variant's summary at every position, "
+             f"`seqrec.summaries=true`; MLLM: the composed MLLM's SFT with it in every prompt, at the budget its rows state; test {metric.upper()}):", "",
+             "| dataset | model | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r.dataset} | {r.model} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
               f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in enc.itertuples()]
     return "\n".join(lines)

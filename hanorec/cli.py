@@ -407,7 +407,8 @@ def _add_experiment(sub):
                    help="comma-separated: movielens-small, synthetic (visual_signal 0.5), synthetic-no-visual (0), or prepared folders")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     a.add_argument("--models", default="encoder", help="encoder, mllm and/or summaries, comma-separated (default encoder; mllm adds the composed "
-                   "MLLM's rows; summaries the encoder reading MLLM-MSR's user summaries, which SmolLM2 writes first: minutes on a small "
+                   "MLLM's rows; summaries the encoder reading MLLM-MSR's user summaries, and with mllm the MLLM's SFT reading them in its prompt; "
+                   "SmolLM2 writes them first: minutes on a small "
                    "world, many hours on MovieLens-small on a CPU)")
     a.add_argument("--out", default="ablation", help="the grid's folder (default: ablation/)")
     for p in (r, a): p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -320,7 +320,7 @@ ABLATION_DATASETS = {"movielens-small": {"prepare": "movielens-small"},
 
 def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                     cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
-    "The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows and the encoder's summary rows when asked."
+    "The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows and the summary rows when asked."
     from hanorec.experiments import quickstart_stages
     unknown = set(models) - {"encoder", "mllm", "summaries"}
     if unknown: raise HanorecError(f"unknown ablation model(s) {', '.join(sorted(unknown))}", hint="choose from encoder, mllm, summaries")
@@ -368,6 +368,12 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                          "summary.block_size=3", "summary.item_summaries=false"),
                    reads("sft-summary-counts", "encoder SFT + recency-weighted counts as the summary (no language model, blocks of 3)",
                          "summary.backend=statistical", "summary.block_size=3", budget="")]
+        if "mllm" in models:  # the same variants in the composed MLLM's prompt, against its SFT without them
+            m = qs["mllm-sft"]
+            stages += [Stage(f"mllm-{s.name}", s.about.replace("encoder SFT", "composed MLLM SFT").replace("user summaries", "user summaries in the prompt"),
+                             [*m.settings, *[x for x in s.settings if x.startswith("summary.")]], users=m.users,
+                             budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft")
+                       for s in stages if s.name.startswith("sft-summary")]
     return stages
 
 def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASETS, or prepared folders
