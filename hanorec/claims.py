@@ -297,10 +297,10 @@ def summaries_markdown(table:pd.DataFrame) -> str:
 # %% ../nbs/12b_claims.ipynb #cl5e0002
 SUMMARY_STAGES = {"sft-summary": "recurrent, blocks of 3", "sft-summary-flat": "no recurrence (the whole prefix at once)",
                   "sft-summary-b2": "recurrent, blocks of 2", "sft-summary-b6": "recurrent, blocks of 6",
-                  "sft-summary-titles": "recurrent, blocks of 3, titles only", "sft-summary-counts": "recency-weighted counts (no language model)"}
+                  "sft-summary-titles": "recurrent, blocks of 3, written from titles only", "sft-summary-counts": "recency-weighted counts (no language model)"}
 SUMMARY_COMPARISONS = {"without recurrence": ("sft-summary", "sft-summary-flat"), "blocks of 2 against 3": ("sft-summary", "sft-summary-b2"),
                        "blocks of 6 against 3": ("sft-summary", "sft-summary-b6"),
-                       "titles only against image descriptions": ("sft-summary", "sft-summary-titles")}
+                       "summariser given titles only, against titles and image descriptions": ("sft-summary", "sft-summary-titles")}
 
 def claim_summaries_encoder(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
     """Per dataset and recommender: each summary stage minus the same SFT without summaries, then `SUMMARY_COMPARISONS`
@@ -367,8 +367,9 @@ def summaries_encoder_markdown(grid:Grid, out:str|Path, metric:str="ndcg@5") -> 
     "Claim 5 on the encoder that reads the summaries (`claim_summaries_encoder`) as a markdown table; '' where the grid has no such stage."
     enc = claim_summaries_encoder(grid, out, metric)
     if not len(enc): return ""
+    mllm = "; MLLM: the composed MLLM's SFT with it in every prompt, at the budget its rows state" if (enc.model == "MLLM").any() else ""
     lines = [f"**5, on a trained recommender** (encoder: the multimodal encoder reading each variant's summary at every position, "
-             f"`seqrec.summaries=true`; MLLM: the composed MLLM's SFT with it in every prompt, at the budget its rows state; test {metric.upper()}):", "",
+             f"`seqrec.summaries=true`{mllm}; test {metric.upper()}):", "",
              "| dataset | model | comparison | seeds | A | B | B − A [95%] | p (users) | p (seeds) |", "|:--|:--|:--|--:|--:|--:|--:|--:|--:|"]
     lines += [f"| {r.dataset} | {r.model} | {r.comparison} | {r.seeds} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
               f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} | {_p(r.p_seeds)} |" for r in enc.itertuples()]

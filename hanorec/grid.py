@@ -364,13 +364,13 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                          "summary.backend=lm", "summary.block_size=3", "summary.recurrent=false"),
                    reads("sft-summary-b2", "encoder SFT + user summaries (recurrent, blocks of 2)", "summary.backend=lm", "summary.block_size=2"),
                    reads("sft-summary-b6", "encoder SFT + user summaries (recurrent, blocks of 6)", "summary.backend=lm", "summary.block_size=6"),
-                   reads("sft-summary-titles", "encoder SFT + user summaries (recurrent, blocks of 3, titles only)", "summary.backend=lm",
+                   reads("sft-summary-titles", "encoder SFT + user summaries written from titles only (recurrent, blocks of 3; no image descriptions)", "summary.backend=lm",
                          "summary.block_size=3", "summary.item_summaries=false"),
                    reads("sft-summary-counts", "encoder SFT + recency-weighted counts as the summary (no language model, blocks of 3)",
                          "summary.backend=statistical", "summary.block_size=3", budget="")]
         if "mllm" in models:  # the same variants in the composed MLLM's prompt, against its SFT without them
             m = qs["mllm-sft"]
-            stages += [Stage(f"mllm-{s.name}", s.about.replace("encoder SFT", "composed MLLM SFT").replace("user summaries", "user summaries in the prompt"),
+            stages += [Stage(f"mllm-{s.name}", s.about.replace("encoder SFT + ", "composed MLLM SFT, in its prompt: "),
                              [*m.settings, *[x for x in s.settings if x.startswith("summary.")]], users=m.users,
                              budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft")
                        for s in stages if s.name.startswith("sft-summary")]
