@@ -357,8 +357,8 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
     if "summaries" in models:
         sft = [*enc, "seqrec.images=true"]
         if "encoder" not in models: stages.append(Stage("sft", "encoder SFT (text + images)", sft))
-        lm = "summaries by SmolLM2-135M-Instruct, 48 new tokens"
-        reads = lambda name, about, *s, budget=lm: Stage(name, about, [*sft, "seqrec.summaries=true", *s], budget=budget, against="sft")
+        written = "summaries by SmolLM2-135M-Instruct, 48 new tokens"
+        reads = lambda name, about, *s, budget=written: Stage(name, about, [*sft, "seqrec.summaries=true", *s], budget=budget, against="sft")
         stages += [reads("sft-summary", "encoder SFT + user summaries (recurrent, blocks of 3)", "summary.backend=lm", "summary.block_size=3"),
                    reads("sft-summary-flat", "encoder SFT + user summaries (no recurrence: the whole prefix at once, every 3 items)",
                          "summary.backend=lm", "summary.block_size=3", "summary.recurrent=false"),

@@ -15,8 +15,8 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, check_manifest, load_config, pick_device,
-                          progress, read_json, sample_rng, write_manifest)
+from .core import (HanorecError, Manifest, Purpose, atomic_path, check_manifest, load_config, pick_device, progress, read_json,
+                          sample_rng, write_manifest)
 from .data import PreparedDataset, Samples, item_rows, load_prepared, load_samples
 from .images import item_images
 from .models import (Recommender, adapter_disabled, add_lora, build_composed, enable_gradient_checkpointing, host_model,

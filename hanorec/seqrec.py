@@ -262,11 +262,6 @@ def _right_src(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     L = history.shape[1]
     return (torch.arange(L, device=history.device)[None] + (L - lengths)[:, None]).clamp_max(L - 1), lengths
 
-def _right_align(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Left-padded [B, L] to right-padded, and the lengths (at least 1)."
-    src, lengths = _right_src(history)
-    return history.gather(1, src), lengths
-
 def _positions(history:torch.Tensor, longest:int) -> torch.Tensor:
     "[B, L] each slot's position counted from the row's first real item (0), whatever the padding before it."
     return ((history != PAD).cumsum(1) - 1).clamp(0, longest - 1)
