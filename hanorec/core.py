@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #6381332e
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
 import hashlib
@@ -25,9 +26,9 @@ import yaml
 
 # %% auto #0
 __all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'load_config', 'check_finite', 'save_config',
-           'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng', 'atomic_path',
-           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json', 'hash_bytes',
-           'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
+           'load_yaml_strict', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng',
+           'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json',
+           'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
            'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'get_logger',
            'progress']
 
@@ -191,6 +192,131 @@ def check_finite(cfg): # a config dataclass
 def save_config(cfg, path:str|Path):
     "Write `cfg` as YAML, atomically."
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+# %% ../nbs/00_core.ipynb #c0yaml02
+class _StrictLoader(yaml.SafeLoader):
+    "PyYAML's safe loader that also refuses duplicate keys, unknown tags, recursive aliases and expansion past `max_nodes`."
+    where, max_nodes, max_depth = "the YAML text", 100_000, 100
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._sizes, self._open, self._depth = {}, set(), 0
+
+    def _fail(self, mark, what:str, hint:str):
+        raise HanorecError(f"{self.where}:{mark.line + 1}: {what}", hint=hint)
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            self._fail(event.start_mark, f"the alias *{event.anchor} refers to the value that holds it (a recursive alias)",
+                       f"give *{event.anchor} outside the value anchored &{event.anchor}")
+        if self._depth >= self.max_depth:
+            self._fail(event.start_mark, f"values nested deeper than {self.max_depth} levels", "flatten the structure")
+        anchor = None if isinstance(event, yaml.AliasEvent) else event.anchor
+        if anchor: self._open.add(anchor)
+        self._depth += 1
+        try: node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        if id(node) not in self._sizes:  # a new node (an alias returns one already counted): its size with aliases expanded
+            kids = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else []
+            self._sizes[id(node)] = 1 + sum(self._sizes[id(k)] for k in kids)
+            if self._sizes[id(node)] > self.max_nodes:
+                self._fail(node.start_mark, f"this value expands through its aliases to more than {self.max_nodes:,} values",
+                           "write the values out, or use fewer nested aliases (*name)")
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode): continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in seen:
+                self._fail(key_node.start_mark, f"the key {key!r} is given twice (lines {seen[key]} and {line}); YAML would keep only "
+                           "the second and silently drop the first", f"merge the two {key}: entries into one, or rename one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def refuse_tag(self, node):
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        self._fail(node.start_mark, f"the tag {tag} is not allowed: these files hold plain YAML values (no python/ or custom tags)",
+                   f"remove {tag} and write the value itself")
+
+_StrictLoader.add_constructor(None, _StrictLoader.refuse_tag)
+
+# %% ../nbs/00_core.ipynb #c0yaml03
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32-LE's mark starts with UTF-16-LE's: it goes first
+
+def _yaml_bytes(path:Path, max_bytes:int) -> bytes:
+    "A file's bytes, or a one-line error: missing, a folder, unreadable, too large."
+    if not path.exists(): raise HanorecError(f"{path} does not exist", hint="check the path (a relative one starts at the folder you are in)")
+    if path.is_dir(): raise HanorecError(f"{path} is a folder, not a YAML file", hint="name the .yaml file itself (a grid's folder holds grid.yaml)")
+    try:
+        if path.stat().st_size > max_bytes:
+            raise HanorecError(f"{path} is {path.stat().st_size / 2**20:.1f} MiB: too large for a settings file (at most {max_bytes / 2**20:.0f} MiB)",
+                               hint="check that this is the file you meant")
+        return path.read_bytes()
+    except OSError as e: raise HanorecError(f"{path} cannot be read ({e.strerror})", hint="check its permissions") from None
+
+def _yaml_text(data:bytes, where:str) -> str:
+    "Bytes decoded as UTF-8, or UTF-8/16/32 by their byte-order mark; anything else is a one-line error with the line."
+    hint = "save the file as UTF-8 (or UTF-16/32 with a byte-order mark)"
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try: return data.decode(encoding)
+            except UnicodeDecodeError as e:
+                name = encoding.removesuffix("-sig").upper()
+                raise HanorecError(f"{where}: starts with a {name} byte-order mark but is not {name} text (at byte {e.start})", hint=hint) from None
+    if b"\x00" in data: raise HanorecError(f"{where}: not UTF-8 text: it holds NUL bytes (UTF-16 or UTF-32 without a byte-order mark?)", hint=hint)
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise HanorecError(f"{where}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", hint=hint) from None
+
+# %% ../nbs/00_core.ipynb #c0yaml04
+def _yaml_lines(node) -> dict:
+    "The line (1-based) of every key path under a composed node: {('stages', 2, 'start'): 14, ...}."
+    out = {}
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                out[(*path, k.value)] = k.start_mark.line + 1
+                walk(v, (*path, k.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out[(*path, i)] = v.start_mark.line + 1
+                walk(v, (*path, i))
+    if node is not None: walk(node, ())
+    return out
+
+def load_yaml_strict(source:str|Path|bytes, # a Path is read as a file; a str or bytes is the YAML text itself
+                     where:str|None=None, # what errors call it (default: the path, or "the YAML text")
+                     lines:bool=False, # also return the line of every key path
+                     max_nodes:int=100_000, # refuse a document that expands (through aliases) past this many values
+                     max_bytes:int=2**24): # refuse a larger file before reading it
+    "Plain YAML safely: one document, no duplicate keys, no python/ or custom tags, bounded aliases; every error one line with its file and line."
+    if isinstance(source, Path): data, where = _yaml_bytes(source, max_bytes), where or str(source)
+    else: data, where = source, where or "the YAML text"
+    text = _yaml_text(data, where) if isinstance(data, bytes) else data
+    loader = None
+    try:
+        loader = _StrictLoader(text)  # its reader refuses characters YAML does not allow, here
+        loader.where, loader.max_nodes = where, max_nodes
+        node = loader.get_single_node()
+        value = None if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        said = "; ".join(s for s in (e.context, e.problem) if s)
+        raise HanorecError(f"{where}{f':{mark.line + 1}' if mark else ''}: not valid YAML ({said})", hint="fix the YAML syntax at that line") from None
+    except yaml.YAMLError as e:  # the reader: a character YAML does not allow
+        pos = getattr(e, "position", None)
+        line = f":{text[:pos].count(chr(10)) + 1}" if isinstance(pos, int) else ""
+        raise HanorecError(f"{where}{line}: not valid YAML ({str(e).splitlines()[0]})", hint="remove that character") from None
+    finally:
+        if loader is not None: loader.dispose()
+    return (value, _yaml_lines(node)) if lines else value
 
 # %% ../nbs/00_core.ipynb #40d79daa
 def seed_everything(seed:int, # the one seed for python, numpy and torch
