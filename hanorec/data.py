@@ -35,8 +35,8 @@ __all__ = ['ITEM_COLUMNS', 'INTERACTION_COLUMNS', 'IMAGE_EXTENSIONS', 'LOADERS',
            'BadInputError', 'Rejects', 'iter_lines', 'image_sources', 'RawData', 'Loader', 'register_loader',
            'get_loader', 'load_movielens_small_source', 'load_movielens_1m', 'load_amazon_2018', 'load_amazon_2023',
            'load_microlens', 'write_sample_files', 'clean_interactions', 'kcore', 'leave_one_out', 'history_examples',
-           'candidate_sets', 'prepare', 'PreparedDataset', 'load_prepared', 'to_hf_dataset', 'stats_table',
-           'stats_figures', 'dataset_stats', 'Samples', 'item_rows', 'load_samples']
+           'candidate_sets', 'prepare', 'check_prepare_options', 'PreparedDataset', 'load_prepared', 'to_hf_dataset',
+           'stats_table', 'stats_figures', 'dataset_stats', 'Samples', 'item_rows', 'load_samples']
 
 # %% ../nbs/02_data.ipynb #60eca0eb
 ITEM_COLUMNS = ("item_id", "title", "description", "categories", "year", "image_source", "attributes")
@@ -992,6 +992,29 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
     _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
               time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
     return stats
+
+# %% ../nbs/02_data.ipynb #da0chk02
+def check_prepare_options(source:str, # a registered source
+                          options:dict): # keywords of `prepare` beside source and out: min_user, history, options, ...
+    "Refuse, before anything is read, options that `prepare(source, out, **options)` would not take: unknown keys, wrong types or ranges."
+    import inspect
+    loader, params = get_loader(source), inspect.signature(prepare).parameters
+    known = [n for n in params if n not in ("source", "out")]
+    for k in options:
+        if k not in known: raise HanorecError(f"prepare {source} takes no option {k!r}", hint=f"its options: {', '.join(known)}")
+    o = {**{n: params[n].default for n in known}, **options}
+    _check_prepare_args(o["min_user"], o["min_item"], o["history"], o["candidates"])
+    number = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    checks = [("seed", isinstance(o["seed"], (int, np.integer)) and not isinstance(o["seed"], bool) and 0 <= o["seed"] < 2**32, "an integer in [0, 2**32-1]"),
+              ("min_rating", o["min_rating"] is None or number(o["min_rating"]), "a number, or null to keep every rating"),
+              ("strict", isinstance(o["strict"], bool), "true or false"), ("with_images", isinstance(o["with_images"], bool), "true or false"),
+              ("image_size", isinstance(o["image_size"], (list, tuple)) and len(o["image_size"]) == 2
+               and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in o["image_size"]), "[width, height] in pixels"),
+              ("options", isinstance(o["options"] or {}, dict), "a mapping of the source's own options")]
+    checks += [(k, o[k] is None or isinstance(o[k], (str, Path)), "a path") for k in ("path", "reviews", "meta", "images")]
+    for key, ok, want in checks:
+        if not ok: raise HanorecError(f"prepare {source}: {key}={o[key]!r} is not {want}", hint=f"give {key} as {want}")
+    _check_options(loader, o["options"] or {})
 
 # %% ../nbs/02_data.ipynb #8d19b0bb
 @dataclass

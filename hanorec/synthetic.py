@@ -26,8 +26,8 @@ from .metrics import auc, rank_metrics, target_ranks
 __all__ = ['ATTRIBUTE_GROUPS', 'VISUAL_WORDS', 'FALSE_NEGATIVE_KINDS', 'AttributeGroup', 'attribute_names', 'Truth', 'step_of',
            'World', 'generate_world', 'true_utility', 'choice_probabilities', 'false_negative_kind',
            'false_negative_mask', 'pair_hardness', 'render_item_image', 'image_grid', 'write_truth', 'load_truth',
-           'write_world', 'load_world', 'load_synthetic', 'prepare_synthetic', 'sequence_grid', 'tastes_frame',
-           'taste_drift_figure', 'ModalityAblation', 'modality_ablation']
+           'write_world', 'load_world', 'load_synthetic', 'prepare_synthetic', 'check_synthetic_options',
+           'sequence_grid', 'tastes_frame', 'taste_drift_figure', 'ModalityAblation', 'modality_ablation']
 
 # %% ../nbs/03_synthetic.ipynb #eb598173
 @dataclass(frozen=True)
@@ -627,6 +627,31 @@ def prepare_synthetic(out:str|Path, # the prepared folder to write
     options = dict(users=users, items=items, seed=seed, visual_signal=visual_signal, drift=drift,
                    popularity_skew=popularity_skew, observe_prob=observe_prob, **(world_options or {}))
     return prepare("synthetic", out, seed=seed, min_item=min_item, options=options, **prepare_kwargs)
+
+# %% ../nbs/03_synthetic.ipynb #sy0chk02
+def check_synthetic_options(options:dict): # keywords of `prepare_synthetic` beside out: users, items, world_options, history, ...
+    "Refuse, before anything is generated, options `prepare_synthetic(out, **options)` would not take: unknown keys, wrong types or ranges."
+    import inspect
+    from hanorec.data import check_prepare_options
+    world = inspect.signature(generate_world).parameters
+    own = [n for n in inspect.signature(prepare_synthetic).parameters if n not in ("out", "world_options", "prepare_kwargs")]
+    to_prepare = [n for n in inspect.signature(prepare).parameters if n not in ("source", "out", "seed", "min_item", "options")]
+    extra = options.get("world_options") or {}
+    if not isinstance(extra, dict): raise HanorecError(f"synthetic world_options={extra!r} is not a mapping", hint="world_options: {temperature: 0.5}")
+    for k in options:
+        if k not in (*own, "world_options", *to_prepare):
+            moved = f"; the world's {k} goes under world_options: {{{k}: ...}}" if k in world else ""
+            raise HanorecError(f"the synthetic world takes no option {k!r}{moved}", hint=f"its options: {', '.join([*own, 'world_options', *to_prepare])}")
+    for k in extra:
+        if k not in world or k in own: raise HanorecError(f"synthetic world_options takes no {k!r}" + (f" (give {k} beside world_options)" if k in own else ""),
+                                                          hint=f"world_options: {', '.join(n for n in world if n not in own)}")
+    settings = {**{n: p.default for n, p in world.items()}, **{k: v for k, v in options.items() if k in world}, **extra}
+    for k, v in settings.items():  # a setting whose default is a whole number wants one; a fraction, any number
+        whole = isinstance(world[k].default, int)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer) if whole else (int, float, np.integer, np.floating)):
+            raise HanorecError(f"synthetic {k}={v!r} is not {'an integer' if whole else 'a number'}", hint=f"for example {k}: {world[k].default}")
+    _check_settings(**settings)
+    check_prepare_options("synthetic", {k: v for k, v in options.items() if k in to_prepare or k == "min_item"} | {"seed": settings["seed"]})
 
 # %% ../nbs/03_synthetic.ipynb #50dd55df
 def sequence_grid(truth:Truth, # the world's ground truth
