@@ -19,8 +19,11 @@ def reqs(key):
 extras = {
     "offline": reqs("offline_requirements"),
     "demo": reqs("demo_requirements"),
+    "notebooks": reqs("notebook_requirements"),
 }
-extras["dev"] = extras["offline"] + extras["demo"] + reqs("dev_requirements")
+# every use the README names (the main job, the demo, the notebooks, the docs): what scripts/quickstart.sh installs
+extras["all"] = extras["offline"] + extras["demo"] + extras["notebooks"]
+extras["dev"] = extras["all"] + reqs("dev_requirements")
 
 setuptools.setup(
     name=cfg["lib_name"],

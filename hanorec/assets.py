@@ -16,8 +16,9 @@ from .core import (HanorecError, Manifest, atomic_path, check_manifest, get_logg
                           write_manifest)
 
 # %% auto #0
-__all__ = ['ASSETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SKIMAGE_PHOTOS', 'Asset', 'asset', 'asset_status', 'smollm2_path',
-           'load_efficientnet_lite0', 'load_minilm', 'load_movielens_small', 'twemoji_icons', 'skimage_photo']
+__all__ = ['ASSETS', 'USES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SKIMAGE_PHOTOS', 'Asset', 'asset', 'asset_status', 'Use',
+           'use_status', 'require_use', 'smollm2_path', 'load_efficientnet_lite0', 'load_minilm',
+           'load_movielens_small', 'twemoji_icons', 'skimage_photo']
 
 # %% ../nbs/00a_assets.ipynb #768de1ba
 def _package_dir(module:str) -> Path|None:
@@ -79,6 +80,41 @@ def asset_status() -> list[dict]:
     "One row per offline asset: name, found, path, install command, about."
     return [dict(name=a.name, found=a.path() is not None, path=str(a.path() or ""), install=a.install, about=a.about)
             for a in ASSETS.values()]
+
+# %% ../nbs/00a_assets.ipynb #as000u02
+@dataclasses.dataclass(frozen=True)
+class Use:
+    "One thing a person does with hanorec, the modules it imports, and the command that installs them."
+    name: str # what the README calls it
+    modules: tuple # top-level modules it imports (found without importing them)
+    install: str # the command that installs them, run in the checkout with .venv active
+    about: str # one line
+
+USES: dict[str, Use] = {u.name: u for u in [
+    Use("quickstart", ("torch", "transformers", "peft", "accelerate", "pandas", "pyarrow", "plotly", "sentence_transformers"),
+        'pip install -e ".[offline]"', "hanorec quickstart, train, evaluate, experiment"),
+    Use("demo", ("gradio",), 'pip install -e ".[demo]"', "hanorec demo: the Gradio page"),
+    Use("notebooks", ("jupyterlab", "ipykernel", "ipywidgets", "nbclient", "sklearn", "trl", "nbdev"), 'pip install -e ".[notebooks]"',
+        "jupyter lab nbs/, running a notebook with the python3 kernel, nbdev_export"),
+    Use("docs", ("nbconvert", "mistune", "nbformat"), 'pip install -e ".[offline]"', "hanorec docs: the offline docs site"),
+]}
+
+def use_status(name:str) -> dict:
+    "`{use, ready, missing, install}` for the use called `name`: which of its modules are not installed."
+    if name not in USES: raise HanorecError(f"unknown use {name!r}", hint=f"known uses: {', '.join(USES)}")
+    u = USES[name]
+    def found(m):
+        try: return importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError): return False  # a broken install, or an import blocked on purpose
+    missing = [m for m in u.modules if not found(m)]
+    return dict(use=u.name, ready=not missing, missing=missing, install=u.install, about=u.about)
+
+def require_use(name:str):
+    "Raise a one-line `HanorecError` naming the install command when a module the use needs is missing."
+    s = use_status(name)
+    if s["missing"]:
+        raise HanorecError(f"the {s['use']} needs {', '.join(s['missing'])}, which {'is' if len(s['missing']) == 1 else 'are'} not installed",
+                           hint=f"run: {s['install']}  (or bash scripts/quickstart.sh, which installs every use)")
 
 # %% ../nbs/00a_assets.ipynb #25a42468
 def smollm2_path(cache:str|Path|None=None) -> Path:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Create (or reuse) .venv and install hanorec with the given extras (default: offline).
+# Create (or reuse) .venv and install hanorec with the given extras (default: all, every use: offline, demo, notebooks).
 # HANOREC_TORCH chooses the torch build (default torch==2.13.0, the CPU wheel this project is tested with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-offline}"
+extras="${1:-all}"
 python="${PYTHON:-python3}"
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "hanorec needs Python 3.10 or newer ($python is older)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
