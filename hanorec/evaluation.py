@@ -23,7 +23,7 @@ from .metrics import auc, target_ranks
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
-           'plot_curves', 'user_metrics', 'bootstrap_interval', 'paired_bootstrap', 'Protocol', 'protocols_for',
+           'plot_curves', 'user_metrics', 'bootstrap_interval', 'paired_bootstrap', 'holm', 'Protocol', 'protocols_for',
            'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run',
            'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'compare_runs', 'markdown_table',
            'format_comparison']
@@ -124,7 +124,7 @@ def bootstrap_interval(values, # [U] per-user values of one metric (NaN: a user 
 def paired_bootstrap(a, # [U] per-user values of the baseline
                      b, # [U] the same users' values under the other run
                      n:int=1000, seed:int=0, level:float=0.95) -> dict:
-    "`mean(b) - mean(a)` on the same users with its paired-bootstrap interval and two-sided p-value; a user either side does not count (NaN) is left out of both."
+    "`mean(b) - mean(a)` on the same users; its percentile interval and two-sided p-value from the same paired resamples (NaN either side: the user is left out)."
     a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
     if len(a) != len(b): raise HanorecError(f"paired values need the same users: {len(a)} against {len(b)}")
     both = np.isfinite(a) & np.isfinite(b)
@@ -135,11 +135,22 @@ def paired_bootstrap(a, # [U] per-user values of the baseline
         d = float(np.nanmean(b) - np.nanmean(a))
     if math.isnan(d): return dict(difference=math.nan, low=math.nan, high=math.nan, p_value=math.nan)
     m = _resampled_means(np.stack([a, b], 1), n, seed)
-    diffs = m[:, 1] - m[:, 0]
-    diffs = diffs[np.isfinite(diffs)]
-    low, high = np.percentile(diffs, [50 * (1 - level), 50 * (1 + level)])
-    p = (1 + int(np.sum(np.abs(diffs - d) >= abs(d)))) / (1 + len(diffs))
-    return dict(difference=d, low=float(low), high=float(high), p_value=float(p))
+    diffs = np.sort((m[:, 1] - m[:, 0])[np.isfinite(m[:, 1] - m[:, 0])])
+    k = len(diffs)
+    j = max(1, math.ceil(round(k * (1 - level) / 2, 9)))  # the interval: the j-th smallest and largest draws (rounded: 1 - 0.95 is 0.05000000000000004)
+    across = min(int(np.sum(diffs <= 0)), int(np.sum(diffs >= 0)))  # resamples on the far side of 0 (a tie at 0 counts on both)
+    p = min(1.0, max(2 * across, 1) / k)  # never below 1/k, the bootstrap's resolution
+    return dict(difference=d, low=float(diffs[j - 1]), high=float(diffs[k - j]), p_value=float(p))
+
+# %% ../nbs/10c_evaluation.ipynb #ev0holm2
+def holm(p_values) -> np.ndarray: # the family's p-values (NaN: not a test)
+    "Holm–Bonferroni adjusted p-values, in the input's order; NaNs are not counted in the family and stay NaN."
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    out, tested = np.full(len(p), np.nan), np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
 
 # %% ../nbs/10c_evaluation.ipynb #ev000024
 TIES = "ties count against the target (pessimistic)"
@@ -305,6 +316,7 @@ def evaluate_run(run:str|Path, # a finished run folder
     run = Path(run)
     if split not in ("validation", "test"): raise HanorecError(f"cannot evaluate on split {split!r}", hint="use test or validation (they hold the fixed candidate sets)")
     if users is not None and users < 1: raise HanorecError(f"--users must be at least 1, got {users}", hint="leave it out to score every user")
+    if batch_size is not None and batch_size < 1: raise HanorecError(f"--batch-size must be at least 1, got {batch_size}", hint="leave it out to use the run's eval.batch_size")
     settings = _run_settings(run)
     cfg, bs = settings["policy"], batch_size or settings["batch_size"]
     check_protocol(protocol, settings["family"], cfg.task)
@@ -421,7 +433,7 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                  n:int=1000, seed:int=0, # bootstrap resamples and their seed
                  device:str="cpu", # where a missing evaluation is computed
                  out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
-    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds."
+    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
     runs = [Path(r) for r in runs]
     if not runs: raise HanorecError("compare needs at least one run", hint="hanorec compare RUN_A RUN_B ...")
     if protocol not in PROTOCOLS: raise HanorecError(f"unknown protocol {protocol!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
@@ -441,13 +453,14 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
             raise HanorecError(f"{r} and {runs[0]} have different targets for the same users", hint="compare runs on the same prepared dataset")
         values.append(user_values(t, protocol, metrics))
     names, seeds = _names(runs), [_seed_free_config(r)[1] for r in runs]
-    rows = []
+    rows, tested = [], []
     for i, v in enumerate(values):
         for m in metrics:
             value, low, high = bootstrap_interval(v[m], n, seed)
             d = paired_bootstrap(values[0][m], v[m], n, seed)
             rows.append(dict(kind="run", run=names[i], seeds=str(seeds[i]), metric=m, value=value, low=low, high=high, sd=math.nan,
                              difference=d["difference"], diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test="paired bootstrap over users"))
+            tested.append(i > 0)  # the baseline against itself tests nothing
     groups = seed_groups(runs)
     base_group = next(g for g in groups if 0 in g)
     for g in groups:
@@ -459,7 +472,9 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
             rows.append(dict(kind="seeds", run=label, seeds=",".join(str(seeds[i]) for i in g), metric=m, value=float(np.mean(per_seed)),
                              low=math.nan, high=math.nan, sd=float(np.std(per_seed, ddof=1)), difference=d["difference"],
                              diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test=d["test"]))
+            tested.append(g is not base_group)
     table = pd.DataFrame(rows)
+    if len(table): table["p_holm"] = holm(table.p_value.where(tested))  # one family: every run (and seed group) and metric of this table
     if out is not None:
         out = Path(out)
         if out.suffix == ".csv":
@@ -470,9 +485,9 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
 
 # %% ../nbs/10c_evaluation.ipynb #ev000047
 def markdown_table(comparison:pd.DataFrame, # from `compare_runs`
-                   alpha:float=0.05, # the significance level marked with *
+                   alpha:float=0.05, # the significance level marked with * (on the Holm-adjusted p-values)
                    digits:int=4) -> str:
-    "A markdown table of a comparison: runs (and seed groups) by metrics, best in bold, * significant against the baseline."
+    "A markdown table of a comparison: runs (and seed groups) by metrics, best in bold, * significant against the baseline after Holm's correction."
     metrics = list(dict.fromkeys(comparison.metric))
     lines = ["| run | " + " | ".join(metrics) + " |", "|:--|" + "--:|" * len(metrics)]
     f, tests = (lambda x: f"{x:.{digits}f}"), []
@@ -487,18 +502,21 @@ def markdown_table(comparison:pd.DataFrame, # from `compare_runs`
                 if not np.isfinite(r.value): cells.append("n/a"); continue
                 s = f(r.value) + (f" ± {f(r.sd)}" if kind == "seeds" and np.isfinite(r.sd) else "")
                 if r.value == best[m]: s = f"**{s}**"
-                if r.p_value < alpha:
+                if r.get("p_holm", r.p_value) < alpha:
                     s += "*"
                     if r.test not in tests: tests.append(r.test)
                 cells.append(s)
             lines.append(f"| {name}{' (baseline)' if kind == 'run' and i == 0 else ''} | " + " | ".join(cells) + " |")
     baseline = comparison[comparison.kind == "run"].run.iloc[0]
-    note = (f"\nBold: the best value of each metric (among runs, and among seed groups). *: differs from the baseline {baseline} at p < {alpha} "
+    family = int(comparison.p_holm.notna().sum()) if "p_holm" in comparison else 0
+    star = (f"at Holm-adjusted p < {alpha} (Holm–Bonferroni over all {family} tests of this table, every run{' and seed group' if (comparison.kind == 'seeds').any() else ''} "
+            f"and metric against the baseline)" if "p_holm" in comparison else f"at p < {alpha}, uncorrected")
+    note = (f"\nBold: the best value of each metric (among runs, and among seed groups). *: differs from the baseline {baseline} {star} "
             f"({'; '.join(tests) if tests else 'none does'}). Seed groups: mean ± standard deviation across seeds. {TIES[0].upper() + TIES[1:]}.")
     return "\n".join(lines) + "\n" + note
 
 def format_comparison(comparison:pd.DataFrame, digits:int=4) -> str:
-    "What `hanorec compare` prints: per metric, each run's value and interval, its difference from the baseline and the p-value."
+    "What `hanorec compare` prints: per metric, each run's value and interval, its difference from the baseline, the p-value and its Holm adjustment."
     f = lambda x: "n/a" if not np.isfinite(x) else f"{x:.{digits}f}"
     rows = []
     for m in dict.fromkeys(comparison.metric):
@@ -507,5 +525,5 @@ def format_comparison(comparison:pd.DataFrame, digits:int=4) -> str:
                          "95% interval": f"[{f(r.low)}, {f(r.high)}]" if r.kind == "run" else "",
                          "difference": "n/a" if not np.isfinite(r.difference) else f"{r.difference:+.{digits}f}",
                          "its 95% interval": f"[{f(r.diff_low)}, {f(r.diff_high)}]", "p": f"{r.p_value:.3f}" if np.isfinite(r.p_value) else "n/a",
-                         "test": r.test})
+                         "Holm p": f"{r.p_holm:.3f}" if np.isfinite(getattr(r, "p_holm", math.nan)) else "n/a", "test": r.test})
     return pd.DataFrame(rows).to_string(index=False)
