@@ -9,6 +9,7 @@ import codecs
 import dataclasses
 import enum
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ __all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'loa
            'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json',
            'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
            'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'get_logger',
-           'progress']
+           'progress_mode', 'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
 class HanorecError(Exception):
@@ -536,11 +537,49 @@ def get_logger(name:str="hanorec") -> logging.Logger:
         root.propagate = False
     return root if name == "hanorec" else root.getChild(name.removeprefix("hanorec."))
 
+def progress_mode() -> str:
+    """How long loops show progress: `bars` (tqdm: a terminal, or widgets in a notebook), `lines` (a log line at most every
+    `HANOREC_PROGRESS_EVERY` seconds, default 30: a log file gets lines, never carriage returns) or `off`.
+    `HANOREC_PROGRESS` chooses (0/off, 1/bars, log/lines); unset, it is bars on a terminal or in Jupyter, else lines."""
+    v = os.environ.get("HANOREC_PROGRESS", "").strip().lower()
+    if v in ("0", "off", "false"): return "off"
+    if v in ("1", "bars", "true"): return "bars"
+    if v in ("log", "lines"): return "lines"
+    return "bars" if "ipykernel" in sys.modules or sys.stderr.isatty() else "lines"
+
+def _line_bar(*args, **kwargs):
+    "A tqdm whose display is a log line (hanorec.progress) at most every HANOREC_PROGRESS_EVERY seconds, and one at the end of a long loop."
+    from tqdm import tqdm
+    class LineBar(tqdm):
+        def __init__(self, *a, **k):
+            k.update(file=io.StringIO(), mininterval=float(os.environ.get("HANOREC_PROGRESS_EVERY", "30")), miniters=1)
+            self._said, self._closing, self._last = False, False, 0.0
+            super().__init__(*a, **k)
+        def display(self, msg=None, pos=None):
+            d = self.format_dict
+            if self._closing and not (self._said or d["elapsed"] >= 10): return True  # a short loop: no line at all
+            if not self._closing and (d["elapsed"] - self._last < self.mininterval or (self.mininterval and not self._last and d["n"] == 0)): return True
+            self._last = d["elapsed"]
+            total = f"/{d['total']} ({100 * d['n'] / d['total']:.0f}%)" if d["total"] else ""
+            left = (d["total"] - d["n"]) / (d["n"] / d["elapsed"]) if d["total"] and d["n"] and d["elapsed"] else None
+            when = f"done in {d['elapsed']:.0f} s" if self._closing else f"{d['elapsed']:.0f} s so far" + (f", about {left:.0f} s left" if left is not None else "")
+            get_logger("hanorec.progress").info("%s: %d%s, %s%s", d["prefix"] or "progress", d["n"], total, when,
+                                                f" ({d['postfix']})" if d.get("postfix") else "")
+            self._said = True
+            return True
+        def close(self):
+            if self.disable: return
+            self._closing = True
+            super().close()
+    return LineBar(*args, **kwargs)
+
 def progress(iterable:Iterable|None=None, # what to iterate over
              desc:str="", # shown before the bar
              total:int|None=None, # the length, when `iterable` has none
              **kwargs):
-    "A tqdm progress bar (widget in notebooks, text in terminals), silent when HANOREC_PROGRESS=0."
+    "A progress bar in a terminal or notebook, log lines in a log file, nothing when HANOREC_PROGRESS=0 (see `progress_mode`)."
+    mode = progress_mode()
+    if mode == "lines": return _line_bar(iterable, desc=desc, total=total, **kwargs)
     from tqdm.auto import tqdm
-    disable = os.environ.get("HANOREC_PROGRESS", "1") == "0"
-    return tqdm(iterable, desc=desc, total=total, disable=disable, dynamic_ncols=True, **kwargs)
+    return tqdm(iterable, desc=desc, total=total, disable=mode == "off", dynamic_ncols=True, **kwargs)
+

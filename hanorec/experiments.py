@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .core import (HanorecError, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
+from .core import (HanorecError, progress_mode, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
                           read_json)
 from .data import load_prepared, prepare
 from .images import image_features
@@ -263,9 +263,9 @@ def run_task(stage:Stage|None, # None: the features task
              data:Path, out:Path, device:str="auto",
              line:str="", # the progress line to print first
              threads:int=0): # a worker process's torch threads (0: this process, as it is)
-    "Run one task (`features`, or a stage); in a worker, progress bars off (two would fight over the terminal)."
+    "Run one task (`features`, or a stage); in a worker, progress as log lines."
     if threads:
-        os.environ["HANOREC_PROGRESS"] = "0"
+        if progress_mode() != "off": os.environ["HANOREC_PROGRESS"] = "log"  # log lines: two workers' bars would fight over the terminal
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
         torch.set_num_threads(threads)
     if line: print(f"{line}; process {os.getpid()}, peak memory so far {_peak_gb():.1f} GB\n", end="", flush=True)  # one write: two workers' lines never interleave
