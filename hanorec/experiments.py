@@ -25,9 +25,10 @@ from .train import TrainConfig, train, train_config
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'FEATURES', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings',
-           'refuse_stale', 'run_stage', 'report_rows', 'report_markdown', 'write_report', 'reads_features',
-           'stage_graph', 'task_priority', 'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks',
-           'quickstart', 'remember_quickstart', 'last_quickstart']
+           'refuse_stale', 'run_stage', 'report_rows', 'report_markdown', 'changed_settings', 'same_ranks',
+           'stage_record', 'stage_notes', 'write_report', 'reads_features', 'stage_graph', 'task_priority',
+           'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks', 'quickstart',
+           'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
 @dataclass
@@ -92,7 +93,8 @@ def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     saved = config_to_dict(load_config(TrainConfig, out/stage.name/"config.yaml"))  # keys added since then read as their defaults
     ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
     now, saved = _flat(now), _flat(saved)
-    return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and saved.get(k) != now.get(k)}
+    continues = lambda k: stage.start and k.startswith("seqrec.")  # config.yaml records the start's encoder, which is checked as its own stage
+    return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and not continues(k) and saved.get(k) != now.get(k)}
 
 def refuse_stale(stage:Stage, data:Path, out:Path, device:str="auto"):
     "An error naming the differences when the stage's folder was made with other settings: a finished stage is never reused silently."
@@ -143,11 +145,21 @@ def report_rows(stages:list[Stage], out:Path) -> pd.DataFrame:
 def _cell(row, k:str, best:bool) -> str:
     v = f"{row[k]:.3f} [{row[f'{k} low']:.3f}, {row[f'{k} high']:.3f}]"
     if best: v = f"**{v}**"
-    if row.get("start") and row.get(f"{k} p", 1.0) < 0.05: v += "*"
+    if row.get("start") and row.get(f"{k} holm", 1.0) < 0.05: v += "*"
     return v
 
+def _with_holm(rows:pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    "The rows with `{metric} holm` columns: Holm–Bonferroni over every test of the report (each stage with a start, each metric); and how many."
+    from hanorec.evaluation import holm
+    rows, tested = rows.copy(), rows.start.astype(bool).to_numpy() if len(rows) else []
+    ps = pd.DataFrame({k: rows.get(f"{k} p", pd.Series(float("nan"), index=rows.index)).where(tested) for k in REPORT_METRICS})
+    adjusted = holm(ps.to_numpy().reshape(-1)).reshape(ps.shape)
+    for j, k in enumerate(REPORT_METRICS): rows[f"{k} holm"] = adjusted[:, j]
+    return rows, int(ps.notna().to_numpy().sum())
+
 def report_markdown(rows:pd.DataFrame) -> str:
-    "The report's table in markdown: best per metric in bold within each user set, * significant against the SFT start."
+    "The report's table in markdown: best per metric in bold within each user set, * significant against the SFT start after Holm's correction."
+    rows, family = _with_holm(rows)
     best = {(u, k): rows[rows.users == u][k].max() for u in rows.users.unique() for k in REPORT_METRICS}
     lines = ["| stage | users | " + " | ".join(k.upper() for k in REPORT_METRICS) + " |", "|:--|--:|" + "--:|" * len(REPORT_METRICS)]
     for _, r in rows.iterrows():
@@ -155,11 +167,89 @@ def report_markdown(rows:pd.DataFrame) -> str:
         lines.append(f"| {name} | {r.users} | " + " | ".join(_cell(r, k, r[k] == best[(r.users, k)]) for k in REPORT_METRICS) + " |")
     kept = lambda r: (f"; validation never improved on the start, so the run keeps the start's weights (its last weights, step "
                       f"{int(r['final step'])}, scored test NDCG@5 {r['final ndcg@5']:.3f} on the trainer's test users)") if r.get("note") else ""
-    tests = [f"- {r.about} against {r.start}: " + ", ".join(f"{k} {r[f'{k} diff']:+.3f} (p {r[f'{k} p']:.3f})" for k in REPORT_METRICS) + kept(r)
+    tests = [f"- {r.about} against {r.start}: " + ", ".join(f"{k} {r[f'{k} diff']:+.3f} (p {r[f'{k} p']:.3f}, Holm {r[f'{k} holm']:.3f})"
+                                                           for k in REPORT_METRICS) + kept(r)
              for _, r in rows.iterrows() if r.start]
     return "\n".join(lines + ["", "Values: mean over test users [95% bootstrap interval]. Bold: best among runs scored on the same users. "
-                              "*: differs from its SFT start at p < 0.05 (paired bootstrap over the same users). "
-                              "Ties count against the target.", "", "Preference stages against their SFT start:", *tests])
+                              f"*: differs from its SFT start at Holm-adjusted p < 0.05 (paired bootstrap over the same users, whose interval "
+                              f"and p-value come from the same draws; Holm–Bonferroni over all {family} tests below, every preference stage "
+                              "and metric). Ties count against the target.", "", "Preference stages against their SFT start:", *tests])
+
+# %% ../nbs/12_experiments.ipynb #ex0did2
+def changed_settings(run:Path) -> list[str]:
+    "The run's settings that differ from `TrainConfig`'s defaults, as key=value (paths and device aside; a continuing stage's encoder is its start's)."
+    saved = config_to_dict(load_config(TrainConfig, run/"config.yaml"))
+    now, default = _flat(saved), _flat(config_to_dict(TrainConfig()))
+    skip = lambda k: k in ("data", "out", "init", "device") or (saved["init"] and (k == "model" or k.startswith("seqrec.")))
+    show = lambda v: str(v).lower() if isinstance(v, bool) else str(v)
+    return [f"{k}={show(v)}" for k, v in now.items() if not skip(k) and v != default.get(k)]
+
+def same_ranks(run:Path, other:Path) -> int:
+    "How many users both runs' test evaluations rank the target at the same place, where they scored the same users and every rank agrees; else 0."
+    a, b = read_evaluation(run, "test", "sampled"), read_evaluation(other, "test", "sampled")
+    if a is None or b is None or len(a[1]) != len(b[1]) or set(a[1].user_id) != set(b[1].user_id): return 0
+    ranks = b[1].set_index("user_id")["rank"].loc[a[1].user_id].to_numpy()
+    return len(ranks) if (ranks == a[1]["rank"].to_numpy()).all() else 0
+
+def _log_end(run:Path, keys:tuple, last:int=10) -> dict:
+    "The mean of `keys` over the last `last` training records of the run's log (validation records aside)."
+    from hanorec.evaluation import read_log
+    steps = [r for r in read_log(run) if "split" not in r and all(k in r for k in keys)][-last:]
+    return {k: sum(r[k] for r in steps) / len(steps) for k in keys} | {"steps": len(steps)} if steps else {}
+
+# %% ../nbs/12_experiments.ipynb #ex0did3
+def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
+    "What the stage did, from its folder: settings, steps and epochs, the kept step, reward margin, weights moved, environment, identical rankings."
+    from hanorec.objectives import OBJECTIVES
+    run = out/stage.name
+    cfg, m = load_config(TrainConfig, run/"config.yaml"), read_json(run/"metrics.json")
+    rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",
+           "model": cfg.model, "steps": m.get("steps", 0), "best_step": m.get("best_step"), "note": m.get("note", ""), "lr": cfg.optim.lr,
+           "stopped_early": m.get("stopped_early", False), "trained": m.get("trained"), "environment": m.get("environment")}
+    if OBJECTIVES[cfg.objective].reference: rec["end"] = _log_end(run, ("reward_margin", "preference_accuracy"))
+    if OBJECTIVES[cfg.objective].hars: rec["beta"] = _log_end(run, ("beta_mean", "beta_std"))
+    rec["same_as"] = next(((e.name, n) for e in reversed(earlier) if (n := same_ranks(run, out/e.name))), None)
+    return rec
+
+def _environment_line(env:dict|None) -> str:
+    if not env: return "code, machine and precision not recorded (a run from an older hanorec)"
+    code = env["code"] if env["code"].startswith("hanorec ") else f"commit {env['code'][:12]}" + (" with uncommitted changes to hanorec/" if env["code"].endswith("+changes") else "")
+    where = env["gpu"] or f"{env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch thread{'s' * (env['torch_threads'] != 1)}"
+    return f"{code}; {where}; {env['precision']} on {env['device']} (torch {env['torch']})"
+
+def _kept(r:dict) -> str:
+    if r["note"]: return "kept step 0: validation never improved on its start, so it keeps the start's weights"
+    if r["best_step"] is None or r["best_step"] == r["steps"]: return f"kept the last step ({r['steps']})"
+    return f"kept step {r['best_step']} (the best validation step) of {r['steps']}" + (", stopped early" if r["stopped_early"] else "")
+
+# %% ../nbs/12_experiments.ipynb #ex0did4
+def stage_notes(records:list[dict]) -> str:
+    "The report's 'What each stage did' section, from `stage_record`s: one line each, the shared environment once."
+    envs = [_environment_line(r["environment"]) for r in records if r["model"] != "popularity"]
+    common = max(set(envs), key=envs.count) if envs else ""
+    lines = ["## What each stage did", "", f"Code, machine and precision: {common}." if common else "", ""]
+    for r in records:
+        head = f"- **{r['about']}** (`{r['stage']}`" + (f", continues {r['start']}" if r["start"] else "") + "): "
+        if r["model"] == "popularity":
+            lines.append(head + "counts each item's training interactions; nothing is trained."); continue
+        t, parts = r["trained"], []
+        if t: parts.append(f"{r['steps']} steps of {t['samples_per_step']} samples = {t['epochs']:.2f} epochs of {t['training_samples']:,} "
+                           f"training samples at lr {r['lr']:g}; {_kept(r)}")
+        else: parts.append(f"{r['steps']} steps at lr {r['lr']:g} (epochs not recorded); {_kept(r)}")
+        if r.get("end"): parts.append(f"at the end (mean of its last {r['end']['steps']} steps) reward margin {r['end']['reward_margin']:.4f}, "
+                                      f"preference accuracy {r['end']['preference_accuracy']:.3f}")
+        if r.get("beta"): parts.append(f"HaRS's beta {r['beta']['beta_mean']:.4f} ± {r['beta']['beta_std']:.4f} across a batch's pairs")
+        if t:
+            w = t["weights_moved"]
+            last = f"; the last step's {w['last']:.2e}" if w["last"] != w["kept"] else ""
+            parts.append(f"weights moved {w['kept']:.2e} of their norm from the start (relative L2 over {w['parameters']:,} trained parameters{last})")
+        else: parts.append("weights moved: not recorded")
+        env = _environment_line(r["environment"])
+        if env != common: parts.append(env)
+        line = head + "; ".join(parts) + "."
+        if r["same_as"]: line += f" It ranks the target exactly as {r['same_as'][0]} for all {r['same_as'][1]} users."
+        lines += [line, f"  - settings: `{' '.join(r['settings']) or 'the defaults'}`"]
+    return "\n".join(lines)
 
 # %% ../nbs/12_experiments.ipynb #ex000016
 def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this invocation's time
@@ -167,7 +257,7 @@ def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this i
     "Write out/report.md and a self-contained out/report.html (the table, metrics with error bars, training curves)."
     import plotly.graph_objects as go
     rows = report_rows(stages, out)
-    md = report_markdown(rows)
+    md = report_markdown(rows) + "\n\n" + stage_notes([stage_record(s, out, stages[:i]) for i, s in enumerate(stages)])
     took = f" This invocation took {seconds / 60:.1f} minutes" if seconds else ""
     if took: took += f", reusing {', '.join(reused)} from an earlier one." if reused else "."
     text = f"# hanorec quickstart: MovieLens-small\n\nEvery stage evaluated on the test split's fixed candidates (target + 19).{took}\n\n{md}\n"

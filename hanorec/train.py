@@ -37,7 +37,7 @@ from .evaluation import plot_curves, read_log, read_pairs
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'RECIPES', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer',
-           'train', 'train_config']
+           'code_version', 'run_environment', 'weight_change', 'train', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -111,16 +111,18 @@ class RunState:
 _RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json", "pairs")
 
 def _resolve_model(cfg:TrainConfig) -> TrainConfig:
-    "The config with `model` filled in: the init run's model for a preference stage, else composed-smollm2."
+    "The config with `model` filled in: the init run's model (and, for an encoder, its `seqrec` settings) for a preference stage, else composed-smollm2."
     if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
     init = Path(cfg.init)
     if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
         raise HanorecError(f"init run {init} has no finished model (config.yaml, base.json and model/)", hint="finish that run first, or check the path")
-    trained = load_config(PolicyConfig, init/"config.yaml", part=True).model
+    started = load_config(PolicyConfig, init/"config.yaml", part=True)
+    trained = started.model
     same = cfg.model == trained or (Path(cfg.model).is_dir() and Path(trained).is_dir() and Path(cfg.model).resolve() == Path(trained).resolve())
     if cfg.model and not same:
         raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
                            hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
+    if trained == "seqrec": return dataclasses.replace(cfg, model=trained, seqrec=started.seqrec)  # it continues that encoder as it was built
     return dataclasses.replace(cfg, model=trained)
 
 # %% ../nbs/11_train.ipynb #tr000003
@@ -219,6 +221,7 @@ def setup(self:Trainer):
     else: self.truth = None
     self._make_optimizer()
     self.state, self.best_weights, self._pairs = RunState(), None, []
+    self.start_weights = {k: v.detach().cpu().clone() for k, v in _trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
     if self.resume: self._load_checkpoint()
     return self
 
@@ -608,6 +611,34 @@ def fit(self:Trainer) -> dict:
     bar.close()
     return self.finish()
 
+# %% ../nbs/11_train.ipynb #trmv002
+def code_version() -> str:
+    "The code's git commit (`+changes` where the package's files differ from it) in a checkout of hanorec, else `hanorec VERSION`."
+    import subprocess, hanorec
+    from hanorec.core import package_version
+    pkg = Path(hanorec.__file__).resolve().parent
+    if (pkg.parent/".git").exists() and (pkg.parent/"settings.ini").exists():  # a checkout (an editable install), not an installed copy
+        git = lambda *a: subprocess.run(["git", "-C", str(pkg.parent), *a], capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+        try: return git("rev-parse", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", pkg.name) else "")
+        except (OSError, subprocess.SubprocessError): pass  # no git on this machine: the version below
+    return f"hanorec {package_version()}"
+
+def run_environment(device:torch.device, precision:str) -> dict:
+    "Where and how a stage ran: the code, the CPU, the cores this process may use, torch's threads, the device and its precision."
+    import platform
+    try: cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"code": code_version(), "cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "precision": precision, "torch": torch.__version__}
+
+def weight_change(start:dict, # name -> tensor: the trained parameters where the stage started
+                  now:dict) -> float: # the same names, now
+    "‖w − w₀‖ / ‖w₀‖ over all the trained parameters together: how far training moved them (0: not at all)."
+    moved = sum(float((now[k].detach().float().cpu() - w0.float()).pow(2).sum()) for k, w0 in start.items())
+    norm = sum(float(w0.float().pow(2).sum()) for w0 in start.values())
+    return math.sqrt(moved / norm) if norm else math.nan
+
 # %% ../nbs/11_train.ipynb #tr000022
 @patch
 def finish(self:Trainer) -> dict:
@@ -615,9 +646,15 @@ def finish(self:Trainer) -> dict:
     s = self.state
     if s.last_eval != s.step: self._validate(s.step)
     final = self.evaluate("test") if self.test is not None and s.best_step != s.step else None  # the last weights, before the best load
+    moved = lambda: weight_change(self.start_weights, _trainable(self.policy.module))
+    last_moved = moved()
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
     metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
-               "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy}
+               "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy,
+               "trained": {"epochs": round(s.step * self.per_step / len(self.samples), 4), "samples_per_step": self.per_step,
+                           "training_samples": len(self.samples), "weights_moved": {"kept": moved(), "last": last_moved,
+                           "parameters": sum(w.numel() for w in self.start_weights.values())}},
+               "environment": run_environment(self.device, self.precision)}
     if self.cfg.optim.skip_nonfinite: metrics["skipped_steps"] = s.skipped
     if self.test is not None: metrics["test"] = self.evaluate("test")
     if final is not None: metrics["final"] = {"step": s.step, "test": final}
