@@ -368,17 +368,26 @@ def _experiment_summaries(args):
     table = claim_summaries(data, out/"claims"/"summaries", users=args.users, history=args.history, block_sizes=blocks,
                             model=args.model, batch_size=args.batch_size, device=str(pick_device(args.device)), force=args.force)
     print(summaries_markdown(table))
-    if (out/"grid.yaml").exists(): args.experiment_command = "report"; cmd_experiment(args)
+    if (out/"grid.yaml").exists() and _finished_any(out): args.experiment_command = "report"; cmd_experiment(args)
     else: print(f"table: {out/'claims'/'summaries'/'table.csv'}  per user: {out/'claims'/'summaries'/'scores.csv'}")
 
+def _finished_any(out:Path) -> bool:
+    "Whether a grid's folder holds at least one finished cell."
+    from hanorec.grid import grid_cells, load_grid, unfinished_cells
+    grid = load_grid(Path(out)/"grid.yaml")
+    return len(unfinished_cells(grid, out)) < len(grid_cells(grid))
+
 def cmd_experiment(args):
-    from hanorec.grid import ablation_grid, load_grid, run_grid, write_grid_report
+    from hanorec.grid import ablation_grid, grid_cells, load_grid, run_grid, unfinished_cells, write_grid_report
     from hanorec.core import pick_device
     if args.experiment_command == "summaries": return _experiment_summaries(args)
     if args.experiment_command == "report":
         if not (Path(args.out)/"grid.yaml").exists():
             raise HanorecError(f"{args.out} holds no grid (grid.yaml is missing)", hint="give the --out folder of hanorec experiment run or ablation")
         grid, out = load_grid(Path(args.out)/"grid.yaml"), args.out
+        if len(unfinished_cells(grid, out)) == len(grid_cells(grid)):
+            raise HanorecError(f"no cell of {out} has finished yet, so there is nothing to report",
+                               hint=f"run hanorec experiment run {Path(out)/'grid.yaml'} --out {out} (a stopped grid continues where it stopped)")
     else:
         if args.experiment_command == "run":
             grid, out = load_grid(args.grid), args.out or str(Path(args.grid).with_suffix(""))
@@ -390,10 +399,11 @@ def cmd_experiment(args):
         again = f"hanorec experiment {args.experiment_command} " + (f"{args.grid} " if args.experiment_command == "run" else "")
         args.interrupted_hint = f"run the same command again to continue ({again}--out {out}): finished cells are reused"
         run_grid(grid, out, device=args.device)
-    report = write_grid_report(grid, out, extra=_claims(grid, out))
+    report = write_grid_report(grid, out, extra="" if unfinished_cells(grid, out) else _claims(grid, out))  # the claims need every cell
     print(f"report: {report}  and  {report.with_suffix('.html')}  (every cell: {Path(report).parent/'results.csv'})")
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
 
+# %% ../nbs/17_cli.ipynb #cl0gr0x1
 def _add_experiment(sub):
     x = sub.add_parser("experiment", help="grids of datasets x seeds x stages (YAML), and the papers' ablation, in one report")
     acts = x.add_subparsers(dest="experiment_command", metavar="ACTION", required=True)

@@ -8,23 +8,24 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from .core import HanorecError, atomic_path, atomic_write_text, get_logger, read_json
-from .data import prepare
-from .evaluation import curve_figure, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
-from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage
-from .synthetic import prepare_synthetic
+from .core import HanorecError, atomic_path, atomic_write_text, get_logger, load_yaml_strict, read_json, read_manifest
+from .data import check_prepare_options, prepare
+from .evaluation import PROTOCOLS, curve_figure, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
+from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage, stage_config
+from .synthetic import check_synthetic_options, prepare_synthetic
+from .train import _check_settings
 
 # %% auto #0
-__all__ = ['ABLATION_DATASETS', 'Grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict',
-           'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown', 'preference_figures',
-           'write_grid_report', 'ablation_stages', 'ablation_grid']
+__all__ = ['SEEDS', 'ABLATION_DATASETS', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder',
+           'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown',
+           'preference_figures', 'unfinished_cells', 'write_grid_report', 'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/12a_grid.ipynb #gr000006
 @dataclass
@@ -40,68 +41,151 @@ class Grid:
 # %% ../nbs/12a_grid.ipynb #gr000008
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes, no leading dot
 _GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against"}
+SEEDS = (0, 2**32 - 1)  # the seeds every generator takes (NumPy's are 32-bit)
 
-def _lines(text:str) -> dict:
-    "The line (1-based) of every key path in a YAML text: {('stages', 2, 'start'): 14, ...}."
-    out = {}
-    def walk(node, path):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                out[(*path, k.value)] = k.start_mark.line + 1
-                walk(v, (*path, k.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                out[(*path, i)] = v.start_mark.line + 1
-                walk(v, (*path, i))
-    walk(yaml.compose(text), ())
-    return out
+@dataclass
+class _Where:
+    "Where a grid came from: errors name its file, the line of a key path (`load_yaml_strict`'s lines), and the key."
+    name: str = "the grid"
+    lines: dict = field(default_factory=dict)
+
+    def fail(self, path:tuple, what:str, hint:str, sep:str=" "):
+        line = next((self.lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in self.lines), None)
+        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+        raise HanorecError(f"{self.name}{f':{line}' if line else ''}: {key or 'the file'}{sep if key else ' '}{what}", hint=hint)
+
+    def refuse(self, path:tuple, err:HanorecError, said:str="", keys:dict|None=None):
+        "Tell a room's error about the value at `path` at its line; where it names a key of `keys` (the key -> its own path), at that key's."
+        key = _named(err.args[0], keys or {})
+        self.fail(path if key is None else keys[key], f"{said}: {err.args[0]}", err.hint, sep="")
+
+def _named(message:str, keys) -> str|None:
+    "The first of `keys` that an error message names ('key', key= or key followed by a space or a colon)."
+    for k in keys:
+        if re.search(rf"(?<![\w.]){re.escape(str(k))}(?=['=\s:)\],]|$)", message): return k
+    return None
+
+# %% ../nbs/12a_grid.ipynb #gr0chk01
+def _check_dataset(name:str, spec:dict, w:_Where):
+    "A dataset's options, checked by the room that would use them (`check_synthetic_options`, `check_prepare_options`)."
+    longest = lambda keys: sorted(keys, key=lambda k: -len(str(k)))
+    if "path" in spec:
+        if not isinstance(spec["path"], str): w.fail(("datasets", name, "path"), f"must be a folder's path, got {spec['path']!r}", "path: /data/prepared/beauty")
+        return
+    try:
+        if "synthetic" in spec:
+            opts = spec["synthetic"] or {}
+            inner = opts.get("world_options") if isinstance(opts.get("world_options"), dict) else {}
+            keys = {k: ("datasets", name, "synthetic", "world_options", k) for k in longest(inner)} | {k: ("datasets", name, "synthetic", k) for k in longest(opts)}
+            check_synthetic_options(opts)
+        else:
+            keys = {k: ("datasets", name, k) for k in longest(spec) if k != "prepare"}
+            check_prepare_options(str(spec["prepare"]), {k: v for k, v in spec.items() if k != "prepare"})
+    except HanorecError as e: w.refuse(("datasets", name, "synthetic" if "synthetic" in spec else "prepare"), e, keys=keys)
+
+def _candidates(spec:dict) -> int|None:
+    "How many fixed candidates (the target among them) each user of a dataset gets, where that is known before it is made."
+    import inspect
+    if "path" in spec:
+        try: m = read_manifest(Path(spec["path"]).expanduser())
+        except HanorecError: m = None
+        return m.config.get("candidates") if m else None
+    opts = (spec["synthetic"] or {}) if "synthetic" in spec else spec
+    return opts.get("candidates", inspect.signature(prepare).parameters["candidates"].default)
+
+def _check_seeds_metrics(grid:Grid, w:_Where):
+    for i, s in enumerate(grid.seeds):
+        if not SEEDS[0] <= s <= SEEDS[1]: w.fail(("seeds", i), f"{s} is outside [0, 2**32-1], the seeds every random generator takes", "seeds: [0, 1, 2]")
+    sampled = PROTOCOLS["sampled"].metrics
+    for i, m in enumerate(grid.metrics):
+        if m not in sampled: w.fail(("metrics", i), f"{m!r} is not a metric of the sampled protocol (the test split's fixed candidates)", f"choose from {', '.join(sampled)}")
+        if m in grid.metrics[:i]: w.fail(("metrics", i), f"{m!r} is listed twice", "list each metric once")
+        k = int(m.split("@")[1])
+        for d, spec in grid.datasets.items():
+            if (c := _candidates(spec)) is not None and k >= c:
+                w.fail(("metrics", i), f"{m} cannot miss on dataset {d}: each user has {c} candidates, all of them within the top {k}",
+                       f"choose K below {c}, or give {d} candidates: {k + 1} or more")
+
+# %% ../nbs/12a_grid.ipynb #gr0chk02
+def _check_stage_settings(grid:Grid, w:_Where):
+    "Every stage's settings parsed into its `TrainConfig` and checked as the trainer will check them, before any stage runs."
+    models = {}  # the model each stage trains: its own model=, or the one of the stage it continues
+    for i, s in enumerate(grid.stages):
+        given = [*grid.settings, *s.settings]
+        paths = [("settings", j) for j in range(len(grid.settings))] + [("stages", i, "settings", j) for j in range(len(s.settings))]
+        keys = {}
+        for x, path in zip(given, paths): keys[x.partition("=")[0].strip()] = path  # the last of a key is the one that counts
+        own = [x.partition("=")[2].strip() for x in given if x.partition("=")[0].strip() == "model"]
+        init = [x[5:] for x in s.settings if x.startswith("init=")]
+        trained = models.get(init[-1]) if init else None
+        if own and trained and own[-1] != trained:
+            w.fail(keys["model"], f"sets model={own[-1]}, but stage {s.name} continues {init[-1]}, which trains {trained}",
+                   f"a stage continues its init stage's model: leave model= out, or set model={trained}")
+        models[s.name] = own[-1] if own else trained or ""
+        resolved = [f"model={trained}"] if trained and not own else []  # what the trainer reads from the init run, not there yet
+        stage = replace(s, settings=[*given, *resolved, f"seed={grid.seeds[0]}"])
+        try: _check_settings(stage_config(stage, Path("<dataset>"), Path("<grid>")), processes=1)
+        except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}", keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
+
+def check_grid(grid:Grid, where:_Where|None=None): # where the grid came from (`load_grid` gives its file and lines)
+    "Check every value of every dataset and stage before anything runs: dataset options, seeds, metrics, and each stage's settings."
+    w = where or _Where()
+    for name, spec in grid.datasets.items(): _check_dataset(name, spec, w)
+    _check_seeds_metrics(grid, w)
+    _check_stage_settings(grid, w)
+
+# %% ../nbs/12a_grid.ipynb #gr0chk03
+def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
+    "One stage of a grid file, its keys and references checked."
+    if not isinstance(s, dict) or "name" not in s: w.fail(("stages", i), "must be a mapping with a name", "- {name: sft, settings: [model=seqrec]}")
+    for k in s:
+        if k not in _STAGE_KEYS: w.fail(("stages", i, k), "is not a stage key", f"use {', '.join(sorted(_STAGE_KEYS))}")
+    name = str(s["name"])
+    if not _SAFE.match(name): w.fail(("stages", i, "name"), f"{name!r} is not a usable folder name", "use letters, digits, '.', '_' and '-'")
+    if name in names: w.fail(("stages", i, "name"), f"{name!r} is used twice", "give each stage its own name")
+    st = s.get("settings", []) or []
+    if not isinstance(st, list): w.fail(("stages", i, "settings"), f"must be a list of key=value settings, got {st!r}", "settings: [model=seqrec, optim.lr=1e-4]")
+    for j, x in enumerate([*settings, *st]):
+        if not isinstance(x, str) or "=" not in x:
+            w.fail(("stages", i, "settings", j - len(settings)) if j >= len(settings) else ("settings", j), f"{x!r} is not key=value", "write settings as key=value, e.g. objective=dpo")
+    for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
+        if dep and dep not in names: w.fail(("stages", i, key), f"{'is tested against' if key == 'against' else 'continues'} {dep!r}, which is not a stage defined before it",
+                                            f"define the {key} stage first")
+    if s.get("start") and s.get("against"): w.fail(("stages", i, "against"), "is given beside start", "a continuing stage is tested against its start; give one of them")
+    users = s.get("users")
+    if users is not None and (isinstance(users, bool) or not isinstance(users, int) or users < 1):
+        w.fail(("stages", i, "users"), f"must be a whole number of test users of at least 1, or null for every user; got {users!r}", "users: 20 (or leave it out)")
+    return Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), users, str(s.get("budget", "")), str(s.get("against") or ""))
 
 def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structure as a dict
-    "A checked `Grid` from a YAML file (or a dict); errors name the file, line and key."
-    text, where = (None, "the grid") if isinstance(source, dict) else (Path(source).read_text(encoding="utf-8"), str(source))
-    try: raw = source if text is None else yaml.safe_load(text)
-    except yaml.YAMLError as e: raise HanorecError(f"{where} is not valid YAML: {e}", hint="fix the YAML syntax at the line shown") from None
-    lines = _lines(text) if text else {}
-    def fail(path, what, hint):
-        line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
-        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
-        raise HanorecError(f"{where}{f', line {line}' if line else ''}: {key or 'the file'} {what}", hint=hint)
-    if not isinstance(raw, dict): fail((), "must be a mapping with datasets and stages", "see hanorec experiment run --help for an example")
+    "A checked `Grid` from a YAML file (or a dict): its structure here, then every value by `check_grid`; errors name the file, line and key."
+    if isinstance(source, dict): raw, w = source, _Where()
+    else: raw, lines = load_yaml_strict(Path(source), lines=True); w = _Where(str(source), lines)
+    if not isinstance(raw, dict): w.fail((), "must be a mapping with datasets and stages", "see hanorec experiment run --help for an example")
     for k in raw:
-        if k not in _GRID_KEYS: fail((k,), "is not a grid key", f"use {', '.join(sorted(_GRID_KEYS))}")
+        if k not in _GRID_KEYS: w.fail((k,), "is not a grid key", f"use {', '.join(sorted(_GRID_KEYS))}")
     datasets = raw.get("datasets")
-    if not isinstance(datasets, dict) or not datasets: fail(("datasets",), "must name at least one dataset", "datasets: {movielens-small: {prepare: movielens-small}}")
+    if not isinstance(datasets, dict) or not datasets: w.fail(("datasets",), "must name at least one dataset", "datasets: {movielens-small: {prepare: movielens-small}}")
     for name, spec in datasets.items():
-        if not _SAFE.match(str(name)): fail(("datasets", name), "is not a usable folder name", "use letters, digits, '.', '_' and '-'")
+        if not _SAFE.match(str(name)): w.fail(("datasets", name), "is not a usable folder name", "use letters, digits, '.', '_' and '-'")
         kinds = [k for k in ("prepare", "synthetic", "path") if isinstance(spec, dict) and k in spec]
-        if len(kinds) != 1: fail(("datasets", name), "must say one of prepare: SOURCE, synthetic: {...} or path: FOLDER", "give exactly one")
-        if kinds == ["synthetic"] and not isinstance(spec["synthetic"] or {}, dict): fail(("datasets", name, "synthetic"), "must be a mapping of options", "synthetic: {users: 300}")
-        if kinds != ["prepare"] and len(spec) > 1: fail(("datasets", name), f"has options beside {kinds[0]}", "only prepare: takes options beside it")
+        if len(kinds) != 1: w.fail(("datasets", name), "must say one of prepare: SOURCE, synthetic: {...} or path: FOLDER", "give exactly one")
+        if kinds == ["synthetic"] and not isinstance(spec["synthetic"] or {}, dict): w.fail(("datasets", name, "synthetic"), "must be a mapping of options", "synthetic: {users: 300}")
+        if kinds != ["prepare"] and len(spec) > 1: w.fail(("datasets", name), f"has options beside {kinds[0]}", "only prepare: takes options beside it")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        fail(("seeds",), f"must be a list of distinct integers, got {seeds!r}", "seeds: [0, 1, 2]")
+        w.fail(("seeds",), f"must be a list of distinct integers, got {seeds!r}", "seeds: [0, 1, 2]")
+    metrics = raw.get("metrics", list(REPORT_METRICS))
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        w.fail(("metrics",), f"must be a list of metric names, got {metrics!r}", f"metrics: [{', '.join(m.strip() for m in metrics.split(',')) if isinstance(metrics, str) else ', '.join(REPORT_METRICS)}]")
     settings = raw.get("settings", []) or []
-    stages, names = [], []
-    if not isinstance(raw.get("stages"), list) or not raw["stages"]: fail(("stages",), "must list at least one stage", "stages: [{name: sft, settings: [model=seqrec]}]")
-    for i, s in enumerate(raw["stages"]):
-        if not isinstance(s, dict) or "name" not in s: fail(("stages", i), "must be a mapping with a name", "- {name: sft, settings: [model=seqrec]}")
-        for k in s:
-            if k not in _STAGE_KEYS: fail(("stages", i, k), "is not a stage key", f"use {', '.join(sorted(_STAGE_KEYS))}")
-        name = str(s["name"])
-        if not _SAFE.match(name): fail(("stages", i, "name"), f"{name!r} is not a usable folder name", "use letters, digits, '.', '_' and '-'")
-        if name in names: fail(("stages", i, "name"), f"{name!r} is used twice", "give each stage its own name")
-        st = s.get("settings", []) or []
-        for j, x in enumerate([*settings, *st]):
-            if not isinstance(x, str) or "=" not in x:
-                fail(("stages", i, "settings", j - len(settings)) if j >= len(settings) else ("settings", j), f"{x!r} is not key=value", "write settings as key=value, e.g. objective=dpo")
-        for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
-            if dep and dep not in names: fail(("stages", i, key), f"{'is tested against' if key == 'against' else 'continues'} {dep!r}, which is not a stage defined before it",
-                                              f"define the {key} stage first")
-        if s.get("start") and s.get("against"): fail(("stages", i, "against"), "is given beside start", "a continuing stage is tested against its start; give one of them")
-        stages.append(Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), s.get("users"), str(s.get("budget", "")),
-                            str(s.get("against") or "")))
-        names.append(name)
-    return Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(raw.get("metrics", REPORT_METRICS)))
+    if not isinstance(settings, list): w.fail(("settings",), f"must be a list of key=value settings, got {settings!r}", "settings: [device=cpu]")
+    if not isinstance(raw.get("stages"), list) or not raw["stages"]: w.fail(("stages",), "must list at least one stage", "stages: [{name: sft, settings: [model=seqrec]}]")
+    stages = []
+    for i, s in enumerate(raw["stages"]): stages.append(_stage(s, i, [x.name for x in stages], settings, w))
+    grid = Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(metrics))
+    check_grid(grid, w)
+    return grid
 
 # %% ../nbs/12a_grid.ipynb #gr000012
 def grid_dataset(name:str, spec:dict, out:Path) -> Path:
@@ -131,6 +215,9 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
              device:str="auto") -> Path:
     "Run (or reuse, or resume) every cell, evaluate each on the test split, and write results.csv and the report; returns report.md."
     out, t0 = Path(out), time.time()
+    check_grid(grid)  # every value, before anything is made (a grid built in Python has not met load_grid)
+    for d, spec in grid.datasets.items():
+        if "path" in spec: grid_dataset(d, spec, out)  # a given folder that is not there: said before any other dataset is made
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out/"grid.yaml", yaml.safe_dump(grid_dict(grid), sort_keys=False))
     data = {d: grid_dataset(d, spec, out) for d, spec in grid.datasets.items()}
@@ -196,6 +283,7 @@ def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} 
     return dict(seeds=len(seeds), a_value=float(sa.mean()), b_value=float(sb.mean()), difference=boot["difference"], low=boot["low"],
                 high=boot["high"], p_users=boot["p_value"], p_seeds=p_seeds)
 
+# %% ../nbs/12a_grid.ipynb #gr0summ1
 def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "One row per (dataset, stage): mean and sd over seeds per metric, the validation mean, and against the start: difference, p across seeds, p over users."
     rows = []
@@ -219,7 +307,7 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
                 p = paired_over_seeds(base, vals, m, n)
                 row[f"{m} diff"], row[f"{m} p users"], row[f"{m} p seeds"] = p["difference"], p["p_users"], p["p_seeds"]
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["dataset", "stage", "about", "start", "seeds", "users"])  # no cell finished: still a table
 
 # %% ../nbs/12a_grid.ipynb #gr000015
 def _significant(r, m) -> bool:
@@ -256,6 +344,7 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
                  "(values averaged over seeds); with one seed, by the bootstrap alone.")
     return "\n".join(parts)
 
+# %% ../nbs/12a_grid.ipynb #gr0pfig1
 def preference_figures(grid:Grid, out:str|Path, seed:int|None=None) -> list: # default: the grid's first seed
     """Per dataset, plotly figures of the preference stages of one seed: beta and HaRS hardness h over every training pair
     (box plots, one per stage; h where HaRS ran), and the false-negative rate of the drawn negatives per step (synthetic
@@ -284,6 +373,11 @@ def preference_figures(grid:Grid, out:str|Path, seed:int|None=None) -> list: # d
             figs.append(fig)
     return figs
 
+# %% ../nbs/12a_grid.ipynb #gr0rep01
+def unfinished_cells(grid:Grid, out:str|Path) -> list[str]:
+    "The cells of `grid` in OUT with no test evaluation yet ('dataset seed N stage'), in the order they run."
+    return [f"{d} seed {seed} {s.name}" for d, seed, s in grid_cells(grid) if read_evaluation(cell_folder(out, d, seed)/s.name, "test", "sampled") is None]
+
 def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this invocation's time
                       extra:str="") -> Path: # more markdown after the tables (the claims lab's answers)
     "Write results.csv, report.md and a self-contained report.html (metrics with error bars, `preference_figures`, training curves); returns report.md."
@@ -292,7 +386,11 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this i
     results, summary = grid_results(grid, out), grid_summary(grid, out)
     with atomic_path(out/"results.csv", suffix=".csv") as tmp: results.to_csv(tmp, index=False)
     took = f" This invocation took {seconds / 60:.1f} minutes." if seconds else ""
-    text = f"# {grid.name}\n\n{len(grid.datasets)} dataset(s) x {len(grid.seeds)} seed(s) x {len(grid.stages)} stage(s), every cell evaluated on the test split.{took}\n\n{grid_markdown(grid, summary)}\n" + (f"\n{extra}\n" if extra else "")
+    missing, cells = unfinished_cells(grid, out), len(grid_cells(grid))
+    unfinished = (f"\n\n**{len(missing)} of {cells} cells have not finished yet**, so this report shows the other {cells - len(missing)}: "
+                  + ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "") + ".") if missing else ""
+    text = (f"# {grid.name}\n\n{len(grid.datasets)} dataset(s) x {len(grid.seeds)} seed(s) x {len(grid.stages)} stage(s), every cell evaluated "
+            f"on the test split.{took}{unfinished}\n\n{grid_markdown(grid, summary)}\n" + (f"\n{extra}\n" if extra else ""))
     atomic_write_text(out/"report.md", text)
     figs = []
     for d in grid.datasets:
