@@ -32,7 +32,7 @@ def exclusion_mask(n_items:int, # catalog size
     full = mask.all(1)
     if full.any():
         raise HanorecError(f"sample {int(np.flatnonzero(full)[0])} excludes every item of the catalog, so no negative can be drawn",
-                           hint="set exclude_history=false, or use a larger catalog")
+                           hint="set negatives.exclude_history=false, or use a larger catalog")
     return mask
 
 # %% ../nbs/09_negatives.ipynb #cbb56224
@@ -41,7 +41,7 @@ def _draw_weighted(rng:np.random.Generator, weights:np.ndarray, k:int) -> np.nda
     out = np.empty((len(weights), k), dtype=np.int64)
     for i, w in enumerate(weights):
         nz = int((w > 0).sum())
-        if nz < k: raise HanorecError(f"sample {i} has only {nz} drawable negatives, {k} asked", hint="ask for fewer negatives")
+        if nz < k: raise HanorecError(f"sample {i} has only {nz} drawable negatives, {k} asked", hint=f"set negatives.k to {nz} or less")
         # Gumbel top-k: sampling without replacement in proportion to w
         keys = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)) + rng.gumbel(size=len(w)), -np.inf)
         out[i] = np.argpartition(-keys, k - 1)[:k]
@@ -73,7 +73,8 @@ def hard_negatives(scores, # [B, N] the current model's scores over the catalog
 
 def topk_pool(scores, mask:np.ndarray, pool_size:int=50) -> np.ndarray:
     "RoDPO's dynamic pool: the `pool_size` top-scored allowed items per sample, [B, pool_size]."
-    return _allowed_scores(scores, mask).topk(pool_size, dim=1).indices.numpy()
+    s = _allowed_scores(scores, mask)
+    return s.topk(min(pool_size, s.shape[1]), dim=1).indices.numpy()  # a pool as large as the catalog at most
 
 def stochastic_topk_negatives(rng:np.random.Generator, pool:np.ndarray, # [B, K] from `topk_pool`
                               k:int=1, # negatives per sample
@@ -84,6 +85,7 @@ def stochastic_topk_negatives(rng:np.random.Generator, pool:np.ndarray, # [B, K]
     else:
         z = pool_scores / temperature
         w = np.exp(z - z.max(1, keepdims=True))
+    if pool_scores is not None: w = np.where(np.isfinite(pool_scores), w, 0.0)  # a pool larger than the allowed items holds excluded ones: never drawn
     picks = _draw_weighted(rng, w, k)
     return np.take_along_axis(pool, picks, axis=1)
 
@@ -103,7 +105,7 @@ class DynamicTopKPool:
         stale = [j for j, i in enumerate(samples) if i not in self.pools or step - self.pools[i][0] >= self.refresh_every]
         if stale:
             s = _allowed_scores(self.score_fn(samples[stale]), mask[stale])
-            top = s.topk(self.pool_size, dim=1)
+            top = s.topk(min(self.pool_size, s.shape[1]), dim=1)  # a pool as large as the catalog at most
             for r, j in enumerate(stale): self.pools[samples[j]] = (step, top.indices[r].numpy(), top.values[r].numpy())
         return (np.stack([self.pools[i][1] for i in samples]), np.stack([self.pools[i][2] for i in samples]))
 
@@ -127,10 +129,17 @@ def excluded_items(samples:Samples, idx:np.ndarray, n_items:int, # [B] sample in
     "[B, N] True where an item may not be a negative of the sample: its target (and its user's items)."
     return exclusion_mask(n_items, samples.target[idx], [samples.seen[u] for u in samples.users[idx]] if exclude_history else None)
 
+_COUNT_KEYS = {Purpose.FILLERS: "prompt_candidates", Purpose.SHORTLIST: "negatives.shortlist", Purpose.NEGATIVES: "negatives.k"}
+
 def fixed_items(samples:Samples, idx:np.ndarray, n_items:int, count:int, seed:int,
                 purpose:Purpose=Purpose.FILLERS) -> np.ndarray: # FILLERS for prompts, SHORTLIST, NEGATIVES
     "[B, count] fixed random items each sample's user never touched, the same at every step."
     excluded = excluded_items(samples, idx, n_items)
+    if len(idx) and (fewest := int((~excluded).sum(1).min())) < count:  # say which setting asked for them
+        key, fits = _COUNT_KEYS[purpose], fewest + (purpose == Purpose.FILLERS)
+        user = samples.users[idx[int((~excluded).sum(1).argmin())]]
+        raise HanorecError(f"user {user} has only {fewest} items they never touched, and {count} fixed ones are asked for ({key})",
+                           hint=f"set {key} to {fits} or less" + (f" (and negatives.k to {fewest} or less)" if purpose == Purpose.FILLERS else ""))
     return per_sample(lambda rng, j: random_negatives(rng, excluded[j:j + 1], count)[0], seed, purpose, idx)
 
 # %% ../nbs/09_negatives.ipynb #e0a1b006

@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import HanorecError, Manifest, atomic_path, atomic_write_json, progress, read_manifest, write_manifest
+from .core import HanorecError, Manifest, get_logger, atomic_path, atomic_write_json, progress, read_manifest, write_manifest
 from .metrics import auc, rank_metrics, target_ranks
 
 # %% auto #0
@@ -319,18 +319,36 @@ class World:
     interactions: pd.DataFrame # user_id, item_id, timestamp, rating (NaN): the observed wanted items
     truth: Truth
 
+_LENGTHS = dict(min_length=5, max_length=40, mean_length=10.0)  # the defaults of `generate_world`, for catalogs of more than 40 items
+
+def _fit_lengths(items, min_length, max_length, mean_length) -> tuple:
+    "The lengths a small catalog can hold: a default that does not fit shrinks to half the catalog (negatives and candidates need the rest)."
+    if max_length == _LENGTHS["max_length"] and max_length >= items: max_length = max(1, items // 2)
+    if min_length == _LENGTHS["min_length"]: min_length = max(1, min(min_length, max_length))
+    if mean_length == _LENGTHS["mean_length"]: mean_length = float(min(max(mean_length, min_length), max_length))
+    return min_length, max_length, mean_length
+
 def _check_settings(users, items, seed, visual_signal, drift, popularity_skew, observe_prob, temperature, taste_scale,
                     min_length, max_length, mean_length):
-    checks = [(users >= 1, "users must be at least 1"), (seed >= 0, "seed must be a non-negative integer"),
-              (1 <= min_length <= max_length, "need 1 <= min_length <= max_length"),
-              (min_length <= mean_length <= max_length, "mean_length must lie between min_length and max_length"),
-              (items > max_length, "items must exceed max_length (a user never wants an item twice)"),
-              (visual_signal >= 0, "visual_signal must be >= 0"), (0 <= drift <= 1, "drift must lie in [0, 1]"),
-              (popularity_skew >= 0, "popularity_skew must be >= 0"), (0 < observe_prob <= 1, "observe_prob must lie in (0, 1]"),
-              (temperature > 0, "temperature must be > 0"), (0 < taste_scale * max(1, visual_signal) <= 16, "taste_scale (x visual_signal) must lie in (0, 16]")]
-    for ok, msg in checks:
-        if not ok: raise HanorecError(f"synthetic world: {msg}", hint="change that setting")
+    min_length, max_length, mean_length = _fit_lengths(items, min_length, max_length, mean_length)
+    checks = [(users >= 1, f"users={users} is below 1", "set users=1 or more"), (seed >= 0, f"seed={seed} is negative", "set seed=0 or more"),
+              (items >= 2, f"items={items}: a world needs at least 2 items", "set items=2 or more"),
+              (1 <= min_length <= max_length, f"min_length={min_length} must lie in 1..max_length={max_length}", f"set min_length between 1 and {max_length}"),
+              (min_length <= mean_length <= max_length, f"mean_length={mean_length} must lie between min_length={min_length} and max_length={max_length}",
+               f"set mean_length between {min_length} and {max_length}"),
+              (items > max_length, f"items={items} must exceed max_length={max_length} (a user never wants an item twice)",
+               f"set max_length to {items - 1} or less, or items to {max_length + 1} or more"),
+              (visual_signal >= 0, f"visual_signal={visual_signal} is negative", "set visual_signal=0 or more"),
+              (0 <= drift <= 1, f"drift={drift} is outside [0, 1]", "set drift within [0, 1], e.g. drift=0.2"),
+              (popularity_skew >= 0, f"popularity_skew={popularity_skew} is negative", "set popularity_skew=0 or more"),
+              (0 < observe_prob <= 1, f"observe_prob={observe_prob} is outside (0, 1]", "set observe_prob within (0, 1], e.g. observe_prob=0.5"),
+              (temperature > 0, f"temperature={temperature} must be above 0", "set temperature above 0, e.g. temperature=1"),
+              (0 < taste_scale * max(1, visual_signal) <= 16, f"taste_scale={taste_scale} (x visual_signal={visual_signal}) must lie in (0, 16]",
+               "lower taste_scale or visual_signal, e.g. taste_scale=2")]
+    for ok, msg, fix in checks:
+        if not ok: raise HanorecError(f"synthetic world: {msg}", hint=fix)
 
+# %% ../nbs/03_synthetic.ipynb #h2syn01
 def generate_world(users:int=1000, # how many users
                    items:int=2000, # how many items
                    seed:int=0, # one seed for everything: the same seed gives the same world
@@ -347,6 +365,10 @@ def generate_world(users:int=1000, # how many users
     "Generate a synthetic world with known preferences; deterministic in its settings."
     _check_settings(users, items, seed, visual_signal, drift, popularity_skew, observe_prob, temperature, taste_scale,
                     min_length, max_length, mean_length)
+    fitted = _fit_lengths(items, min_length, max_length, mean_length)
+    if fitted != (min_length, max_length, mean_length):
+        get_logger("hanorec.synthetic").info("synthetic world of %d items: min_length=%s max_length=%s mean_length=%s (defaults lowered to fit)", items, *fitted)
+    min_length, max_length, mean_length = fitted
     config = dict(users=int(users), items=int(items), seed=int(seed), visual_signal=float(visual_signal),
                   drift=float(drift), popularity_skew=float(popularity_skew), observe_prob=float(observe_prob),
                   temperature=float(temperature), taste_scale=float(taste_scale), min_length=int(min_length),
