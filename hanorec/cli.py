@@ -255,11 +255,13 @@ def cmd_train(args) -> dict:
     from hanorec.train import TrainConfig, train, train_config
     settings = list(args.settings)
     path = settings.pop(0) if settings and "=" not in settings[0] else None
-    if args.resume and path is None and len(settings) == 1 and settings[0].startswith("out="):  # `--resume out=RUN`: its own settings
-        saved = Path(settings[0][4:])/"config.yaml"
+    out = next((s[4:] for s in settings if s.startswith("out=")), None)
+    if args.resume and path is None and not any(s.startswith("data=") for s in settings):  # `--resume out=RUN [key=value ...]`
+        if out is None: raise HanorecError("--resume needs the run folder to continue", hint="hanorec train --resume out=RUN")
+        saved = Path(out)/"config.yaml"
         if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
-        cfg = load_config(TrainConfig, saved)
-    else: cfg = train_config(path, settings)  # the model family's recipe, then the file, then the overrides
+        cfg = load_config(TrainConfig, saved, settings)  # its own settings, then what was given: the trainer names each that differs
+    else: cfg = train_config(path, settings, resume=args.resume)  # the model family's recipe, then the file, then the overrides
     if getattr(args, "print_config", False):
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
     args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `main` prints it after Ctrl-C

@@ -22,22 +22,24 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from fastcore.basics import patch
 
 from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, check_finite, config_to_dict,
-                          damaged_outputs, get_logger, hash_bytes, hash_file, hash_obj, load_config, pick_device, progress, read_json,
+                          damaged_outputs, get_logger, hash_bytes, hash_file, hash_obj, load_config, parse_overrides, pick_device, progress, read_json,
                           read_manifest, remove_stale_temps, rng_state, sample_rng, save_config, seed_everything, set_rng_state,
                           write_manifest)
 from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
-from .negatives import NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
+from .negatives import STRATEGIES, NegativeSampler, NegativesConfig, false_negative_rate, fixed_items
 from .objectives import OBJECTIVES, Hardness, HarsConfig, NodoConfig, hars_beta, neighbour_scores, nodo, preference_logits
 from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
 from .evaluation import plot_curves, read_log, read_pairs
 
 # %% auto #0
-__all__ = ['EVAL_METRICS', 'RECIPES', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig', 'RunState', 'Trainer',
-           'code_version', 'run_environment', 'weight_change', 'train', 'train_config']
+__all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'RECIPES', 'IGNORED', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
+           'RunState', 'check_ranges', 'catalog_limits', 'fit_catalog', 'Trainer', 'code_version', 'run_environment',
+           'weight_change', 'train', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -125,19 +127,64 @@ def _resolve_model(cfg:TrainConfig) -> TrainConfig:
     if trained == "seqrec": return dataclasses.replace(cfg, model=trained, seqrec=started.seqrec)  # it continues that encoder as it was built
     return dataclasses.replace(cfg, model=trained)
 
+# %% ../nbs/11_train.ipynb #h2rng02
+SETTING_RANGES = {  # every number of a stage's settings, with the values that mean something ("(0, inf)": above 0)
+    "seed": "[0, 4294967295]", "history": "[1, inf)", "min_history": "[0, inf)", "prompt_candidates": "[2, inf)",
+    "lora.r": "[1, inf)", "lora.alpha": "(0, inf)", "lora.dropout": "[0, 1)",
+    "seqrec.hidden": "[1, inf)", "seqrec.layers": "[0, inf)", "seqrec.heads": "[1, inf)", "seqrec.inner": "[0, inf)",
+    "seqrec.gru_hidden": "[0, inf)", "seqrec.dropout": "[0, 1)", "seqrec.history": "[1, inf)", "seqrec.moe_experts": "[1, inf)",
+    "seqrec.moe_top_k": "[1, inf)", "seqrec.moe_balance_weight": "[0, inf)", "seqrec.summary_dim": "[1, inf)",
+    "summary.block_size": "[1, inf)", "summary.max_new_tokens": "[1, inf)", "summary.batch_size": "[1, inf)",
+    "summary.decay": "[0, 1]", "summary.top": "[1, inf)",
+    "beta": "(0, inf)", "max_samples": "[0, inf)", "sample_stride": "[0, inf)", "sft_weight": "[0, inf)",
+    "negatives.k": "[1, inf)", "negatives.popularity_alpha": "[0, inf)", "negatives.pool_size": "[1, inf)",
+    "negatives.refresh_every": "[1, inf)", "negatives.temperature": "[0, inf)", "negatives.shortlist": "[1, inf)",
+    "optim.lr": "[0, inf)", "optim.weight_decay": "[0, inf)", "optim.warmup_steps": "[0, inf)", "optim.max_steps": "[0, inf)",
+    "optim.epochs": "[0, inf)", "optim.batch_size": "[1, inf)", "optim.grad_accum": "[1, inf)", "optim.max_grad_norm": "[0, inf)",
+    "eval.every": "[0, inf)", "eval.users": "[0, inf)", "eval.patience": "[0, inf)", "eval.batch_size": "[1, inf)",
+    "hars.beta0": "(0, inf)", "hars.top_k": "[1, inf)", "hars.mean_samples": "[1, inf)", "nodo.sigma": "[0, inf)",
+    "checkpoint.every": "[0, inf)", "checkpoint.keep": "[0, inf)"}
+
+def _get(cfg, key:str):
+    "The value of a dotted key of a config."
+    for part in key.split("."): cfg = getattr(cfg, part)
+    return cfg
+
+def _flat(d:dict, prefix:str="") -> dict:
+    "A nested dict as {dotted key: value}."
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+def check_ranges(cfg, # a config dataclass
+                 ranges:dict=SETTING_RANGES): # dotted key -> its range in interval notation
+    "Refuse a setting outside its range, naming the key, the range and a value inside it."
+    for key, text in ranges.items():
+        value, (low, high) = _get(cfg, key), text[1:-1].split(", ")
+        below = value < float(low) or (value == float(low) and text[0] == "(")
+        above = value > float(high) or (value == float(high) and text[-1] == ")")
+        if not (below or above): continue
+        said = (f"is below {low}" if value < float(low) else f"must be above {low}") if below else \
+               (f"is above {high}" if value > float(high) else f"must be below {high}")
+        default = _get(type(cfg)(), key)
+        raise HanorecError(f"{key}={value} {said} (its range is {text})", hint=f"set {key} within {text}, for example its default {key}={default}")
+
 # %% ../nbs/11_train.ipynb #tr000003
 def _check_settings(cfg:TrainConfig, processes:int):
     "Refuse settings that cannot work, before anything is loaded or written."
-    o, objective = cfg.optim, OBJECTIVES[cfg.objective]
+    o, objective, s = cfg.optim, OBJECTIVES[cfg.objective], cfg.seqrec
     check_finite(cfg)  # a NaN lr passes every `<` below; a NaN max_grad_norm would switch clipping off
     if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
     if objective.reference and not cfg.init:
         raise HanorecError(f"objective {cfg.objective} needs a reference model", hint="set init=RUN to a finished SFT run (its model is the reference)")
-    for key, value, least in (("optim.max_steps", o.max_steps, 0), ("optim.epochs", o.epochs, 0), ("sample_stride", cfg.sample_stride, 0), ("optim.batch_size", o.batch_size, 1), ("optim.grad_accum", o.grad_accum, 1),
-                              ("optim.lr", o.lr, 0), ("optim.warmup_steps", o.warmup_steps, 0), ("eval.every", cfg.eval.every, 0),
-                              ("eval.users", cfg.eval.users, 0), ("checkpoint.every", cfg.checkpoint.every, 0), ("nodo.sigma", cfg.nodo.sigma, 0),
-                              ("sft_weight", cfg.sft_weight, 0)):
-        if value < least: raise HanorecError(f"{key}={value} is below {least}", hint=f"set {key} to {least} or more")
+    check_ranges(cfg)
+    for ok, what, fix in ((cfg.min_history <= cfg.history, f"min_history={cfg.min_history} is above history={cfg.history}, so no sample is kept", f"set min_history to {cfg.history} or less"),
+                          (o.max_steps or o.epochs, "optim.max_steps=0 and optim.epochs=0 train no step", "set optim.max_steps=N (or optim.epochs=E)"),
+                          (s.moe_top_k <= s.moe_experts, f"seqrec.moe_top_k={s.moe_top_k} routes to more experts than seqrec.moe_experts={s.moe_experts}", f"set seqrec.moe_top_k to {s.moe_experts} or less"),
+                          (cfg.model != "seqrec" or cfg.init or s.backbone != "sasrec" or s.hidden % s.heads == 0,
+                           f"seqrec.hidden={s.hidden} is not divisible by seqrec.heads={s.heads}", "set seqrec.heads to a divisor of seqrec.hidden, e.g. seqrec.heads=1"),
+                          (cfg.negatives.strategy != "stochastic_topk" or cfg.negatives.k <= cfg.negatives.pool_size,
+                           f"negatives.k={cfg.negatives.k} negatives cannot be drawn from a pool of negatives.pool_size={cfg.negatives.pool_size}",
+                           f"set negatives.pool_size to {cfg.negatives.k} or more")):
+        if not ok: raise HanorecError(what, hint=fix)
     if cfg.eval.metric not in EVAL_METRICS:
         raise HanorecError(f"eval.metric {cfg.eval.metric!r} is not a validation metric", hint=f"choose from {', '.join(EVAL_METRICS)}")
     if objective.hars and o.batch_size * processes < 3:
@@ -151,6 +198,57 @@ def _check_settings(cfg:TrainConfig, processes:int):
                            "in the backward pass without the noise", hint="set nodo.mode=logits (noise on the scores), or gradient_checkpointing=false")
     if objective.hars and cfg.nodo.sigma == 0:
         get_logger("hanorec.train").warning("objective=hanorec with nodo.sigma=0 is HaRS alone; HaNoRec adds NoDO: nodo.sigma=0.05 (MicroLens) or 0.1 (MovieLens, Netflix)")
+
+# %% ../nbs/11_train.ipynb #h2cat02
+def _family(cfg:TrainConfig) -> str:
+    "seqrec, popularity or language model: the stage's own model, or (a preference stage) its init run's."
+    model = cfg.model
+    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
+        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
+    return model if model in ("seqrec", "popularity") else "language model"
+
+def catalog_limits(cfg:TrainConfig, n_items:int, # the stage's settings, its catalog's size
+                   unseen:int) -> dict[str, int]: # the fewest items a user of the catalog has not interacted with
+    "The largest value of each catalog-bound setting this stage reads that the catalog can fill."
+    obj, strategy, lm = OBJECTIVES[cfg.objective], STRATEGIES[cfg.negatives.strategy], _family(cfg) == "language model"
+    # fillers, shortlists and HaRS's model-free draws always leave out the user's items; other draws only when exclude_history is on
+    neg = unseen if cfg.negatives.exclude_history or lm or strategy.fillers or (obj.hars and strategy.model_based) else n_items - 1
+    out = {}
+    if obj.negatives: out["negatives.k"] = neg
+    if obj.negatives and strategy.model_based: out["negatives.pool_size"] = neg
+    if obj.negatives and strategy.model_based and lm: out["negatives.shortlist"] = unseen
+    if lm or (obj.negatives and strategy.fillers): out["prompt_candidates"] = unseen + 1
+    if obj.hars: out["hars.top_k"] = n_items - 1
+    return out
+
+def _room(n:int, interactions:pd.DataFrame) -> tuple[int, int, str]:
+    "The catalog size, the fewest items a user left unseen, and that user."
+    seen = interactions.groupby("user_id").item_id.nunique()
+    return n, n - int(seen.max()), str(seen.idxmax())
+
+def _catalog(data:str|Path) -> tuple[int, int, str]|None:
+    "`_room` of a prepared dataset, read from its files alone (None: no dataset there yet)."
+    data = Path(data)
+    if not (data/"manifest.json").exists() or not (data/"interactions.parquet").exists(): return None
+    import pyarrow.parquet as pq
+    return _room(pq.read_metadata(data/"items.parquet").num_rows, pd.read_parquet(data/"interactions.parquet", columns=["user_id", "item_id"]))
+
+def fit_catalog(cfg:TrainConfig, catalog:tuple[int, int, str], # the settings; `_catalog`'s answer
+                given:set[str]|None=None) -> list[str]: # keys the user set (None: every key counts as set)
+    "`key=value` settings that lower defaults to what the catalog can fill; a value the user set that does not fit is an error."
+    n, unseen, user = catalog
+    fixes = []
+    for key, top in catalog_limits(cfg, n, unseen).items():
+        value, least = _get(cfg, key), float(SETTING_RANGES[key][1:-1].split(", ")[0])
+        if value <= top: continue
+        where = f"{cfg.data} has {n} items and user {user} has interacted with {n - unseen} of them"
+        if top < least:
+            raise HanorecError(f"{key}={value} does not fit: {where}, so no such value can be filled",
+                               hint="set negatives.exclude_history=false" if key == "negatives.k" and cfg.negatives.exclude_history else "use a larger catalog")
+        if given is None or key in given:
+            raise HanorecError(f"{key}={value} does not fit: {where}", hint=f"set {key}={top} (the largest that fits) or less")
+        fixes.append(f"{key}={top}")
+    return fixes
 
 # %% ../nbs/11_train.ipynb #33fb7f55
 class Trainer:
@@ -186,11 +284,11 @@ class Trainer:
             self.resume = False
         elif self.resume:
             if not saved.exists(): raise HanorecError(f"{self.run} holds no run to resume (no config.yaml)", hint="start it without --resume")
-            old, new = config_to_dict(load_config(TrainConfig, saved)), config_to_dict(self.cfg)
-            old["optim"]["skip_nonfinite"] = new["optim"]["skip_nonfinite"]  # the one switch a resume may change (after a divergence)
-            diff = [k for k in old if old[k] != new[k]]
-            if diff: raise HanorecError(f"{self.run} was started with other settings ({', '.join(diff)})",
-                                        hint="resume with the same config, or start a new run with out=...")
+            old, new = _flat(config_to_dict(load_config(TrainConfig, saved))), _flat(config_to_dict(self.cfg))
+            old["optim.skip_nonfinite"] = new["optim.skip_nonfinite"]  # the one switch a resume may change (after a divergence)
+            diff = [f"{k}: {old[k]} in {saved}, {new.get(k)} now" for k in old if old[k] != new.get(k)]
+            if diff: raise HanorecError(f"{self.run} was started with other settings: {'; '.join(diff)}",
+                                        hint=f"resume with its own settings (hanorec train --resume out={self.run}), or start a new run with another out=")
             self.finished = (self.run/"metrics.json").exists()  # written last: the run is done
         elif saved.exists():
             raise HanorecError(f"{self.run} already holds a run", hint="add --resume to continue it, or choose another out=")
@@ -208,6 +306,7 @@ def setup(self:Trainer):
     self.val = load_samples(ds, "validation", c.history, 0)
     self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
     self.eval_idx = evaluation_users(len(self.val), c.eval.users, c.seed)
+    fit_catalog(c, _room(self.n_items, ds.interactions))  # `train_config` lowered the defaults; what is left was set, and must fit
     self.base = self._write_run_files()
     self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
                                shortlist=c.negatives.shortlist, every_position=c.every_position)
@@ -270,7 +369,7 @@ def _hardness(self:Trainer) -> Hardness:
     own = (f"model-{self._init_hash()[:12]}", self.policy.item_embeddings) if c.hars.text == "model" else None
     neighbours = neighbour_scores(self.ds, c.hars.top_k, c.hars.images, own)
     idx = np.sort(sample_rng(c.seed, Purpose.HARS_MEAN).choice(len(self.samples), min(c.hars.mean_samples, len(self.samples)), replace=False))
-    return Hardness.fit(neighbours, self.samples.target[idx], self.sampler.model_free_draw(idx, self._fillers(idx)))
+    return Hardness.fit(neighbours, self.samples.target[idx], self.sampler.model_free_draw(idx, self._fillers(idx) if self.sampler.strategy.fillers else None))
 
 # %% ../nbs/11_train.ipynb #tr000021
 @patch
@@ -685,26 +784,64 @@ RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
            "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
 
-def _family(cfg:TrainConfig) -> str:
-    "seqrec, popularity or language model: the stage's own model, or (a preference stage) its init run's."
-    model = cfg.model
-    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
-        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
-    return model if model in ("seqrec", "popularity") else "language model"
-
-def train_config(path:str|Path|None=None, # a YAML file of settings
-                 overrides=()) -> TrainConfig: # key=value settings, applied last
-    "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe, the file, the overrides."
-    cfg = load_config(TrainConfig, path, overrides)
-    family = _family(cfg)
+def _recipe(cfg:TrainConfig, family:str, path, overrides) -> tuple:
+    "The model family's recipe for this stage (micro-batches for a language model only when the user set neither batch key)."
     if family == "seqrec":
         fresh_sft = cfg.objective == "sft" and not cfg.init
         ids_only = cfg.seqrec.backbone == "sasrec" and not (cfg.seqrec.text or cfg.seqrec.images)
         key = "sasrec, item ids only" if ids_only else cfg.seqrec.backbone
-        recipe = RECIPES[key] if fresh_sft else RECIPES["encoder preference"] if OBJECTIVES[cfg.objective].reference else ()
-    elif family == "language model":  # micro-batches, unless the user set either key (a probe of 0s shows what they set)
+        return RECIPES[key] if fresh_sft else RECIPES["encoder preference"] if OBJECTIVES[cfg.objective].reference else ()
+    if family == "language model":
         probe = load_config(TrainConfig, path, overrides, defaults=("optim.batch_size=0", "optim.grad_accum=0")).optim
         key = family + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")
-        recipe = RECIPES[key] if (probe.batch_size, probe.grad_accum) == (0, 0) else ()
-    else: recipe = ()
-    return load_config(TrainConfig, path, overrides, defaults=recipe) if recipe else cfg
+        return RECIPES[key] if (probe.batch_size, probe.grad_accum) == (0, 0) else ()
+    return ()
+
+# %% ../nbs/11_train.ipynb #h2giv02
+def _given(path, overrides) -> set[str]:
+    "The dotted keys the user wrote: in the YAML file and on the command line (a recipe's defaults are not among them)."
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {} if path is not None else {}
+    return set(_flat(data)) | set(_flat(parse_overrides(overrides)))
+
+IGNORED = {  # family: (the keys it never reads, why)
+    "seqrec": (("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
+               "a language model's setting, and model=seqrec (a sequential encoder) never reads it"),
+    "language model": (("seqrec", "every_position"), "a sequential encoder's setting, and a language model never reads it"),
+    "popularity": (("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position"),
+                   "a model's setting, and model=popularity only counts items"),
+    "continuing encoder": (("seqrec",), "an encoder's shape, and a stage with init= continues the init run's encoder as it was built")}
+
+def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
+    "Refuse a setting the user gave (at other than its default) that this stage's model never reads."
+    if not cfg.model and cfg.init and not (Path(cfg.init)/"config.yaml").exists(): return  # its model is known once init has run
+    groups = [family] + (["continuing encoder"] if family == "seqrec" and cfg.init else [])
+    default = _flat(config_to_dict(TrainConfig()))
+    now = _flat(config_to_dict(cfg))
+    for group in groups:
+        keys, why = IGNORED[group]
+        for k in sorted(given):
+            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != default[k]:
+                raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
+
+# %% ../nbs/11_train.ipynb #h2cfg01
+def train_config(path:str|Path|None=None, # a YAML file of settings
+                 overrides=(), # key=value settings, applied last
+                 resume:bool=False) -> TrainConfig: # continuing a run: its config.yaml, not these checks, says what is allowed
+    "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe, the file, the overrides, checked."
+    cfg, given = load_config(TrainConfig, path, overrides), _given(path, overrides)
+    family = _family(cfg)
+    recipe = _recipe(cfg, family, path, overrides)
+    if "optim.max_steps" in given and any(r.startswith("optim.epochs=") for r in recipe) and "optim.epochs" not in given:
+        recipe = tuple(r for r in recipe if not r.startswith("optim.epochs="))  # the user's step count, not the recipe's epochs
+    if not resume:
+        _check_ignored(cfg, family, given)
+        if {"optim.max_steps", "optim.epochs"} <= given and cfg.optim.epochs:
+            raise HanorecError(f"optim.max_steps={cfg.optim.max_steps} and optim.epochs={cfg.optim.epochs} both say how long to train",
+                               hint=f"keep one: drop optim.epochs (or set optim.epochs=0) to train {cfg.optim.max_steps} steps")
+    if recipe: cfg = load_config(TrainConfig, path, overrides, defaults=recipe)
+    catalog = _catalog(cfg.data) if cfg.data else None
+    if catalog is not None:
+        if fixes := fit_catalog(cfg, catalog, given):
+            get_logger("hanorec.train").info("the catalog of %s is small: %s (defaults lowered to fit)", cfg.data, " ".join(fixes))
+            cfg = load_config(TrainConfig, path, [*overrides, *fixes], defaults=recipe)
+    return cfg
