@@ -26,8 +26,8 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['MANIFEST', 'HanorecError', 'config_to_dict', 'parse_overrides', 'load_config', 'check_finite', 'save_config',
-           'load_yaml_strict', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng',
+__all__ = ['MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'parse_overrides', 'load_config', 'check_finite',
+           'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng',
            'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json',
            'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
            'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'get_logger',
@@ -45,154 +45,6 @@ class HanorecError(Exception):
     def __str__(self):
         msg = super().__str__()
         return f"{msg}\n  hint: {self.hint}" if self.hint else msg
-
-# %% ../nbs/00_core.ipynb #d7f3ab63
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-def _is_dataclass_type(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-class _Raw(str):
-    "An override value as typed on the command line; `.parsed` is its YAML reading."
-    def __new__(cls, raw:str, parsed):
-        self = super().__new__(cls, raw)
-        self.parsed = parsed
-        return self
-
-def _unwrap(value, tp):
-    "Pick the typed text or its YAML reading, whichever the field wants (`{title}` stays a string for a str field)."
-    if not isinstance(value, _Raw): return value
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is str: return str(value)
-    if origin in (typing.Union, types.UnionType) and str in args: return None if value.parsed is None else str(value)
-    if origin is typing.Literal and str(value) in args: return str(value)
-    return value.parsed
-
-def _coerce(value, tp, key:str):
-    "Check `value` against the annotation `tp`, converting the harmless cases (int to float, str to Path)."
-    value = _unwrap(value, tp)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any: return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args: return None
-        errors = []
-        for a in args:
-            if a is type(None): continue
-            try: return _coerce(value, a, key)
-            except HanorecError as e: errors.append(str(e))
-        raise HanorecError(f"config key {key!r}: {value!r} does not fit {tp}")
-    if origin is typing.Literal:
-        if value in args: return value
-        raise HanorecError(f"config key {key!r}: {value!r} is not one of {list(args)}", hint=f"for example {key}={args[0]}")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise HanorecError(f"config key {key!r}: expected a list, got {value!r}", hint="write it as [a, b, c]")
-        inner = args[0] if args else Any
-        return origin(_coerce(v, inner, key) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict): raise HanorecError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return dict(value)
-    if _is_dataclass_type(tp):
-        if isinstance(value, tp): return value
-        if not isinstance(value, dict): raise HanorecError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return _from_dict(tp, value, prefix=key + ".")
-    if tp is bool:
-        if isinstance(value, bool): return value
-        raise HanorecError(f"config key {key!r}: expected true or false, got {value!r}")
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
-        try: return float(value)
-        except ValueError: pass
-    if tp is int and isinstance(value, int) and not isinstance(value, bool): return value
-    if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool): return str(value)
-    if tp is Path and isinstance(value, (str, Path)): return Path(value)
-    if isinstance(tp, type) and isinstance(value, tp): return value
-    raise HanorecError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-
-def _from_dict(cls, d:dict, prefix:str=""):
-    hints, names = _hints(cls), [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in d if k not in names]
-    if unknown:
-        raise HanorecError(f"unknown config key {prefix + unknown[0]!r} for {cls.__name__}",
-                           hint=f"valid keys: {', '.join(prefix + n for n in names)}")
-    base = cls()
-    return dataclasses.replace(base, **{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
-
-# %% ../nbs/00_core.ipynb #e942f549
-def config_to_dict(cfg) -> dict:
-    "A plain, YAML- and JSON-safe dict of a config dataclass (paths become strings)."
-    def plain(v):
-        if dataclasses.is_dataclass(v): return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, Path): return str(v)
-        if isinstance(v, (list, tuple)): return [plain(x) for x in v]
-        if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
-        return v
-    return plain(cfg)
-
-def parse_overrides(overrides:Iterable[str]) -> dict:
-    "Turn `['a.b=1', 'c=true']` into a nested dict; each value keeps its text and its YAML reading (`.parsed`)."
-    out: dict = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise HanorecError(f"override {item!r} is not of the form key=value", hint="a dotted key names a section's setting: for example optim.lr=1e-4")
-        try: value = _Raw(raw, yaml.safe_load(raw) if raw.strip() else "")
-        except yaml.YAMLError: value = _Raw(raw, raw)
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for p in parents: node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-def _merge(a:dict, b:dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-def load_config(cls, # the config dataclass
-                path:str|Path|None=None, # a YAML file whose keys are the dataclass's fields (nested for nested ones)
-                overrides:Iterable[str]=(), # `key=value` strings; dots reach into nested dataclasses
-                part:bool=False, # read only the top-level keys `cls` has (one part of a larger config, e.g. a run's policy)
-                defaults:Iterable[str]=()): # `key=value` strings applied before the file (a recipe's defaults)
-    "Build `cls` from its defaults, then `defaults`, the YAML file at `path`, then `overrides`, checking every key and type."
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists(): raise HanorecError(f"config file {path} does not exist", hint="check the path; a setting is written key=value, e.g. optim.lr=1e-4")
-        try: data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise HanorecError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})", hint="fix the YAML syntax") from None
-        if not isinstance(data, dict): raise HanorecError(f"{path}: expected a mapping of config keys at the top level")
-    data = _merge(_merge(parse_overrides(defaults), data), parse_overrides(overrides))
-    if part: data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
-    cfg = _from_dict(cls, data)
-    check_finite(cfg)
-    return cfg
-
-def check_finite(cfg): # a config dataclass
-    "Refuse a NaN or infinite number anywhere in `cfg`, naming its key: no setting means anything as nan or inf."
-    import math
-    def walk(v, default, key):
-        if dataclasses.is_dataclass(v):
-            for f in dataclasses.fields(v): walk(getattr(v, f.name), getattr(default, f.name, None), f"{key}.{f.name}" if key else f.name)
-        elif isinstance(v, dict):
-            for k, x in v.items(): walk(x, None, f"{key}.{k}")
-        elif isinstance(v, (list, tuple)):
-            for i, x in enumerate(v): walk(x, None, f"{key}[{i}]")
-        elif isinstance(v, float) and not math.isfinite(v):
-            example = f", for example its default {key}={default}" if isinstance(default, (int, float)) else ""
-            raise HanorecError(f"config key {key!r} is {v}: a setting must be a finite number", hint=f"give {key} a finite value{example}")
-    try: defaults = type(cfg)()
-    except TypeError: defaults = None  # a class with required fields: no defaults to suggest
-    walk(cfg, defaults, "")
-
-def save_config(cfg, path:str|Path):
-    "Write `cfg` as YAML, atomically."
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 # %% ../nbs/00_core.ipynb #c0yaml02
 class _StrictLoader(yaml.SafeLoader):
@@ -318,6 +170,150 @@ def load_yaml_strict(source:str|Path|bytes, # a Path is read as a file; a str or
     finally:
         if loader is not None: loader.dispose()
     return (value, _yaml_lines(node)) if lines else value
+
+# %% ../nbs/00_core.ipynb #d7f3ab63
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+class _Raw(str):
+    "An override value as typed on the command line; `.parsed` is its YAML reading."
+    def __new__(cls, raw:str, parsed):
+        self = super().__new__(cls, raw)
+        self.parsed = parsed
+        return self
+
+def _unwrap(value, tp):
+    "Pick the typed text or its YAML reading, whichever the field wants (`{title}` stays a string for a str field)."
+    if not isinstance(value, _Raw): return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is str: return str(value)
+    if origin in (typing.Union, types.UnionType) and str in args: return None if value.parsed is None else str(value)
+    if origin is typing.Literal and str(value) in args: return str(value)
+    return value.parsed
+
+def _coerce(value, tp, key:str):
+    "Check `value` against the annotation `tp`, converting the harmless cases (int to float, str to Path)."
+    value = _unwrap(value, tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any: return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args: return None
+        errors = []
+        for a in args:
+            if a is type(None): continue
+            try: return _coerce(value, a, key)
+            except HanorecError as e: errors.append(str(e))
+        raise HanorecError(f"config key {key!r}: {value!r} does not fit {tp}")
+    if origin is typing.Literal:
+        if value in args: return value
+        raise HanorecError(f"config key {key!r}: {value!r} is not one of {list(args)}", hint=f"for example {key}={args[0]}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise HanorecError(f"config key {key!r}: expected a list, got {value!r}", hint="write it as [a, b, c]")
+        inner = args[0] if args else Any
+        return origin(_coerce(v, inner, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict): raise HanorecError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp): return value
+        if not isinstance(value, dict): raise HanorecError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, prefix=key + ".")
+    if tp is bool:
+        if isinstance(value, bool): return value
+        raise HanorecError(f"config key {key!r}: expected true or false, got {value!r}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+        try: return float(value)
+        except ValueError: pass
+    if tp is int and isinstance(value, int) and not isinstance(value, bool): return value
+    if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool): return str(value)
+    if tp is Path and isinstance(value, (str, Path)): return Path(value)
+    if isinstance(tp, type) and isinstance(value, tp): return value
+    raise HanorecError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+def _from_dict(cls, d:dict, prefix:str=""):
+    hints, names = _hints(cls), [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise HanorecError(f"unknown config key {prefix + unknown[0]!r} for {cls.__name__}",
+                           hint=f"valid keys: {', '.join(prefix + n for n in names)}")
+    base = cls()
+    return dataclasses.replace(base, **{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
+
+# %% ../nbs/00_core.ipynb #e942f549
+def config_to_dict(cfg) -> dict:
+    "A plain, YAML- and JSON-safe dict of a config dataclass (paths become strings)."
+    def plain(v):
+        if dataclasses.is_dataclass(v): return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Path): return str(v)
+        if isinstance(v, (list, tuple)): return [plain(x) for x in v]
+        if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(cfg)
+
+def parse_overrides(overrides:Iterable[str]) -> dict:
+    "Turn `['a.b=1', 'c=true']` into a nested dict; each value keeps its text and its YAML reading (`.parsed`)."
+    out: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise HanorecError(f"override {item!r} is not of the form key=value", hint="a dotted key names a section's setting: for example optim.lr=1e-4")
+        try: value = _Raw(raw, yaml.safe_load(raw) if raw.strip() else "")
+        except yaml.YAMLError: value = _Raw(raw, raw)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents: node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+def _merge(a:dict, b:dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+def load_config(cls, # the config dataclass
+                path:str|Path|None=None, # a YAML file whose keys are the dataclass's fields (nested for nested ones)
+                overrides:Iterable[str]=(), # `key=value` strings; dots reach into nested dataclasses
+                part:bool=False, # read only the top-level keys `cls` has (one part of a larger config, e.g. a run's policy)
+                defaults:Iterable[str]=()): # `key=value` strings applied before the file (a recipe's defaults)
+    "Build `cls` from its defaults, then `defaults`, the YAML file at `path`, then `overrides`, checking every key and type."
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists(): raise HanorecError(f"config file {path} does not exist", hint="check the path; a setting is written key=value, e.g. optim.lr=1e-4")
+        data = load_yaml_strict(path) or {}  # a key written twice, a python tag, an alias bomb: each one line with its file:line
+        if not isinstance(data, dict): raise HanorecError(f"{path}: expected a mapping of config keys at the top level")
+    data = _merge(_merge(parse_overrides(defaults), data), parse_overrides(overrides))
+    if part: data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+    cfg = _from_dict(cls, data)
+    check_finite(cfg)
+    return cfg
+
+def check_finite(cfg): # a config dataclass
+    "Refuse a NaN or infinite number anywhere in `cfg`, naming its key: no setting means anything as nan or inf."
+    import math
+    def walk(v, default, key):
+        if dataclasses.is_dataclass(v):
+            for f in dataclasses.fields(v): walk(getattr(v, f.name), getattr(default, f.name, None), f"{key}.{f.name}" if key else f.name)
+        elif isinstance(v, dict):
+            for k, x in v.items(): walk(x, None, f"{key}.{k}")
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v): walk(x, None, f"{key}[{i}]")
+        elif isinstance(v, float) and not math.isfinite(v):
+            example = f", for example its default {key}={default}" if isinstance(default, (int, float)) else ""
+            raise HanorecError(f"config key {key!r} is {v}: a setting must be a finite number", hint=f"give {key} a finite value{example}")
+    try: defaults = type(cfg)()
+    except TypeError: defaults = None  # a class with required fields: no defaults to suggest
+    walk(cfg, defaults, "")
+
+def save_config(cfg, path:str|Path):
+    "Write `cfg` as YAML, atomically."
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 # %% ../nbs/00_core.ipynb #40d79daa
 def seed_everything(seed:int, # the one seed for python, numpy and torch
