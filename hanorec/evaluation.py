@@ -527,4 +527,6 @@ def format_comparison(comparison:pd.DataFrame, digits:int=4) -> str:
                          "difference": "n/a" if not np.isfinite(r.difference) else f"{r.difference:+.{digits}f}",
                          "its 95% interval": f"[{f(r.diff_low)}, {f(r.diff_high)}]", "p": f"{r.p_value:.3f}" if np.isfinite(r.p_value) else "n/a",
                          "Holm p": f"{r.p_holm:.3f}" if np.isfinite(getattr(r, "p_holm", math.nan)) else "n/a", "test": r.test})
-    return pd.DataFrame(rows).to_string(index=False)
+    family = int(comparison.p_holm.notna().sum()) if "p_holm" in comparison else 0
+    return pd.DataFrame(rows).to_string(index=False) + (f"\nHolm p: the p-value adjusted by Holm–Bonferroni over all {family} tests of this table "
+                                                        "(every run or seed group and metric against the baseline); judge significance by it." if family else "")
