@@ -52,6 +52,8 @@ CORPUS = {
     "bad-lr-in-third-stage": (WORLD + "stages:\n  - {name: popularity, settings: [model=popularity]}\n  - {name: sft, settings: [model=seqrec]}\n"
                               "  - name: dpo\n    start: sft\n    settings:\n      - init=sft\n      - objective=dpo\n      - optim.lr=-1\n",
                               [":11: stages[2].settings[2] of stage dpo: optim.lr=-1", "hint: set optim.lr"]),
+    "history-0-in-third-stage": (WORLD + "stages:\n  - {name: a, settings: [model=seqrec]}\n  - {name: b, settings: [model=seqrec]}\n"
+                                 "  - {name: c, settings: [model=seqrec, history=0]}\n", [":6: stages[2].settings[1] of stage c: history=0", "hint:"]),
     "unknown-setting": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec, optim.lrr=1e-3]}\n",
                         [":4: stages[0].settings[1] of stage sft: unknown config key 'optim.lrr'", "hint: valid keys: optim.lr"]),
     "preference-without-start": (WORLD + "stages:\n  - {name: dpo, settings: [model=seqrec, objective=dpo]}\n",
