@@ -37,6 +37,8 @@ class Grid:
     seeds: list = field(default_factory=lambda: [0]) # every stage runs once per seed (`seed=N`)
     settings: list = field(default_factory=list) # key=value settings given to every stage, before the stage's own
     metrics: tuple = REPORT_METRICS # the report's metrics (the sampled protocol's names)
+    source: str = field(default="the grid", compare=False) # the file it was read from, for errors
+    lines: dict = field(default_factory=dict, repr=False, compare=False) # the line of each key path in that file
 
 # %% ../nbs/12a_grid.ipynb #gr000008
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes, no leading dot
@@ -107,8 +109,8 @@ def _check_seeds_metrics(grid:Grid, w:_Where):
                        f"choose K below {c}, or give {d} candidates: {k + 1} or more")
 
 # %% ../nbs/12a_grid.ipynb #gr0chk02
-def _check_stage_settings(grid:Grid, w:_Where):
-    "Every stage's settings parsed into its `TrainConfig` and checked as the trainer will check them, before any stage runs."
+def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -> its prepared folder (None: not made yet)
+    "Every stage's settings parsed into its `TrainConfig` and checked as the trainer will check them (against each prepared catalog, given `data`)."
     models = {}  # the model each stage trains: its own model=, or the one of the stage it continues
     for i, s in enumerate(grid.stages):
         given = [*grid.settings, *s.settings]
@@ -124,12 +126,14 @@ def _check_stage_settings(grid:Grid, w:_Where):
         models[s.name] = own[-1] if own else trained or ""
         resolved = [f"model={trained}"] if trained and not own else []  # what the trainer reads from the init run, not there yet
         stage = replace(s, settings=[*given, *resolved, f"seed={grid.seeds[0]}"])
-        try: _check_settings(stage_config(stage, Path("<dataset>"), Path("<grid>")), processes=1)
-        except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}", keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
+        for d, folder in (data or {"": Path("<dataset>")}).items():
+            try: _check_settings(stage_config(stage, folder, Path("<grid>")), processes=1)
+            except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}" + (f" on dataset {d}" if d else ""),
+                                               keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
 
-def check_grid(grid:Grid, where:_Where|None=None): # where the grid came from (`load_grid` gives its file and lines)
+def check_grid(grid:Grid):
     "Check every value of every dataset and stage before anything runs: dataset options, seeds, metrics, and each stage's settings."
-    w = where or _Where()
+    w = _Where(grid.source, grid.lines)
     for name, spec in grid.datasets.items(): _check_dataset(name, spec, w)
     _check_seeds_metrics(grid, w)
     _check_stage_settings(grid, w)
@@ -183,8 +187,8 @@ def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structur
     if not isinstance(raw.get("stages"), list) or not raw["stages"]: w.fail(("stages",), "must list at least one stage", "stages: [{name: sft, settings: [model=seqrec]}]")
     stages = []
     for i, s in enumerate(raw["stages"]): stages.append(_stage(s, i, [x.name for x in stages], settings, w))
-    grid = Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(metrics))
-    check_grid(grid, w)
+    grid = Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(metrics), w.name, w.lines)
+    check_grid(grid)
     return grid
 
 # %% ../nbs/12a_grid.ipynb #gr000012
@@ -221,6 +225,7 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out/"grid.yaml", yaml.safe_dump(grid_dict(grid), sort_keys=False))
     data = {d: grid_dataset(d, spec, out) for d, spec in grid.datasets.items()}
+    _check_stage_settings(grid, _Where(grid.source, grid.lines), data)  # what needs the data: a setting the catalog cannot fill, before any cell
     cells = grid_cells(grid)
     for d, seed, s in cells: refuse_stale(s, data[d], cell_folder(out, d, seed), device)  # every changed cell named before any work
     done = lambda c: (cell_folder(out, c[0], c[1])/c[2].name/"metrics.json").exists()

@@ -116,6 +116,19 @@ def test_missing_file_folder_and_unreadable_file(tmp_path):
         _refused(r, tmp_path, "locked", [f"{f} cannot be read", "hint: check its permissions"])
 
 
+def test_a_setting_the_prepared_catalog_cannot_fill_is_refused_before_any_cell(tmp_path):
+    # Only the prepared data says how many items a user leaves: run_grid checks every stage against it before the first cell.
+    f = tmp_path/"grid.yaml"
+    f.write_text(WORLD + "stages:\n  - {name: sft, settings: [model=seqrec]}\n"
+                 "  - {name: sdpo, start: sft, settings: [init=sft, objective=sdpo, negatives.k=100]}\n")
+    r = run_hanorec("experiment", "run", f, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out, out
+    assert f"{f}:5: stages[1].settings[2] of stage sdpo on dataset world: negatives.k=100 does not fit" in r.stderr
+    assert "hint: set negatives.k=" in r.stderr
+    assert (tmp_path/"grid"/"data"/"world"/"manifest.json").exists() and not (tmp_path/"grid"/"world").exists()  # prepared, nothing trained
+
+
 def test_report_on_a_folder_without_a_grid(tmp_path):
     r = run_hanorec("experiment", "report", tmp_path, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
