@@ -30,8 +30,8 @@ __all__ = ['MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'pa
            'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng',
            'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json',
            'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
-           'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'get_logger',
-           'progress_mode', 'progress']
+           'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'tune_malloc',
+           'get_logger', 'progress_mode', 'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
 class HanorecError(Exception):
@@ -520,6 +520,16 @@ def check_manifest(folder:str|Path, # the artifact folder to reuse
 def hanorec_home() -> Path:
     "The folder for hanorec's own caches (converted models, ...): `$HANOREC_HOME` or `~/.cache/hanorec`."
     return Path(os.environ.get("HANOREC_HOME") or Path.home()/".cache"/"hanorec").expanduser()
+
+# %% ../nbs/00_core.ipynb #co00mal2
+def tune_malloc(mmap_threshold:int=32 << 20, # bytes: larger blocks still go to mmap (glibc's largest allowed value)
+                trim_threshold:int=512 << 20) -> bool: # bytes of free heap top kept before it is handed back
+    "Keep big, short-lived tensors in glibc's heap instead of fresh mmap pages each time; False where the C library is not glibc."
+    import ctypes
+    try: libc = ctypes.CDLL("libc.so.6")
+    except OSError: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 # %% ../nbs/00_core.ipynb #f024b018
 def get_logger(name:str="hanorec") -> logging.Logger:

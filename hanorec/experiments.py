@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .core import (HanorecError, progress_mode, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
+from .core import (HanorecError, progress_mode, tune_malloc, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
                           read_json)
 from .data import load_prepared, prepare
 from .images import image_features
@@ -355,6 +355,7 @@ def run_task(stage:Stage|None, # None: the features task
              threads:int=0): # a worker process's torch threads (0: this process, as it is)
     "Run one task (`features`, or a stage); in a worker, progress as log lines."
     if threads:
+        tune_malloc()  # a spawned worker starts with glibc's defaults
         if progress_mode() != "off": os.environ["HANOREC_PROGRESS"] = "log"  # log lines: two workers' bars would fight over the terminal
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
         torch.set_num_threads(threads)

@@ -498,8 +498,8 @@ def _compute_features(files:list[Path], expected:Manifest, out:Path, encoder:str
 def image_features(dataset_dir:str|Path, # a folder holding an image cache made by `cache_item_images`
                    items_df:pd.DataFrame, # the items whose features to return, in this order (`item_id` column)
                    encoder:str="efficientnet-lite0", # the frozen vision encoder
-                   batch_size:int=64, # images per forward pass
-                   save_every:int=8, # batches per saved chunk: what a stopped call loses at most
+                   batch_size:int=16, # images per forward pass (16: activations small enough for glibc's heap, see core.tune_malloc; features agree across batch sizes to float rounding)
+                   save_every:int=32, # batches per saved chunk: what a stopped call loses at most
                    device:str="auto", # torch device for the encoder
                   ) -> np.ndarray:
     "float32 [len(items_df), 1280] image features, cached under `dataset_dir/features/<encoder>/` with a manifest."
