@@ -34,8 +34,8 @@ import hanorec.synthetic  # registers the synthetic source (the quick benchmarks
 __all__ = ['BENCHMARKS', 'ORDER', 'COMMON_KEYS', 'Benchmark', 'register_benchmark', 'machine', 'check', 'outcome',
            'median_spread', 'run_benchmark', 'interleaved', 'fit_exponent', 'top_ops', 'top_functions', 'ideal_ratio',
            'bench_candidate_scoring', 'step_flops', 'matmul_flops_fn', 'lm_step_fn', 'bench_mfu', 'run_measured',
-           'bench_quickstart', 'bench_eval', 'measure', 'bench_data_prepare', 'bench_user_summaries', 'write_markdown',
-           'bench_all']
+           'bench_quickstart', 'bench_eval', 'measure', 'bench_data_prepare', 'bench_user_summaries', 'gradio_call',
+           'demo_load', 'quantile', 'serve_demo', 'bench_demo', 'write_markdown', 'bench_all']
 
 # %% ../nbs/15_bench.ipynb #2b96edb8
 @dataclass
@@ -45,7 +45,7 @@ class Benchmark:
     run: Callable[..., dict] # run(quick: bool) -> the benchmark's part of the report (see `outcome`)
 
 BENCHMARKS: dict[str, Benchmark] = {}
-ORDER = ("scoring", "preference", "mfu", "quickstart", "eval", "data-prepare", "summaries") # `bench all` and BENCHMARKS.md
+ORDER = ("scoring", "preference", "mfu", "quickstart", "eval", "data-prepare", "summaries", "demo") # `bench all` and BENCHMARKS.md
 COMMON_KEYS = ("name", "about", "command", "ratio", "goal", "met", "checks", "median_s", "spread_s", "sizes", "machine",
                "details", "quick", "seconds", "hanorec")
 
@@ -484,6 +484,137 @@ def bench_user_summaries(quick:bool=False) -> dict:
     return outcome([check("SmolLM2 users per minute / statistical users per minute", r["lm_users_per_min"] / r["statistical_users_per_min"], None)],
                    [r["lm_seconds"]], {"users": users, "max_new_tokens": tokens, "blocks": 1, "batch_size": 8},
                    {"dataset": "synthetic" if quick else "movielens-small (items with 60+ ratings)", **r}, applies=False)
+
+# %% ../nbs/15_bench.ipynb #bmdemo02
+def gradio_call(conn, # an http.client connection to the server
+                api:str, # the endpoint's api_name, e.g. "view"
+                data:list, timeout:float=120) -> list: # the inputs
+    "One call of a Gradio endpoint over plain HTTP (POST /gradio_api/call/API, then its event stream): the outputs."
+    conn.timeout = timeout
+    conn.request("POST", f"/gradio_api/call/{api}", body=json.dumps({"data": data}), headers={"Content-Type": "application/json"})
+    r = conn.getresponse(); body = r.read()
+    if r.status != 200: raise HanorecError(f"POST /gradio_api/call/{api} answered {r.status}: {body[:200]!r}")
+    conn.request("GET", f"/gradio_api/call/{api}/{json.loads(body)['event_id']}")
+    r = conn.getresponse(); events = r.read().decode()
+    for block in events.split("\n\n"):
+        kind = next((l[7:] for l in block.splitlines() if l.startswith("event: ")), None)
+        if kind in ("complete", "error"):
+            data = next((l[6:] for l in block.splitlines() if l.startswith("data: ")), "null")
+            if kind == "error": raise HanorecError(f"/{api} answered an error: {data[:200]}")
+            return json.loads(data)
+    raise HanorecError(f"/{api} ended without an answer: {events[-200:]!r}")
+
+def demo_load(url:str, # a served demo, e.g. http://127.0.0.1:7860
+              users:Sequence[str], runs:Sequence[str], # what the clients pick from
+              other:str|None=None, # the run to compare with, as the page's default
+              clients:int=20, per_client:int=10, # clients at once, and requests each makes
+              seed:int=0) -> dict:
+    "`clients` threads at once, each picking a random user per request and another run every fourth: latencies (s) and errors."
+    import http.client, random
+    from urllib.parse import urlparse
+    u = urlparse(url)
+    latencies, kinds, errors, ready = [], [], [], threading.Barrier(clients)
+    def client(n:int):
+        rng, conn, run = random.Random(seed * 1000 + n), http.client.HTTPConnection(u.hostname, u.port), runs[0]
+        ready.wait()
+        for i in range(per_client):
+            kind = "run" if i % 4 == 3 and len(runs) > 1 else "user"
+            if kind == "run": run = rng.choice([r for r in runs if r != run])
+            t = time.perf_counter()
+            try:
+                out = gradio_call(conn, "view", [rng.choice(list(users)), run, other or "(none)"])
+                if not isinstance(out, list) or len(out) != 9: raise HanorecError(f"/view answered {str(out)[:120]}")
+                latencies.append(time.perf_counter() - t); kinds.append(kind)
+            except (HanorecError, OSError, ValueError) as e:
+                errors.append(f"{type(e).__name__}: {e}"); conn.close(); conn = http.client.HTTPConnection(u.hostname, u.port)
+        conn.close()
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return {"latencies": latencies, "kinds": kinds, "errors": errors, "wall_s": time.perf_counter() - t0}
+
+def quantile(values:Sequence[float], q:float) -> float|None:
+    "The q-quantile of the values (linear between order statistics, numpy's default); None for none."
+    import numpy as np
+    return float(np.quantile(np.asarray(values, float), q)) if len(values) else None
+
+# %% ../nbs/15_bench.ipynb #bmdemo03
+def _demo_folder(work:Path, quick:bool) -> tuple[Path, str]:
+    "The folder to serve: the last quickstart's (full runs), else a small synthetic experiment trained here."
+    if not quick:
+        from hanorec.demo import latest_quickstart
+        try: return latest_quickstart(), "the last quickstart's folder"
+        except HanorecError: pass
+    from hanorec.grid import load_grid, run_grid
+    users, items = (30, 60) if quick else (300, 200)
+    grid = {"name": "bench demo", "datasets": {"world": {"synthetic": {"users": users, "items": items}}}, "settings": ["device=cpu"],
+            "stages": [{"name": "popularity", "settings": ["model=popularity"]},
+                       {"name": "sft", "settings": ["model=seqrec", "optim.epochs=2", "optim.batch_size=32"]},
+                       {"name": "hanorec", "start": "sft", "settings": ["init=sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits", "optim.max_steps=8", "optim.batch_size=16", "eval.users=0"]}]}
+    import contextlib, io
+    with contextlib.redirect_stdout(io.StringIO()): run_grid(load_grid(grid), work/"runs", device="cpu")
+    return work/"runs", f"a synthetic experiment ({users} users, {items} items: popularity, encoder SFT, HaNoRec)"
+
+def serve_demo(folder:Path, timeout:float=600) -> tuple[subprocess.Popen, str]:
+    "`hanorec demo FOLDER` on a free port as a child process, once it says it is serving: (process, url)."
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = {**os.environ, "HANOREC_PROGRESS": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-c", _CLI, "demo", str(folder), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    t0, seen = time.time(), []
+    for line in proc.stdout:  # the line comes once the server answers
+        seen.append(line)
+        if "serving on" in line: return proc, f"http://127.0.0.1:{port}"
+        if time.time() - t0 > timeout: break
+    proc.kill()
+    raise HanorecError(f"hanorec demo {folder} did not start:\n{''.join(seen)[-1500:]}")
+
+def _cpu_seconds(pid:int) -> float|None:
+    try: f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError: return None
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+# %% ../nbs/15_bench.ipynb #bmdemo04
+@register_benchmark("demo", "20 concurrent clients picking users and runs on hanorec demo (the quickstart's folder, else a small synthetic experiment): p50 and p95 latency per request, against 1.5 s")
+def bench_demo(quick:bool=False, clients:int|None=None, per_client:int|None=None,
+               limit_s:float=1.5) -> dict: # the goal for the p95 latency
+    from hanorec.demo import Demo
+    clients, per_client = clients or (3 if quick else 20), per_client or (3 if quick else 15)
+    work = Path(tempfile.mkdtemp(prefix="hanorec-bench-demo-"))
+    try:
+        folder, what = _demo_folder(work, quick)
+        demo = Demo([folder], cache=0)
+        a, b = demo.default_runs()
+        runs, users = [a, *[r for r in demo.runs if r != a]], demo.data(a).users
+        proc, url = serve_demo(folder)
+        try:
+            first = demo_load(url, users[:1], runs[:1], b, clients=1, per_client=1)["latencies"]  # untimed in the results: the policy loads
+            warm = [demo_load(url, users[:1], [r], b, clients=1, per_client=1)["latencies"] for r in runs[1:]]
+            cpu0 = _cpu_seconds(proc.pid)
+            load = demo_load(url, users, runs, b, clients=clients, per_client=per_client)
+            cpu = None if cpu0 is None else _cpu_seconds(proc.pid) - cpu0
+        finally:
+            proc.terminate(); proc.wait(timeout=30)
+        lat = load["latencies"]
+        if not lat: raise HanorecError(f"no request was answered: {load['errors'][:3]}")
+        p50, p95 = quantile(lat, 0.5), quantile(lat, 0.95)
+        def profile():  # the handler's own time, one request after another in this process, nothing kept between them
+            import random
+            rng = random.Random(0)
+            return top_functions(lambda: [demo.view(rng.choice(users), rng.choice(runs), b) for _ in range(20)], n=10, sort="total")
+        return outcome([check(f"p95 latency per request with {clients} clients, s", p95, limit_s, "<=")], lat,
+                       {"clients": clients, "requests_per_client": per_client, "users": len(users), "runs": len(runs)},
+                       {"folder": what, "p50_s": round(p50, 4), "p95_s": round(p95, 4), "max_s": round(max(lat), 4),
+                        "mean_s": round(statistics.fmean(lat), 4), "requests": len(lat), "errors": load["errors"][:5], "error_count": len(load["errors"]),
+                        "requests_per_s": round(len(lat) / load["wall_s"], 2), "p95_user_pick_s": quantile([t for t, k in zip(lat, load["kinds"]) if k == "user"], 0.95),
+                        "p95_run_pick_s": quantile([t for t, k in zip(lat, load["kinds"]) if k == "run"], 0.95),
+                        "first_request_per_run_s": [round(x[0], 3) for x in [first, *warm] if x],
+                        "server_cpu_s_per_request": None if cpu is None else round(cpu / len(lat), 4),
+                        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+                       applies=not quick, profile=profile)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/15_bench.ipynb #bm000041
 def _mark(met) -> str: return "n/a" if met is None else "yes" if met else "**no**"

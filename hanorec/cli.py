@@ -445,9 +445,7 @@ def _add_experiment(sub):
 # %% ../nbs/17_cli.ipynb #cl0de002
 def cmd_demo(args):
     from hanorec.demo import launch
-    if args.share: print("hanorec demo: --share makes a public gradio.live link to these runs' data; anyone with the link can see it")
-    print(f"hanorec demo: serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    launch(args.paths, host=args.host, port=args.port, share=args.share)
+    launch(args.paths, host=args.host, port=args.port, share=args.share)  # the port checked first; "serving on URL" once it answers
 
 def _add_demo(sub):
     d = sub.add_parser("demo", help="a Gradio page: users' histories with images, each run's ranking, hardness and beta, metrics",

@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import base64
+import errno
+import functools
 import html
 import io
+import json
 import math
 import os
 import random
 import re
+import socket
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -19,27 +24,36 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from fastcore.basics import patch
+
 from .core import HanorecError, read_json
 from .data import load_prepared, load_samples
-from .evaluation import curve_figure, metrics_table, read_evaluation, read_pairs
+from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
 from .experiments import last_quickstart
 from .policies import PolicyConfig, load_policy, run_data
 
 # %% auto #0
 __all__ = ['find_runs', 'latest_quickstart', 'natural_key', 'DemoData', 'DemoRun', 'message_html', 'history_html', 'summary_html',
-           'ranking_html', 'top_html', 'pairs_html', 'hardness_figure', 'run_html', 'Demo', 'build_app', 'launch',
-           'explorer']
+           'ranking_html', 'top_html', 'hardness_legend', 'pairs_html', 'hardness_figure', 'run_html', 'Demo',
+           'build_app', 'launch', 'explorer']
 
 # %% ../nbs/13_demo.ipynb #de000008
-def _is_run(p:Path) -> bool: return (p/"config.yaml").exists() and (p/"metrics.json").exists() and (p/"base.json").exists()
+_RUN_FILES = ("config.yaml", "base.json", "metrics.json")  # a run's own files; metrics.json is written last
+_INSIDE_RUN = {"checkpoints", "eval", "model", "reference", "pairs", "plots", "base"}  # a run's subfolders, never runs
+
+def _is_run(p:Path) -> bool: return all((p/f).exists() for f in _RUN_FILES)
+
+def _run_folders(p:Path) -> list[Path]:
+    "Every folder under `p` holding any of a run's files (finished or not), the outermost only."
+    found = sorted({f.parent for name in _RUN_FILES for f in p.rglob(name) if not _INSIDE_RUN & set(f.relative_to(p).parts[:-1])})
+    return [r for r in found if not any(q in r.parents for q in found)]
 
 def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs (quickstart, grid)
-    "name -> folder of every finished run under `paths`, in a stable order."
+    "name -> folder of every run under `paths`, finished or not (the demo lists what it cannot show, with why), in a stable order."
     paths, runs = [Path(p) for p in paths], {}
     for p in paths:
         if not p.exists(): raise HanorecError(f"{p} does not exist", hint="give a run folder, or a quickstart or grid folder")
-        found = [p] if _is_run(p) else sorted(q.parent for q in p.rglob("metrics.json") if _is_run(q.parent) and "checkpoints" not in q.parts)
-        for r in found:
+        for r in _run_folders(p):
             name = r.name if r == p else r.relative_to(p).as_posix()
             runs[f"{p.name}/{name}" if len(paths) > 1 and r != p else name] = r
     if not runs: raise HanorecError(f"no finished runs under {', '.join(map(str, paths))}", hint="train one (hanorec train), or run hanorec quickstart")
@@ -65,6 +79,8 @@ class DemoData:
         test = self.ds.splits["test"]
         self.test = test.assign(user_id=test.user_id.astype(str)).set_index("user_id")
         self.users = sorted(self.test.index, key=natural_key)  # 2 before 10: the search's first match of "15" is 15
+        self._titles = dict(zip(self.items.index, self.items.title.astype(str)))  # a dict, not a pandas lookup per item per request
+        self._rendered = dict(zip(self.items.index, self.items.image_rendered.astype(bool))) if "image_rendered" in self.items else {}
         self._thumbs = {}
 
     @cached_property
@@ -85,7 +101,9 @@ class DemoData:
                 out[str(u)] = (str(row.summary), f.parent.name)
         return out
 
-    def title(self, item:str) -> str: return str(self.items.at[item, "title"]) if item in self.items.index else f"item {item}"
+    def title(self, item:str) -> str:
+        t = self._titles.get(item)
+        return f"item {item}" if t is None else t
 
     def image(self, item:str, height:int=96) -> str|None:
         "The item's image as a JPEG data URI `height` pixels high, or None (no image, or a path outside the dataset)."
@@ -93,33 +111,74 @@ class DemoData:
         if key not in self._thumbs: self._thumbs[key] = self._thumbnail(item, height)
         return self._thumbs[key]
 
-    def _thumbnail(self, item:str, height:int) -> str|None:
-        from PIL import Image
-        rel = self.items.at[item, "image"] if item in self.items.index and "image" in self.items else None
-        if not isinstance(rel, str) or not rel: return None
-        path = (self.folder/rel).resolve()
-        if self.folder not in path.parents or not path.is_file(): return None
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                im.thumbnail((height * 4, height))
-                buf = io.BytesIO(); im.save(buf, "JPEG", quality=80)
-        except OSError: return None
-        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
     def rendered(self, item:str) -> bool:
         "True where the image is a stand-in rendered from the title (no real poster or photo)."
-        return bool(self.items.at[item, "image_rendered"]) if item in self.items.index and "image_rendered" in self.items else False
+        return self._rendered.get(item, False)
+
+# %% ../nbs/13_demo.ipynb #de000011b
+@patch
+def _thumbnail(self:DemoData, item:str, height:int) -> str|None:
+    from PIL import Image
+    rel = self.items.at[item, "image"] if item in self.items.index and "image" in self.items else None
+    if not isinstance(rel, str) or not rel: return None
+    path = (self.folder/rel).resolve()
+    if self.folder not in path.parents or not path.is_file(): return None
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((height * 4, height))
+            buf = io.BytesIO(); im.save(buf, "JPEG", quality=80)
+    except OSError: return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+@patch
+def warm(self:DemoData, heights=(96, 56)): # the sizes the views use
+    "Make every item's thumbnails now, those users meet first (test histories, targets) first, so that no request waits to read an image."
+    first = [str(i) for h in self.test.history for i in h] + list(self.test.target.astype(str))
+    for item in dict.fromkeys(first + list(self.items.index)):
+        for h in heights: self.image(item, h)
+
+# %% ../nbs/13_demo.ipynb #de000014a
+def _short(e:Exception, path:Path) -> str:
+    "An exception's message with the run's folder taken out, in a few words."
+    msg = e.args[0] if isinstance(e, HanorecError) and e.args else str(e) or type(e).__name__
+    return " ".join(msg.replace(str(path) + os.sep, "").replace(str(path), "").split())[:160]
+
+def _parsed(run:Path, rel:str, # the file, relative to the run
+            read): # read(path) -> what the file holds
+    "What `read` makes of the run's file `rel`; a file that is missing or does not parse is a HanorecError saying which and why."
+    path = run/rel
+    try: return read(path)
+    except json.JSONDecodeError as e: raise HanorecError(f"{rel} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg.removesuffix(' starting at')})") from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise HanorecError(f"{rel} is not valid YAML" + (f" (line {line + 1}: {e.problem})" if line is not None else "")) from None
+    except (HanorecError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise HanorecError(f"{rel} cannot be read: {_short(e, run)}") from None
+
+def _json(path:Path): return json.loads(path.read_text(encoding="utf-8"))
+
+def _mapping(rel:str, value) -> dict:
+    if not isinstance(value, dict): raise HanorecError(f"{rel} holds {type(value).__name__}, not a mapping of names to values")
+    return value
 
 # %% ../nbs/13_demo.ipynb #de000014
 class DemoRun:
-    "One finished run, read through the policies and evaluation rooms."
+    "One finished run, read through the policies and evaluation rooms; a run that cannot be shown is a HanorecError saying why."
     def __init__(self, name:str, path:str|Path):
         self.name, self.path = name, Path(path)
-        self.config = yaml.safe_load((self.path/"config.yaml").read_text(encoding="utf-8")) or {}
-        self.kind = read_json(self.path/"base.json").get("kind", "")
-        self.metrics = read_json(self.path/"metrics.json")
-        self.data_folder = run_data(self.path).resolve()
+        missing = [f for f in (*_RUN_FILES, "model") if not (self.path/f).exists()]
+        if "metrics.json" in missing: raise HanorecError("not finished: metrics.json is missing", hint=f"finish it: hanorec train --resume out={self.path}")
+        if missing: raise HanorecError(f"{missing[0]}{'/' if missing[0] == 'model' else ''} is missing", hint=f"finish it: hanorec train --resume out={self.path}")
+        self.config = _mapping("config.yaml", _parsed(self.path, "config.yaml", lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
+        self.kind = _mapping("base.json", _parsed(self.path, "base.json", _json)).get("kind", "")
+        self.metrics = _mapping("metrics.json", _parsed(self.path, "metrics.json", _json))
+        self.data_folder = _parsed(self.path, "config.yaml", lambda _: run_data(self.path)).resolve()
+        where = eval_dir(self.path, "test", "sampled").relative_to(self.path).as_posix() + "/"
+        ev = _parsed(self.path, where, lambda _: read_evaluation(self.path, "test", "sampled"))
+        self.evaluation = None if ev is None else (ev[0], ev[1].assign(user_id=ev[1].user_id.astype(str)).set_index("user_id"))
+        self.pairs = _parsed(self.path, "pairs/", lambda _: read_pairs(self.path))
+        self._pairs_of = {str(u): rows for u, rows in self.pairs.groupby(self.pairs.user.astype(str), sort=False)} if len(self.pairs) else {}
 
     @property
     def about(self) -> str:
@@ -128,28 +187,11 @@ class DemoRun:
         return what if self.kind == "popularity" else f"{what}, {obj}" + (f", {self.config['negatives']['strategy']} negatives" if obj != "sft" else "")
 
     @cached_property
-    def evaluation(self) -> tuple[dict, pd.DataFrame]|None:
-        "(metrics, per-user table indexed by user) of the test split's fixed candidates, or None where it was not evaluated."
-        ev = read_evaluation(self.path, "test", "sampled")
-        return None if ev is None else (ev[0], ev[1].assign(user_id=ev[1].user_id.astype(str)).set_index("user_id"))
-
-    def ranking(self, user:str) -> pd.DataFrame|None:
-        "The user's fixed candidates ranked by this run: item, score, rank (1 = first), target; None if not scored."
-        if self.evaluation is None or user not in self.evaluation[1].index: return None
-        row = self.evaluation[1].loc[user]
-        t = pd.DataFrame({"item": [str(i) for i in row.candidates], "score": np.asarray(row.scores, dtype=float)})
-        t["target"] = t.item == str(row.target)
-        t = t.sort_values(["score", "target"], ascending=[False, True], kind="stable").reset_index(drop=True)  # ties against the target
-        t["rank"] = np.arange(1, len(t) + 1)
-        return t
-
-    @cached_property
-    def pairs(self) -> pd.DataFrame: return read_pairs(self.path)
-
-    @cached_property
-    def curves(self):
-        "The training curves (`evaluation.curve_figure`), made once; None for a run without a log."
-        return curve_figure(self.path) if (self.path/"log.jsonl").exists() else None
+    def curves(self) -> str|None:
+        "The training curves (`evaluation.curve_figure`) as plotly JSON, made once; None without a (readable) log."
+        if not (self.path/"log.jsonl").exists(): return None
+        try: return curve_figure(self.path).to_json()
+        except (HanorecError, OSError, ValueError, KeyError): return None
 
     @cached_property
     def _policy(self):
@@ -170,6 +212,22 @@ class DemoRun:
         best = scores.topk(k)
         ids = np.asarray(policy.ds.items.item_id.astype(str))
         return pd.DataFrame({"item": ids[best.indices.numpy()], "score": best.values.numpy(), "rank": np.arange(1, k + 1)})
+
+# %% ../nbs/13_demo.ipynb #de000014b
+@patch
+def ranking(self:DemoRun, user:str) -> pd.DataFrame|None:
+    "The user's fixed candidates ranked by this run: item, score, rank (1 = first), target; None if not scored."
+    if self.evaluation is None or user not in self.evaluation[1].index: return None
+    row = self.evaluation[1].loc[user]
+    items, scores = np.array([str(i) for i in row.candidates], dtype=object), np.asarray(row.scores, dtype=float)
+    target = items == str(row.target)
+    order = np.lexsort((target, -scores))  # score descending; ties against the target (it goes after its equals)
+    return pd.DataFrame({"item": items[order], "score": scores[order], "target": target[order], "rank": np.arange(1, len(items) + 1)})
+
+@patch
+def pairs_of(self:DemoRun, user:str) -> pd.DataFrame:
+    "The training pairs the user drew (indexed once, at load)."
+    return self._pairs_of.get(str(user), self.pairs.iloc[:0])
 
 # %% ../nbs/13_demo.ipynb #de000017
 _CSS = """<style>
@@ -253,22 +311,36 @@ def top_html(data:DemoData, run:DemoRun, user:str, k:int=10) -> str:
     return f"{_CSS}<h4>{html.escape(run.name)}: top {k} of the whole catalog (earlier items left out)</h4><div class='hn-row'>{cards}</div>"
 
 # %% ../nbs/13_demo.ipynb #de000019
+def hardness_legend(run:DemoRun) -> str:
+    "One line each on h, beta and R, as HaNoRec's code computes them (s is the sigmoid), with the run's own beta0."
+    hars = run.config.get("objective") == "hanorec"
+    b0, k = (run.config.get("hars") or {}).get("beta0", 0.1) if hars else run.config.get("beta", 0.1), (run.config.get("hars") or {}).get("top_k", 10)
+    lines = [f"<b>h</b>, HaRS's hardness of a (positive, negative) pair, fixed before training: h = s(&delta;) / s(mean &delta; over training pairs), s the sigmoid, "
+             f"&delta; the distance between the two items' softmaxed top-{k} neighbour similarities; below 1: a harder pair than average (the items look alike).",
+             f"<b>beta</b>, the pair's DPO temperature: HaNoRec derives it from h as beta = max(10<sup>-6</sup>, beta0 &middot; R &middot; h) with beta0 = {b0:g}, "
+             "so a harder pair gets a smaller beta (a gentler push); DPO and S-DPO give every pair beta0.",
+             "<b>R</b>, the responsiveness of the pair's training batch: s(trimmed mean) / s(mean) of the batch's implicit reward margins "
+             "beta0 &middot; (policy &minus; reference log-ratio gap), scaled by their mean, largest and smallest dropped; one value per batch, 1 when they agree."]
+    return "<div class='hn-legend'>" + "".join(f"<p>{l}</p>" for l in lines) + "</div>"
+
 def pairs_html(data:DemoData, run:DemoRun, user:str, limit:int=12) -> str:
-    "The user's training pairs (positive, negative) with the hardness h, the beta each received and the batch's R."
+    "The user's training pairs (positive, negative) with the hardness h, the beta each received and the batch's R; what each means."
     p = run.pairs
     if not len(p): return f"{_CSS}<p><i>{html.escape(run.name)} trained on no pairs (an SFT or popularity run): choose a preference stage.</i></p>"
-    mine = p[p.user == user]
-    if not len(mine): return f"{_CSS}<p><i>{html.escape(run.name)}: user {html.escape(user)} drew no training pairs in its {int(p.step.max())} steps.</i></p>"
+    mine, legend = run.pairs_of(user), hardness_legend(run)
+    if not len(mine): return f"{_CSS}<p><i>{html.escape(run.name)}: user {html.escape(user)} drew no training pairs in its {int(p.step.max())} steps.</i></p>{legend}"
     f = lambda v: "n/a" if pd.isna(v) else f"{v:.4f}"
     rows = "".join(f"<tr><td>{x.step}</td><td>{_img(data, x.positive, 56)}</td><td>{html.escape(data.title(x.positive))}</td>"
                    f"<td>{_img(data, x.negative, 56)}</td><td>{html.escape(data.title(x.negative))}</td><td>{f(x.hardness)}</td><td>{f(x.beta)}</td>"
                    f"<td>{f(x.responsiveness)}</td></tr>" for x in mine.head(limit).itertuples())
     return (f"{_CSS}<h4>{html.escape(run.name)}: {len(mine)} training pairs of user {html.escape(user)}" + (f" (the first {limit})" if len(mine) > limit else "")
             + "</h4><table class='hn-table hn-pairs'><tr><th>step</th><th colspan=2>positive</th><th colspan=2>negative</th><th>hardness h</th>"
-            f"<th>beta</th><th>responsiveness R</th></tr>{rows}</table>")
+            f"<th>beta</th><th>responsiveness R</th></tr>{rows}</table>{legend}")
 
-def hardness_figure(run:DemoRun, user:str|None=None):
-    "Histograms of h and beta over all the run's pairs, the user's pairs marked; None for a run without pairs."
+# %% ../nbs/13_demo.ipynb #de000019b
+@functools.lru_cache(maxsize=64)
+def _hardness_base(run:DemoRun) -> dict|None:
+    "The histograms of h and beta over all the run's pairs, as plotly JSON, made once per run (bin counts, not every pair)."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     p = run.pairs
@@ -276,15 +348,24 @@ def hardness_figure(run:DemoRun, user:str|None=None):
     cols = [c for c in ("hardness", "beta") if p[c].notna().any()]
     fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[{"hardness": "HaRS hardness h", "beta": "beta per pair"}[c] for c in cols])
     for n, c in enumerate(cols, 1):
-        fig.add_trace(go.Histogram(x=p[c], nbinsx=40, name=f"all pairs ({c})", marker_color="#9db4d0"), row=1, col=n)
-        mine = p[p.user == user][c] if user is not None else p[c].iloc[:0]
-        if len(mine):  # one marker trace, not a line per pair (a user can have thousands of pairs)
-            fig.add_trace(go.Scatter(x=mine, y=np.zeros(len(mine)), mode="markers", name=f"user {user}",
-                                     marker=dict(color="#d1495b", symbol="line-ns-open", size=14)), row=1, col=n)
-    fig.update_layout(title=f"{run.name}: all {len(p)} pairs" + (f"; user {user}'s pairs in red" if user is not None else ""),
-                      template="plotly_white", height=340, showlegend=False)
-    return fig
+        counts, edges = np.histogram(p[c].dropna().astype(float), bins=40)
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=f"all pairs ({c})", marker_color="#9db4d0"), row=1, col=n)
+    fig.update_layout(template="plotly_white", height=340, showlegend=False, bargap=0)
+    return {**json.loads(fig.to_json()), "columns": cols}
 
+def hardness_figure(run:DemoRun, user:str|None=None) -> dict|None:
+    "Histograms of h and beta over all the run's pairs, the user's pairs marked, as plotly JSON (`go.Figure(...)` draws it); None without pairs."
+    base = _hardness_base(run)
+    if base is None: return None
+    mine, marks = run.pairs_of(user) if user is not None else run.pairs.iloc[:0], []
+    for n, c in enumerate(base["columns"], 1):  # one marker trace per histogram, not a line per pair (a user can have thousands)
+        if len(mine): marks.append({"type": "scatter", "x": mine[c].astype(float).tolist(), "y": [0] * len(mine), "mode": "markers", "name": f"user {user}",
+                                    "xaxis": f"x{n if n > 1 else ''}", "yaxis": f"y{n if n > 1 else ''}",
+                                    "marker": {"color": "#d1495b", "symbol": "line-ns-open", "size": 14}})
+    title = f"{run.name}: all {len(run.pairs)} pairs" + (f"; user {user}'s pairs in red" if user is not None else "")
+    return {"data": base["data"] + marks, "layout": {**base["layout"], "title": {"text": title}}}
+
+@functools.lru_cache(maxsize=64)  # the same for every user: made once per run
 def run_html(run:DemoRun) -> str:
     "The run's test metrics with 95% intervals (the evaluation room's), its settings in brief, and its training note."
     if run.evaluation is None: return message_html(f"{run.name} has no test evaluation: run hanorec evaluate {run.path}")
@@ -294,17 +375,40 @@ def run_html(run:DemoRun) -> str:
     return (f"{_CSS}<h4>{html.escape(run.name)} ({html.escape(run.about)}): {m['users']} test users</h4>{table}"
             + (f"<p><i>{html.escape(note)}</i></p>" if note else "") + f"<p>best validation step {run.metrics.get('best_step')} of {run.metrics.get('steps')}</p>")
 
+def _guarded(view, *args) -> str:
+    "A view's HTML, or why it failed as a message on the page (a run whose weights do not load), never a Python error."
+    try: return view(*args)
+    except (HanorecError, OSError, RuntimeError, ValueError, KeyError) as e:
+        return message_html(f"this part cannot be shown: {e.args[0] if isinstance(e, HanorecError) else f'{type(e).__name__}: {e}'}")
+
 # %% ../nbs/13_demo.ipynb #de000022
 class Demo:
-    "The runs to show and their datasets; `view` renders every output of the page for one request."
-    def __init__(self, paths):
-        self.runs = {name: DemoRun(name, p) for name, p in find_runs(paths).items()}
-        self._data = {}
+    "The runs to show and their datasets; `view` renders every output of the page for one request (the last `cache` kept)."
+    def __init__(self, paths, cache:int=256): # how many answers of `view` to keep
+        self.runs, self.broken, self._data = {}, {}, {}
+        for name, p in find_runs(paths).items():
+            try:
+                run = DemoRun(name, p)
+                self._dataset(run.data_folder)
+                self.runs[name] = run
+            except HanorecError as e: self.broken[name] = e.args[0]
+        if not self.runs:
+            why = "; ".join(f"{n}: {w}" for n, w in list(self.broken.items())[:3]) + ("; ..." if len(self.broken) > 3 else "")
+            raise HanorecError(f"no run under {', '.join(map(str, paths))} can be shown ({why})",
+                               hint="finish a run (hanorec train --resume out=RUN) or evaluate it again (hanorec evaluate RUN), or give other run folders")
+        self._view = functools.lru_cache(maxsize=cache)(self._answer)
 
-    def data(self, run:str) -> DemoData:
-        folder = self.runs[run].data_folder
-        if folder not in self._data: self._data[folder] = DemoData(folder)
+    def _dataset(self, folder:Path) -> DemoData:
+        if folder not in self._data:
+            try: self._data[folder] = DemoData(folder)
+            except (HanorecError, OSError, ValueError, KeyError) as e: raise HanorecError(f"its dataset {folder} cannot be read: {_short(e, folder)}") from None
         return self._data[folder]
+
+    def data(self, run:str) -> DemoData: return self._data[self.runs[run if run in self.runs else self.default_runs()[0]].data_folder]
+
+    def choices(self) -> list[tuple[str, str]]:
+        "(label, run) of every run for the run lists: a run that cannot be shown says why in its label."
+        return [(n if n in self.runs else f"{n} (cannot load: {self.broken[n]})", n) for n in sorted([*self.runs, *self.broken])]
 
     def default_runs(self) -> tuple[str, str|None]:
         "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with (HaNoRec if any)."
@@ -316,19 +420,35 @@ class Demo:
         return a, (pref[0] if pref else None)
 
     def view(self, user:str, run:str, other:str|None=None) -> tuple:
-        "(message, summary, history, ranking, top-10, pairs, hardness figure, run metrics, curves) for the page."
-        user = str(user or "").strip()
-        if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + ("",) * 5 + (None, "", None)
-        r, o, data = self.runs[run], self.runs.get(other) if other else None, self.data(run)
-        curves = r.curves
+        "(message, summary, history, ranking, top-10, pairs, hardness plot, run metrics, curves plot) for the page; plots as plotly JSON."
+        return self._view(str(user or "").strip(), run, other or None)
+
+    def _answer(self, user:str, run:str, other:str|None) -> tuple:
+        nothing = ("",) * 5 + (None, "", None)
+        if run in self.broken: return (message_html(f"{run} cannot be shown: {self.broken[run]}"),) + nothing
+        if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + nothing
+        r, data, note = self.runs[run], self.data(run), ""
+        if other in self.broken: other, note = None, f"{other} (compare with) cannot be shown: {self.broken[other]}"
+        o = self.runs.get(other) if other else None
         if user not in data.test.index:
             msg = message_html(f"user {user!r} is not a test user of {data.folder.name} (its {len(data.users)} test users run from "
                                f"{data.users[0]!r}); choose one from the list or press 'random user'")
-            return (msg, "", "", "", "", "", None, run_html(r), curves)
+            return (msg, "", "", "", "", "", None, run_html(r), r.curves)
         if o is not None and o.data_folder != r.data_folder: o = None  # another dataset: nothing to pair
-        return ("", summary_html(data, user), history_html(data, user), ranking_html(data, r, user, o), top_html(data, r, user),
-                pairs_html(data, o if o is not None and len(o.pairs) else r, user), hardness_figure(o if o is not None and len(o.pairs) else r, user),
-                run_html(r), curves)
+        shown = o if o is not None and len(o.pairs) else r
+        fig = hardness_figure(shown, user)
+        return (message_html(note) if note else "", summary_html(data, user), history_html(data, user), ranking_html(data, r, user, o),
+                _guarded(top_html, data, r, user), pairs_html(data, shown, user), None if fig is None else json.dumps(fig), run_html(r), r.curves)
+
+# %% ../nbs/13_demo.ipynb #de000022b
+@patch
+def warm(self:Demo):
+    "What first requests would otherwise wait for: every dataset's thumbnails, then each encoder's and popularity's policy (`launch` runs it in the background)."
+    for data in list(self._data.values()): data.warm()
+    for r in self.runs.values():
+        if r.kind in ("seqrec", "popularity"):
+            try: r._policy
+            except (HanorecError, OSError, RuntimeError, ValueError, KeyError): pass  # the page says why when the run is picked
 
 # %% ../nbs/13_demo.ipynb #de000024
 def _theme():
@@ -336,19 +456,21 @@ def _theme():
     system = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]  # strings: local fonts, nothing fetched
     return gr.themes.Default(font=system, font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
-def build_app(demo:Demo):
+def build_app(demo:Demo, concurrency:int=20): # requests answered at once (the views only read)
     "The Gradio page: user picker, run pickers, and the user, hardness and run tabs."
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
+    from gradio.components.plot import PlotData
     a, b = demo.default_runs()
     users = lambda run: demo.data(run).users
+    note = "".join(f"\n\n*{n} cannot be shown: {why}*" for n, why in demo.broken.items())
     with gr.Blocks(title="hanorec demo", analytics_enabled=False) as app:
-        gr.Markdown("## hanorec demo\nA user's history, what each run recommends, and how preference training weighted their pairs.")
+        gr.Markdown("## hanorec demo\nA user's history, what each run recommends, and how preference training weighted their pairs." + note)
         with gr.Row():
             user = gr.Dropdown(users(a), value=users(a)[0], allow_custom_value=True, filterable=True, label="user (type an id to search)", elem_id="user")
             pick = gr.Button("random user", elem_id="random", scale=0)
-            run = gr.Dropdown(list(demo.runs), value=a, label="run", elem_id="run")
-            other = gr.Dropdown(["(none)", *demo.runs], value=b or "(none)", label="compare with", elem_id="other")
+            run = gr.Dropdown(demo.choices(), value=a, label="run", elem_id="run")
+            other = gr.Dropdown([("(none)", "(none)"), *demo.choices()], value=b or "(none)", label="compare with", elem_id="other")
         message = gr.HTML(elem_id="message")
         with gr.Tab("User"):
             summary, history = gr.HTML(elem_id="summary"), gr.HTML(elem_id="history")
@@ -358,25 +480,53 @@ def build_app(demo:Demo):
         with gr.Tab("Run"):
             metrics, curves = gr.HTML(elem_id="metrics"), gr.Plot(elem_id="curves", label="training curves")
         outputs = [message, summary, history, ranking, top, pairs, hardness, metrics, curves]
-        def view(u, r, o): return demo.view(u, r, None if o in (None, "", "(none)") else o)
-        user.change(view, [user, run, other], outputs, api_name="view")  # the one public endpoint (gradio_client: api_name="/view")
-        for trigger in (run.change, other.change, app.load): trigger(view, [user, run, other], outputs, api_visibility="private")
-        pick.click(lambda r: random.choice(users(r)), [run], [user], api_visibility="private")
-        run.change(lambda r, u: gr.update(choices=users(r), value=u if u in users(r) else users(r)[0]), [run, user], [user], api_visibility="private")
+        plot = lambda s: None if s is None else PlotData(type="plotly", plot=s)
+        def view(u, r, o):
+            out = demo.view(u, r, None if o in (None, "", "(none)") else o)
+            return (*out[:6], plot(out[6]), out[7], plot(out[8]))
+        read = dict(concurrency_limit=concurrency, concurrency_id="views")  # one pool for every read-only view
+        user.change(view, [user, run, other], outputs, api_name="view", **read)  # the one public endpoint (gradio_client: api_name="/view")
+        for trigger in (run.change, other.change, app.load): trigger(view, [user, run, other], outputs, api_visibility="private", **read)
+        pick.click(lambda r: random.choice(users(r)), [run], [user], api_visibility="private", **read)
+        run.change(lambda r, u: gr.update(choices=users(r), value=u if u in users(r) else users(r)[0]), [run, user], [user], api_visibility="private", **read)
     return app
+
+# %% ../nbs/13_demo.ipynb #de000024b
+def _require_gradio():
+    "A one-line error naming the install command where gradio is missing (before anything is printed or loaded)."
+    try: import gradio  # noqa: F401
+    except ImportError: raise HanorecError("the demo needs gradio, which is not installed", hint='pip install -e ".[demo]" (or bash scripts/setup.sh)') from None
+
+def _check_port(host:str, port:int):
+    "A one-line error where `port` on `host` is taken or the address is not this machine's (the check the server makes, made first)."
+    if not 1 <= port <= 65535: raise HanorecError(f"--port {port} is not a port number", hint="pass --port N with N from 1 to 65535")
+    try: family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror: raise HanorecError(f"--host {host} is not an address of this machine", hint="pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a port just released is free
+        try: s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE: raise HanorecError(f"port {port} on {host} is in use", hint=f"pass --port N (e.g. --port {port + 1}) or stop the other server") from None
+            raise HanorecError(f"cannot serve on {host}:{port} ({e.strerror})", hint="pass --host 127.0.0.1 (this machine only) or --port N above 1023") from None
 
 def launch(paths=(), # runs or folders of runs; none: the latest quickstart's folder
            host:str="127.0.0.1", # the address to bind: localhost unless told otherwise
            port:int=7860, share:bool=False, # a public gradio.live link only when asked
-           block:bool=True): # False: return the running app (tests)
-    "Serve the demo with queued requests; returns the app (when `block` is False)."
+           block:bool=True): # False: return the running app (tests, benchmarks)
+    "Serve the demo with queued requests; says 'serving on URL' once it answers (when `block`), and returns the app when `block` is False."
+    _require_gradio()
+    _check_port(host, port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = Demo(list(paths) or [latest_quickstart()])
     app = build_app(demo)
-    app.queue(default_concurrency_limit=4)
-    app.launch(server_name=host, server_port=port, share=share, inbrowser=False, prevent_thread_lock=not block, theme=_theme(),
-               show_error=False, quiet=not block)
-    return app
+    app.queue()
+    try: app.launch(server_name=host, server_port=port, share=share, inbrowser=False, prevent_thread_lock=True, theme=_theme(), show_error=False, quiet=True)
+    except OSError as e: raise HanorecError(f"port {port} on {host} is in use ({e})", hint="pass --port N or stop the other server") from None
+    threading.Thread(target=demo.warm, name="hanorec-demo-warm", daemon=True).start()  # thumbnails and policies, while the page serves
+    if not block: return app
+    print(f"hanorec demo: serving on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    if share: print(f"hanorec demo: public link {app.share_url}: anyone with it can see these runs' data", flush=True)
+    app.block_thread()
 
 # %% ../nbs/13_demo.ipynb #de000027
 def explorer(demo:Demo, user:str|None=None, run:str|None=None):
@@ -394,7 +544,8 @@ def explorer(demo:Demo, user:str|None=None, run:str|None=None):
         history.value, ranking.value = out[0] + out[2], out[3]
         plot.clear_output()
         if out[6] is not None:
-            with plot: display(out[6])
+            import plotly.graph_objects as go
+            with plot: display(go.Figure(json.loads(out[6])))
     users.observe(update, "value"); runs.observe(update, "value")
     update()
     panel = w.VBox([w.HBox([users, runs]), history, ranking, plot])
