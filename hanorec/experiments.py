@@ -400,7 +400,7 @@ def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:i
             run_task(by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)))
             finished.add(k); progress.finished(k)
         return
-    threads = max(1, _cores() // jobs)
+    threads = 1  # fixed, not cores // jobs: the same numbers on a 2-core laptop and a 64-core server (a matmul's sums depend on its thread count)
     print(f"[quickstart] {len(graph)} tasks in {jobs} worker processes, {threads} thread{'s' * (threads > 1)} each; "
           "each takes the ready task with the longest chain of work after it", flush=True)
     started, finished, failed, running = set(), set(), {}, {}

@@ -449,8 +449,8 @@ def encoder_input(im:Image.Image, # any PIL image (converted to RGB, transparenc
     x = np.asarray(_fit_image(im, (side, side)), dtype=np.float32)/255
     return ((x - np.array(IMAGENET_MEAN, np.float32))/np.array(IMAGENET_STD, np.float32)).transpose(2, 0, 1)
 
-def _encode_batch(model, files:list[Path], device) -> np.ndarray:
-    "Pooled features [len(files), 1280] of the cached images `files`."
+def _encode_batch(model, files:list[Path], device, pad_to:int=0) -> np.ndarray:
+    "Pooled features [len(files), 1280] of the cached images `files` (a short batch run padded to `pad_to` images: CPU kernels round differently at other batch sizes)."
     import torch
     arrays = []
     for f in files:
@@ -458,8 +458,10 @@ def _encode_batch(model, files:list[Path], device) -> np.ndarray:
             with Image.open(f) as im: arrays.append(encoder_input(im))
         except Exception as e:
             raise HanorecError(f"cached image {f} does not decode ({_short(e)})", hint="run cache_item_images again to rebuild the image cache") from None
+    n = len(arrays)
+    arrays += arrays[-1:] * (pad_to - n)
     x = torch.from_numpy(np.stack(arrays)).to(device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(): return model.extract_features(x).mean((2, 3)).float().cpu().numpy()
+    with torch.inference_mode(): return model.extract_features(x).mean((2, 3)).float().cpu().numpy()[:n]
 
 # %% ../nbs/01_images.ipynb #2e93b0a6
 def _save_npy(path:Path, array:np.ndarray):
@@ -489,7 +491,7 @@ def _compute_features(files:list[Path], expected:Manifest, out:Path, encoder:str
         for a, b in todo:
             parts = []
             for s in range(a, b, batch_size):
-                parts.append(_encode_batch(model, files[s:min(s + batch_size, b)], device)); bar.update(1)
+                parts.append(_encode_batch(model, files[s:min(s + batch_size, b)], device, pad_to=batch_size)); bar.update(1)
             _save_npy(name(a, b), np.concatenate(parts).astype(np.float32))
     features = np.concatenate([np.load(name(a, b)) for a, b in chunks]) if chunks else np.zeros((0, 1280), np.float32)
     return features, partial
