@@ -35,7 +35,7 @@ __all__ = ['BENCHMARKS', 'ORDER', 'COMMON_KEYS', 'Benchmark', 'register_benchmar
            'median_spread', 'run_benchmark', 'interleaved', 'fit_exponent', 'top_ops', 'top_functions', 'ideal_ratio',
            'bench_candidate_scoring', 'step_flops', 'matmul_flops_fn', 'lm_step_fn', 'bench_mfu', 'run_measured',
            'bench_quickstart', 'bench_eval', 'measure', 'bench_data_prepare', 'bench_user_summaries', 'gradio_call',
-           'demo_load', 'quantile', 'serve_demo', 'bench_demo', 'write_markdown', 'bench_all']
+           'demo_load', 'quantile', 'serve_demo', 'bench_demo', 'write_markdown', 'bench_all', 'update_markdown']
 
 # %% ../nbs/15_bench.ipynb #2b96edb8
 @dataclass
@@ -556,8 +556,9 @@ def _demo_folder(work:Path, quick:bool) -> tuple[Path, str]:
     with contextlib.redirect_stdout(io.StringIO()): run_grid(load_grid(grid), work/"runs", device="cpu")
     return work/"runs", f"a synthetic experiment ({users} users, {items} items: popularity, encoder SFT, HaNoRec)"
 
-def serve_demo(folder:Path, timeout:float=600) -> tuple[subprocess.Popen, str]:
-    "`hanorec demo FOLDER` on a free port as a child process, once it says it is serving: (process, url)."
+def serve_demo(folder:Path, timeout:float=600,
+               ready:bool=False) -> tuple[subprocess.Popen, str]: # True: also wait for its thumbnails and policies
+    "`hanorec demo FOLDER` on a free port as a child process, once it says it is serving (or ready): (process, url)."
     import socket
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     env = {**os.environ, "HANOREC_PROGRESS": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -565,7 +566,9 @@ def serve_demo(folder:Path, timeout:float=600) -> tuple[subprocess.Popen, str]:
     t0, seen = time.time(), []
     for line in proc.stdout:  # the line comes once the server answers
         seen.append(line)
-        if "serving on" in line: return proc, f"http://127.0.0.1:{port}"
+        if ("ready:" if ready else "serving on") in line:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # what it prints later never fills the pipe
+            return proc, f"http://127.0.0.1:{port}"
         if time.time() - t0 > timeout: break
     proc.kill()
     raise HanorecError(f"hanorec demo {folder} did not start:\n{''.join(seen)[-1500:]}")
@@ -578,16 +581,19 @@ def _cpu_seconds(pid:int) -> float|None:
 # %% ../nbs/15_bench.ipynb #bmdemo04
 @register_benchmark("demo", "20 concurrent clients picking users and runs on hanorec demo (the quickstart's folder, else a small synthetic experiment): p50 and p95 latency per request, against 1.5 s")
 def bench_demo(quick:bool=False, clients:int|None=None, per_client:int|None=None,
-               limit_s:float=1.5) -> dict: # the goal for the p95 latency
+               limit_s:float=1.5, # the goal for the p95 latency
+               folder:str|Path|None=None) -> dict: # runs to serve (default: the last quickstart's, else a small experiment made here)
     from hanorec.demo import Demo
     clients, per_client = clients or (3 if quick else 20), per_client or (3 if quick else 15)
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-demo-"))
     try:
-        folder, what = _demo_folder(work, quick)
+        folder, what = (Path(folder), str(folder)) if folder else _demo_folder(work, quick)
         demo = Demo([folder], cache=0)
         a, b = demo.default_runs()
         runs, users = [a, *[r for r in demo.runs if r != a]], demo.data(a).users
-        proc, url = serve_demo(folder)
+        t0 = time.perf_counter()
+        proc, url = serve_demo(folder, ready=True)  # timed once the demo has made what it makes ahead (its first requests below)
+        ready_s = time.perf_counter() - t0
         try:
             first = demo_load(url, users[:1], runs[:1], b, clients=1, per_client=1)["latencies"]  # untimed in the results: the policy loads
             warm = [demo_load(url, users[:1], [r], b, clients=1, per_client=1)["latencies"] for r in runs[1:]]
@@ -609,7 +615,7 @@ def bench_demo(quick:bool=False, clients:int|None=None, per_client:int|None=None
                         "mean_s": round(statistics.fmean(lat), 4), "requests": len(lat), "errors": load["errors"][:5], "error_count": len(load["errors"]),
                         "requests_per_s": round(len(lat) / load["wall_s"], 2), "p95_user_pick_s": quantile([t for t, k in zip(lat, load["kinds"]) if k == "user"], 0.95),
                         "p95_run_pick_s": quantile([t for t, k in zip(lat, load["kinds"]) if k == "run"], 0.95),
-                        "first_request_per_run_s": [round(x[0], 3) for x in [first, *warm] if x],
+                        "first_request_per_run_s": [round(x[0], 3) for x in [first, *warm] if x], "start_to_ready_s": round(ready_s, 2),
                         "server_cpu_s_per_request": None if cpu is None else round(cpu / len(lat), 4),
                         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
                        applies=not quick, profile=profile)
@@ -666,3 +672,29 @@ def bench_all(out:str|Path="bench", # folder for the NAME.json files
             reports.append({"name": name, "error": f"{type(e).__name__}: {e}"})
     write_markdown(reports, markdown)
     return reports
+
+# %% ../nbs/15_bench.ipynb #bm000045
+def _markdown_parts(text:str) -> dict:
+    "BENCHMARKS.md as its head (down to the table's separator), its rows by benchmark and its missed-goal sections by benchmark."
+    body, _, missed = text.partition("\n## Where the time goes, for the missed goals\n")
+    head, rows = [], {}
+    for line in body.rstrip("\n").split("\n"):
+        if line.startswith("| ") and not line.startswith("| benchmark |"): rows.setdefault(line[2:].split(" | ")[0], []).append(line)
+        else: head.append(line)
+    profiles = {sec.split("\n", 1)[0].strip(): ["", f"### {sec.rstrip()}"] for sec in missed.split("\n### ")[1:]}
+    return {"head": head, "rows": rows, "profiles": profiles}
+
+def update_markdown(reports:Sequence[dict], # from `run_benchmark`
+                    path:str|Path="BENCHMARKS.md") -> Path:
+    "Put these benchmarks' rows and profiles into an existing BENCHMARKS.md (in `ORDER`), every other benchmark's kept; no file: `write_markdown`."
+    path = Path(path)
+    if not path.exists(): return write_markdown(reports, path)
+    old = _markdown_parts(path.read_text())
+    new = _markdown_parts(write_markdown(reports, Path(tempfile.mkdtemp())/"BENCHMARKS.md").read_text())
+    keep = lambda part: {n: v for n, v in old[part].items() if n not in {r["name"] for r in reports}}
+    rows, profiles = {**keep("rows"), **new["rows"]}, {**keep("profiles"), **new["profiles"]}
+    order = sorted(rows, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    lines = old["head"] + [l for n in order for l in rows[n]]
+    if profiles: lines += ["", "## Where the time goes, for the missed goals"] + [l for n in order if n in profiles for l in profiles[n]]
+    path.write_text("\n".join(lines) + "\n")
+    return path

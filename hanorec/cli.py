@@ -458,7 +458,7 @@ def _add_demo(sub):
 
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
-    from hanorec.bench import BENCHMARKS, ORDER, bench_all, run_benchmark
+    from hanorec.bench import BENCHMARKS, ORDER, bench_all, run_benchmark, update_markdown
     import hanorec.bench_preference  # registers `preference` (the trainer's step against TRL)
     if args.list or not args.names:
         for name in sorted(BENCHMARKS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)): print(f"{name:16} {BENCHMARKS[name].about}")
@@ -470,15 +470,15 @@ def cmd_bench(args):
         print(f"wrote {args.out}/NAME.json and {args.markdown}")
         if any("error" in r for r in reports): raise SystemExit(1)
         return
-    for name in args.names:
-        report = run_benchmark(name, args.out, quick=args.quick)
-        print(f"{name}: ratio {report['ratio']}, met {report['met']}, {report['seconds']} s, wrote {report['path']}")
+    reports = [run_benchmark(name, args.out, quick=args.quick) for name in args.names]
+    for r in reports: print(f"{r['name']}: ratio {r['ratio']}, met {r['met']}, {r['seconds']} s, wrote {r['path']}")
+    if not args.quick: print(f"updated {', '.join(args.names)} in {update_markdown(reports, args.markdown)}")  # quick sizes measure no goal
 
 def _add_bench(sub):
     b = sub.add_parser("bench", help="run benchmarks and write JSON reports (all: every one, and BENCHMARKS.md)")
     b.add_argument("names", nargs="*", help="benchmarks to run, or all (none: list them)")
     b.add_argument("--out", default="bench", help="folder for NAME.json (default: bench/)")
-    b.add_argument("--markdown", default="BENCHMARKS.md", help="bench all: where the table goes (default: BENCHMARKS.md)")
+    b.add_argument("--markdown", default="BENCHMARKS.md", help="the table: bench all writes it, bench NAME updates NAME's rows (default: BENCHMARKS.md)")
     b.add_argument("--quick", action="store_true", help="smaller sizes, for a first look and for tests")
     b.add_argument("--list", action="store_true", help="list the benchmarks")
     b.set_defaults(func=cmd_bench)

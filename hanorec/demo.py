@@ -17,6 +17,7 @@ import random
 import re
 import socket
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -522,11 +523,18 @@ def launch(paths=(), # runs or folders of runs; none: the latest quickstart's fo
     app.queue()
     try: app.launch(server_name=host, server_port=port, share=share, inbrowser=False, prevent_thread_lock=True, theme=_theme(), show_error=False, quiet=True)
     except OSError as e: raise HanorecError(f"port {port} on {host} is in use ({e})", hint="pass --port N or stop the other server") from None
-    threading.Thread(target=demo.warm, name="hanorec-demo-warm", daemon=True).start()  # thumbnails and policies, while the page serves
-    if not block: return app
+    if not block:
+        threading.Thread(target=demo.warm, name="hanorec-demo-warm", daemon=True).start()  # thumbnails and policies, while it serves
+        return app
     print(f"hanorec demo: serving on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    threading.Thread(target=_warm_and_say, args=(demo,), name="hanorec-demo-warm", daemon=True).start()
     if share: print(f"hanorec demo: public link {app.share_url}: anyone with it can see these runs' data", flush=True)
     app.block_thread()
+
+def _warm_and_say(demo:Demo):
+    t0, items = time.perf_counter(), sum(len(d.items) for d in demo._data.values())
+    demo.warm()
+    print(f"hanorec demo: ready: thumbnails of {items:,} items and the runs' policies made in {time.perf_counter() - t0:.1f} s", flush=True)
 
 # %% ../nbs/13_demo.ipynb #de000027
 def explorer(demo:Demo, user:str|None=None, run:str|None=None):
