@@ -163,6 +163,13 @@ def _mapping(rel:str, value) -> dict:
     if not isinstance(value, dict): raise HanorecError(f"{rel} holds {type(value).__name__}, not a mapping of names to values")
     return value
 
+def _ranks(ev:tuple|None) -> tuple|None:
+    "An evaluation (`read_evaluation`) as the demo reads it: the per-user table indexed by user; a table without its columns is an error."
+    if ev is None: return None
+    missing = {"user_id", "candidates", "scores", "target"} - set(ev[1].columns)
+    if missing: raise HanorecError(f"ranks.parquet has no {', '.join(sorted(missing))} column")
+    return ev[0], ev[1].assign(user_id=ev[1].user_id.astype(str)).set_index("user_id")
+
 # %% ../nbs/13_demo.ipynb #de000014
 class DemoRun:
     "One finished run, read through the policies and evaluation rooms; a run that cannot be shown is a HanorecError saying why."
@@ -176,8 +183,7 @@ class DemoRun:
         self.metrics = _mapping("metrics.json", _parsed(self.path, "metrics.json", _json))
         self.data_folder = _parsed(self.path, "config.yaml", lambda _: run_data(self.path)).resolve()
         where = eval_dir(self.path, "test", "sampled").relative_to(self.path).as_posix() + "/"
-        ev = _parsed(self.path, where, lambda _: read_evaluation(self.path, "test", "sampled"))
-        self.evaluation = None if ev is None else (ev[0], ev[1].assign(user_id=ev[1].user_id.astype(str)).set_index("user_id"))
+        self.evaluation = _parsed(self.path, where, lambda _: _ranks(read_evaluation(self.path, "test", "sampled")))
         self.pairs = _parsed(self.path, "pairs/", lambda _: read_pairs(self.path))
         self._pairs_of = {str(u): rows for u, rows in self.pairs.groupby(self.pairs.user.astype(str), sort=False)} if len(self.pairs) else {}
 
@@ -376,6 +382,8 @@ def run_html(run:DemoRun) -> str:
     return (f"{_CSS}<h4>{html.escape(run.name)} ({html.escape(run.about)}): {m['users']} test users</h4>{table}"
             + (f"<p><i>{html.escape(note)}</i></p>" if note else "") + f"<p>best validation step {run.metrics.get('best_step')} of {run.metrics.get('steps')}</p>")
 
+_NOTHING = ("",) * 5 + (None, "", None)  # the page's other outputs, where a message takes their place
+
 def _guarded(view, *args) -> str:
     "A view's HTML, or why it failed as a message on the page (a run whose weights do not load), never a Python error."
     try: return view(*args)
@@ -422,12 +430,13 @@ class Demo:
 
     def view(self, user:str, run:str, other:str|None=None) -> tuple:
         "(message, summary, history, ranking, top-10, pairs, hardness plot, run metrics, curves plot) for the page; plots as plotly JSON."
-        return self._view(str(user or "").strip(), run, other or None)
+        try: return self._view(str(user or "").strip(), run, other or None)
+        except (HanorecError, OSError, ValueError, KeyError, AttributeError, TypeError, RuntimeError) as e:  # a file that parses but holds the wrong things
+            return (message_html(f"{run} cannot be shown for user {user}: {type(e).__name__}: {e}"),) + _NOTHING
 
     def _answer(self, user:str, run:str, other:str|None) -> tuple:
-        nothing = ("",) * 5 + (None, "", None)
-        if run in self.broken: return (message_html(f"{run} cannot be shown: {self.broken[run]}"),) + nothing
-        if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + nothing
+        if run in self.broken: return (message_html(f"{run} cannot be shown: {self.broken[run]}"),) + _NOTHING
+        if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + _NOTHING
         r, data, note = self.runs[run], self.data(run), ""
         if other in self.broken: other, note = None, f"{other} (compare with) cannot be shown: {self.broken[other]}"
         o = self.runs.get(other) if other else None
