@@ -14,16 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .assets import asset_status
-from .core import HanorecError, hanorec_home, package_version
+from .assets import USES, asset_status, require_use, use_status
+from .core import HanorecError, hanorec_home, package_version, progress_mode, tune_malloc
 from .data import LOADERS, dataset_stats, load_prepared, prepare
 import hanorec.synthetic  # registers the `synthetic` source
 from .summarize import UserSummaryConfig, items_folder, summarize_items, summarize_users
 
 # %% auto #0
-__all__ = ['environment', 'format_environment', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare', 'cmd_data_stats',
-           'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train', 'cmd_evaluate', 'cmd_compare',
-           'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['environment', 'format_environment', 'check_uses', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare',
+           'cmd_data_stats', 'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train',
+           'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench', 'build_parser',
+           'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -45,7 +46,13 @@ def environment() -> dict:
     return {"hanorec": package_version(), "python": platform.python_version(), "platform": platform.platform(),
             "packages": {p: _version(p) for p in _PACKAGES}, "devices": devices,
             "cache": {"home": str(hanorec_home()), "smollm2_fp32": str(converted) if (converted/"manifest.json").exists() else None},
-            "assets": asset_status()}
+            "assets": asset_status(), "uses": [use_status(u) for u in USES], "kernels": _kernels()}
+
+def _kernels() -> list[str]:
+    "The Jupyter kernels this environment can start (the notebooks name `python3`)."
+    try: from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError: return []
+    return sorted(KernelSpecManager().find_kernel_specs())
 
 def format_environment(env:dict) -> str:
     "The `hanorec env` report as aligned text."
@@ -60,9 +67,25 @@ def format_environment(env:dict) -> str:
     for a in env["assets"]:
         where = a["path"] if a["found"] else f"install: {a['install']}"
         lines.append(f"  {a['name']:19} {'found  ' if a['found'] else 'MISSING'}  {where}")
+    lines += ["", "uses:"] + [f"  {u['use']:19} {'ready  ' if u['ready'] else 'MISSING'}  " + (u["about"] if u["ready"] else
+              f"needs {', '.join(u['missing'])}; install: {u['install']}") for u in env["uses"]]
+    lines.append(f"  {'python3 kernel':19} {'ready  ' if 'python3' in env['kernels'] else 'MISSING'}  "
+                 + ("for jupyter lab nbs/ and nbclient" if "python3" in env["kernels"] else 'install: pip install -e ".[notebooks]"'))
     return "\n".join(lines)
 
+def check_uses(names:str) -> list[str]: # comma-separated uses (`assets.USES`), or "all"
+    "The uses checked, after raising a one-line error for the first one that is not ready (a missing module, or no python3 kernel)."
+    wanted = list(USES) if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    for n in wanted: require_use(n)
+    if "notebooks" in wanted and "python3" not in _kernels():
+        raise HanorecError("no Jupyter kernel called python3 in this environment, so the notebooks cannot run",
+                           hint='run: pip install -e ".[notebooks]"  (ipykernel registers python3 in .venv)')
+    return wanted
+
 def cmd_env(args):
+    if args.check:
+        print(f"ready: {', '.join(check_uses(args.check))}")
+        return
     env = environment()
     print(json.dumps(env, indent=2) if args.json else format_environment(env))
 
@@ -444,6 +467,7 @@ def _add_experiment(sub):
 
 # %% ../nbs/17_cli.ipynb #cl0de002
 def cmd_demo(args):
+    require_use("demo")  # gradio missing: one line naming its install command, before anything is printed
     from hanorec.demo import launch
     launch(args.paths, host=args.host, port=args.port, share=args.share)  # the port checked first; "serving on URL" once it answers
 
@@ -491,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     e = sub.add_parser("env", help="versions, devices and offline assets")
     e.add_argument("--json", action="store_true", help="print as JSON")
+    e.add_argument("--check", default=None, metavar="USES", help="exit 2 with the install command unless these uses are ready: "
+                   f"all, or comma-separated from {', '.join(USES)}")
     e.set_defaults(func=cmd_env)
     d = sub.add_parser("docs", help="build the offline docs site (or README.md) from the notebooks")
     d.add_argument("--out", default="_site", help="output folder (default: _site)")
@@ -513,7 +539,8 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted)."
     parser = build_parser()
     args = parser.parse_args(argv)
-    if os.environ.get("HANOREC_PROGRESS") == "0": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too
+    tune_malloc()  # big short-lived tensors stay in the heap (see core): a fifth to a half less CPU in training and features
+    if progress_mode() != "bars": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too (no bars in a log file)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -521,6 +548,12 @@ def main(argv:list[str]|None=None) -> int:
         args.func(args)
     except HanorecError as e:
         print(f"hanorec: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional part this install left out: one line naming its install command
+        use = next((u for u in USES.values() if (e.name or "").split(".")[0] in u.modules), None)
+        if use is None: raise
+        print(f"hanorec: error: the {use.name} needs {e.name}, which is not installed\n  hint: run: {use.install}  "
+              "(or bash scripts/quickstart.sh, which installs every use)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hanorec: interrupted", file=sys.stderr)
