@@ -642,14 +642,14 @@ def write_markdown(reports:Sequence[dict], # from `run_benchmark` (or `{"name", 
              + (f", GPU {m['gpu']}" if m.get("gpu") else "") + f", Python {m['python']}, {m['platform']}.", "",
              "Each benchmark warms up, repeats, takes turns between its two sides, and quotes medians; `ratio` is hanorec against its "
              "baseline or its limit (higher is better), or a fitted exponent. Details in `bench/NAME.json`.", "",
-             "| benchmark | what | value | goal | met | median s (spread) | device, dtype | re-run |", "|---|---|---|---|---|---|---|---|"]
+             "| benchmark | what | value | goal | met | median s (spread) | device, dtype; machine | re-run |", "|---|---|---|---|---|---|---|---|"]
     for r in reports:
         if "error" in r:
             lines.append(f"| {r['name']} | failed: {r['error'].splitlines()[0][:120]} | | | | | | `hanorec bench {r['name']}` |"); continue
         for c in r["checks"]:
             spread = f" ({r['spread_s']:.3g})" if r["spread_s"] else ""
             lines.append(f"| {r['name']} | {c['what']} | {_value(c['value'])} | {c['op'] + ' ' + format(c['goal'], 'g') if c['goal'] is not None else 'none'} | {_mark(c['met'])} | "
-                         f"{_value(r['median_s'])}{spread} | {r['machine']['device']}, {r['machine']['dtype']} | `{r['command']}` |")
+                         f"{_value(r['median_s'])}{spread} | {r['machine']['device']}, {r['machine']['dtype']}; {r['machine']['cpu']}, {r['machine']['cores']} cores | `{r['command']}` |")
     missed = [r for r in ok if r["met"] is False]
     if missed: lines += ["", "## Where the time goes, for the missed goals"]
     for r in missed:
@@ -696,7 +696,10 @@ def update_markdown(reports:Sequence[dict], # from `run_benchmark`
     keep = lambda part: {n: v for n, v in old[part].items() if n not in {r["name"] for r in reports}}
     rows, profiles = {**keep("rows"), **new["rows"]}, {**keep("profiles"), **new["profiles"]}
     order = sorted(rows, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
-    lines = old["head"] + [l for n in order for l in rows[n]]
+    new_head = {l.split(" | ")[0]: l for l in new["head"] if l.startswith("| benchmark |")}
+    head = [("Machine of rows that name none (an older `hanorec bench all`): " + l.removeprefix("Machine: ")) if l.startswith("Machine: ")
+            else new_head.get(l.split(" | ")[0], l) for l in old["head"]]  # rows updated since carry their own machine
+    lines = head + [l for n in order for l in rows[n]]
     if profiles: lines += ["", "## Where the time goes, for the missed goals"] + [l for n in order if n in profiles for l in profiles[n]]
     path.write_text("\n".join(lines) + "\n")
     return path

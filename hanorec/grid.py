@@ -20,7 +20,7 @@ from .data import check_prepare_options, prepare
 from .evaluation import PROTOCOLS, curve_figure, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
 from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
-from .train import _check_settings
+from .train import check_settings
 
 # %% auto #0
 __all__ = ['SEEDS', 'ABLATION_DATASETS', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder',
@@ -127,7 +127,7 @@ def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -
         resolved = [f"model={trained}"] if trained and not own else []  # what the trainer reads from the init run, not there yet
         stage = replace(s, settings=[*given, *resolved, f"seed={grid.seeds[0]}"])
         for d, folder in (data or {"": Path("<dataset>")}).items():
-            try: _check_settings(stage_config(stage, folder, Path("<grid>")), processes=1)
+            try: check_settings(stage_config(stage, folder, Path("<grid>")), processes=1)
             except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}" + (f" on dataset {d}" if d else ""),
                                                keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
 

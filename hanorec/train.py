@@ -38,8 +38,8 @@ from .evaluation import plot_curves, read_log, read_pairs
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'RECIPES', 'IGNORED', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
-           'RunState', 'check_ranges', 'catalog_limits', 'fit_catalog', 'Trainer', 'code_version', 'run_environment',
-           'weight_change', 'train', 'train_config']
+           'RunState', 'check_ranges', 'check_settings', 'catalog_limits', 'fit_catalog', 'Trainer', 'code_version',
+           'run_environment', 'weight_change', 'train', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -168,7 +168,7 @@ def check_ranges(cfg, # a config dataclass
         raise HanorecError(f"{key}={value} {said} (its range is {text})", hint=f"set {key} within {text}, for example its default {key}={default}")
 
 # %% ../nbs/11_train.ipynb #tr000003
-def _check_settings(cfg:TrainConfig, processes:int):
+def check_settings(cfg:TrainConfig, processes:int):
     "Refuse settings that cannot work, before anything is loaded or written."
     o, objective, s = cfg.optim, OBJECTIVES[cfg.objective], cfg.seqrec
     check_finite(cfg)  # a NaN lr passes every `<` below; a NaN max_grad_norm would switch clipping off
@@ -262,7 +262,7 @@ class Trainer:
         self.acc = Accelerator(cpu=device.type == "cpu")
         self.device = device if self.acc.num_processes == 1 else self.acc.device
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
-        _check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
+        check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
         self._check_run_folder()
 
     def autocast(self):
