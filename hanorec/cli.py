@@ -550,8 +550,9 @@ def main(argv:list[str]|None=None) -> int:
         print(f"hanorec: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:  # an optional part this install left out: one line naming its install command
-        use = next((u for u in USES.values() if (e.name or "").split(".")[0] in u.modules), None)
-        if use is None: raise
+        top = (e.name or "").split(".")[0]
+        use = next((u for u in USES.values() if top in u.modules), None)
+        if use is None or top not in use_status(use.name)["missing"]: raise  # installed, but broken inside: a real error, not a missing part
         print(f"hanorec: error: the {use.name} needs {e.name}, which is not installed\n  hint: run: {use.install}  "
               "(or bash scripts/quickstart.sh, which installs every use)", file=sys.stderr)
         return 2

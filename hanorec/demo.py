@@ -27,6 +27,7 @@ import yaml
 
 from fastcore.basics import patch
 
+from .assets import require_use
 from .core import HanorecError, read_json
 from .data import load_prepared, load_samples
 from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
@@ -170,6 +171,11 @@ def _ranks(ev:tuple|None) -> tuple|None:
     if missing: raise HanorecError(f"ranks.parquet has no {', '.join(sorted(missing))} column")
     return ev[0], ev[1].assign(user_id=ev[1].user_id.astype(str)).set_index("user_id")
 
+def _pairs(table:pd.DataFrame) -> pd.DataFrame:
+    "A run's training pairs (`read_pairs`) as the demo reads them; a table without the user column is an error."
+    if len(table) and "user" not in table.columns: raise HanorecError("pairs/ has no user column")
+    return table
+
 # %% ../nbs/13_demo.ipynb #de000014
 class DemoRun:
     "One finished run, read through the policies and evaluation rooms; a run that cannot be shown is a HanorecError saying why."
@@ -184,7 +190,7 @@ class DemoRun:
         self.data_folder = _parsed(self.path, "config.yaml", lambda _: run_data(self.path)).resolve()
         where = eval_dir(self.path, "test", "sampled").relative_to(self.path).as_posix() + "/"
         self.evaluation = _parsed(self.path, where, lambda _: _ranks(read_evaluation(self.path, "test", "sampled")))
-        self.pairs = _parsed(self.path, "pairs/", lambda _: read_pairs(self.path))
+        self.pairs = _parsed(self.path, "pairs/", lambda _: _pairs(read_pairs(self.path)))
         self._pairs_of = {str(u): rows for u, rows in self.pairs.groupby(self.pairs.user.astype(str), sort=False)} if len(self.pairs) else {}
 
     @property
@@ -502,11 +508,6 @@ def build_app(demo:Demo, concurrency:int=20): # requests answered at once (the v
     return app
 
 # %% ../nbs/13_demo.ipynb #de000024b
-def _require_gradio():
-    "A one-line error naming the install command where gradio is missing (before anything is printed or loaded)."
-    try: import gradio  # noqa: F401
-    except ImportError: raise HanorecError("the demo needs gradio, which is not installed", hint='pip install -e ".[demo]" (or bash scripts/setup.sh)') from None
-
 def _check_port(host:str, port:int):
     "A one-line error where `port` on `host` is taken or the address is not this machine's (the check the server makes, made first)."
     if not 1 <= port <= 65535: raise HanorecError(f"--port {port} is not a port number", hint="pass --port N with N from 1 to 65535")
@@ -524,7 +525,7 @@ def launch(paths=(), # runs or folders of runs; none: the latest quickstart's fo
            port:int=7860, share:bool=False, # a public gradio.live link only when asked
            block:bool=True): # False: return the running app (tests, benchmarks)
     "Serve the demo with queued requests; says 'serving on URL' once it answers (when `block`), and returns the app when `block` is False."
-    _require_gradio()
+    require_use("demo")  # gradio missing: one line naming its install command, before anything is printed or loaded
     _check_port(host, port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = Demo(list(paths) or [latest_quickstart()])

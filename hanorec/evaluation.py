@@ -317,7 +317,6 @@ def evaluate_run(run:str|Path, # a finished run folder
     if split not in ("validation", "test"): raise HanorecError(f"cannot evaluate on split {split!r}", hint="use test or validation (they hold the fixed candidate sets)")
     if users is not None and users < 1: raise HanorecError(f"--users must be at least 1, got {users}", hint="leave it out to score every user")
     if batch_size is not None and batch_size < 1: raise HanorecError(f"--batch-size must be at least 1, got {batch_size}", hint="leave it out to use the run's eval.batch_size")
-    if batch_size is not None and batch_size < 1: raise HanorecError(f"--batch-size must be at least 1, got {batch_size}", hint="leave it out to use the run's eval.batch_size")
     settings = _run_settings(run)
     cfg, bs = settings["policy"], batch_size or settings["batch_size"]
     check_protocol(protocol, settings["family"], cfg.task)

@@ -17,7 +17,7 @@ import yaml
 
 from .core import HanorecError, atomic_path, atomic_write_text, get_logger, load_yaml_strict, read_json, read_manifest
 from .data import check_prepare_options, prepare
-from .evaluation import PROTOCOLS, curve_figure, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
+from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
 from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
 from .train import check_settings
@@ -312,13 +312,20 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
                 p = paired_over_seeds(base, vals, m, n)
                 row[f"{m} diff"], row[f"{m} p users"], row[f"{m} p seeds"] = p["difference"], p["p_users"], p["p_seeds"]
             rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else ["dataset", "stage", "about", "start", "seeds", "users"])  # no cell finished: still a table
+    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "stage", "about", "start", "seeds", "users"])  # no cell finished: still a table
+    for kind in ("users", "seeds"):  # Holm-Bonferroni over every test of the grid of each kind (every dataset, stage and metric)
+        cols = [f"{m} p {kind}" for m in grid.metrics if f"{m} p {kind}" in table]
+        if cols: table[[f"{c} holm" for c in cols]] = holm(table[cols].to_numpy().reshape(-1)).reshape(len(table), len(cols))
+    return table
 
 # %% ../nbs/12a_grid.ipynb #gr000015
 def _significant(r, m) -> bool:
-    ps = [r.get(f"{m} p users"), r.get(f"{m} p seeds")]
+    ps = [r.get(f"{m} p users holm"), r.get(f"{m} p seeds holm")]
     ps = [p for p in ps if p is not None and not (isinstance(p, float) and math.isnan(p))]
     return bool(ps) and all(p < 0.05 for p in ps)
+
+def _tests(summary:pd.DataFrame, grid:Grid, kind:str) -> int:
+    return int(sum(summary[f"{m} p {kind}"].notna().sum() for m in grid.metrics if f"{m} p {kind}" in summary))
 
 def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
     "The report's tables, one per dataset: mean ± sd over seeds (best in bold), and each stage against its start."
@@ -337,7 +344,8 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
         tests = []
         for _, r in rows[rows.start != ""].iterrows():
             if f"{grid.metrics[0]} diff" not in r or pd.isna(r[f"{grid.metrics[0]} diff"]): continue
-            p = lambda m: (f"p {r[f'{m} p seeds']:.3f} across seeds, " if f"{m} p seeds" in r and not pd.isna(r[f"{m} p seeds"]) else "") + f"p {r[f'{m} p users']:.3f} over users"
+            p = lambda m: ((f"p {r[f'{m} p seeds']:.3f} across seeds, Holm {r[f'{m} p seeds holm']:.3f}; " if f"{m} p seeds" in r and not pd.isna(r[f"{m} p seeds"]) else "")
+                           + f"p {r[f'{m} p users']:.3f} over users, Holm {r[f'{m} p users holm']:.3f}")
             tests.append(f"- {r.about} against {r.start}: " + "; ".join(f"{m} {r[f'{m} diff']:+.3f} ({p(m)})" for m in grid.metrics))
         if tests: parts += ["", "Against the start (or the stage named by `against`):", *tests]
         parts.append("")
@@ -345,8 +353,10 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
                  "compare settings by it, not by the test columns. "
                  "Values: the mean over seeds of each run's mean over test users (fixed candidates: target + 19, ties against the "
                  "target) ± the standard deviation across seeds. Bold: best in its dataset among stages scored on the same users. "
-                 "*: differs from its start (or its `against` stage) at p < 0.05 by a paired t-test across seeds and by a paired bootstrap over users "
-                 "(values averaged over seeds); with one seed, by the bootstrap alone.")
+                 "*: differs from its start (or its `against` stage) at Holm-adjusted p < 0.05 by a paired t-test across seeds and by a paired "
+                 "bootstrap over users (values averaged over seeds; Holm–Bonferroni over all the grid's tests of each kind, every dataset, "
+                 f"stage and metric: {_tests(summary, grid, 'users')} over users, {_tests(summary, grid, 'seeds')} across seeds); "
+                 "with one seed, by the bootstrap alone.")
     return "\n".join(parts)
 
 # %% ../nbs/12a_grid.ipynb #gr0pfig1

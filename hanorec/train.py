@@ -26,7 +26,7 @@ import yaml
 from fastcore.basics import patch
 
 from .core import (HanorecError, Manifest, Purpose, atomic_path, atomic_write_json, atomic_write_text, check_finite, config_to_dict,
-                          damaged_outputs, get_logger, hash_bytes, hash_file, hash_obj, load_config, parse_overrides, pick_device, progress, read_json,
+                          damaged_outputs, get_logger, hash_bytes, hash_file, hash_obj, load_config, load_yaml_strict, parse_overrides, pick_device, progress, read_json,
                           read_manifest, remove_stale_temps, rng_state, sample_rng, save_config, seed_everything, set_rng_state,
                           write_manifest)
 from .data import load_prepared, load_samples
@@ -798,10 +798,16 @@ def _recipe(cfg:TrainConfig, family:str, path, overrides) -> tuple:
     return ()
 
 # %% ../nbs/11_train.ipynb #h2giv02
-def _given(path, overrides) -> set[str]:
-    "The dotted keys the user wrote: in the YAML file and on the command line (a recipe's defaults are not among them)."
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {} if path is not None else {}
-    return set(_flat(data)) | set(_flat(parse_overrides(overrides)))
+def _given(path, overrides, recipe=()) -> set[str]:
+    """The dotted keys the user set: every one on the command line, and those in the YAML file whose value differs from
+    the defaults with the model family's recipe (a file written by --print-config, or a run's own config.yaml, sets none it leaves as they are)."""
+    given = set(_flat(parse_overrides(overrides)))
+    if path is not None:
+        written = _flat(load_yaml_strict(Path(path)) or {})
+        base = _flat(config_to_dict(load_config(TrainConfig, defaults=recipe)))
+        mine = _flat(config_to_dict(load_config(TrainConfig, path, defaults=recipe)))
+        given |= {k for k in written if mine.get(k) != base.get(k)}
+    return given
 
 IGNORED = {  # family: (the keys it never reads, why)
     "seqrec": (("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
@@ -812,15 +818,18 @@ IGNORED = {  # family: (the keys it never reads, why)
     "continuing encoder": (("seqrec",), "an encoder's shape, and a stage with init= continues the init run's encoder as it was built")}
 
 def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
-    "Refuse a setting the user gave (at other than its default) that this stage's model never reads."
+    "Refuse a setting the user gave (at other than its default, or a continuing encoder's init run's value) that this stage's model never reads."
     if not cfg.model and cfg.init and not (Path(cfg.init)/"config.yaml").exists(): return  # its model is known once init has run
-    groups = [family] + (["continuing encoder"] if family == "seqrec" and cfg.init else [])
+    built = cfg.init and (Path(cfg.init)/"config.yaml").exists()  # a grid checks its stages before their starts exist; each is checked again when it runs
+    groups = [family] + (["continuing encoder"] if family == "seqrec" and built else [])
     default = _flat(config_to_dict(TrainConfig()))
     now = _flat(config_to_dict(cfg))
     for group in groups:
         keys, why = IGNORED[group]
+        ref = default  # a continuing encoder may repeat its init run's shape (a grid's shared settings do): only a change is refused
+        if group == "continuing encoder": ref = {**default, **_flat(config_to_dict(load_config(TrainConfig, Path(cfg.init)/"config.yaml")))}
         for k in sorted(given):
-            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != default[k]:
+            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
                 raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
 
 # %% ../nbs/11_train.ipynb #h2cfg01
@@ -828,9 +837,10 @@ def train_config(path:str|Path|None=None, # a YAML file of settings
                  overrides=(), # key=value settings, applied last
                  resume:bool=False) -> TrainConfig: # continuing a run: its config.yaml, not these checks, says what is allowed
     "A stage's settings as `hanorec train` reads them: defaults, the model family's recipe, the file, the overrides, checked."
-    cfg, given = load_config(TrainConfig, path, overrides), _given(path, overrides)
+    cfg = load_config(TrainConfig, path, overrides)
     family = _family(cfg)
     recipe = _recipe(cfg, family, path, overrides)
+    given = _given(path, overrides, recipe)
     if "optim.max_steps" in given and any(r.startswith("optim.epochs=") for r in recipe) and "optim.epochs" not in given:
         recipe = tuple(r for r in recipe if not r.startswith("optim.epochs="))  # the user's step count, not the recipe's epochs
     if not resume:

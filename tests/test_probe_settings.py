@@ -123,3 +123,21 @@ def test_an_explicit_step_count_wins_over_the_recipes_epochs(tiny):
     assert "(5 steps, sft" in r.stdout
     steps = [json.loads(line) for line in (tiny/"steps"/"log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "split" not in s] == [1, 2, 3, 4, 5]
+
+
+def test_a_file_that_repeats_the_defaults_or_a_runs_own_config_is_accepted(tiny, tmp_path, capsys):
+    "Only what a file changes counts as set: --print-config's output and a continuing run's config.yaml train as they are."
+    from hanorec.train import train_config
+    assert main(["train", "--print-config", "model=seqrec", f"data={tiny/'data'}"]) == 0
+    (tmp_path/"printed.yaml").write_text(capsys.readouterr().out)
+    cfg = train_config(tmp_path/"printed.yaml", [f"out={tmp_path/'a'}"])  # optim.max_steps beside the recipe's epochs: not both "given"
+    assert (cfg.optim.epochs, cfg.model) == (20, "seqrec")
+    (tmp_path/"utf16.yaml").write_bytes("model: seqrec\noptim: {max_steps: 7}\n".encode("utf-16"))
+    cfg = train_config(tmp_path/"utf16.yaml", [f"data={tiny/'data'}"])
+    assert (cfg.optim.max_steps, cfg.optim.epochs) == (7, 0)  # read through the strict loader, and the step count wins
+    # a continuing encoder that repeats its init run's shape (a grid's shared settings do) is accepted; a change is refused above
+    r = run_hanorec("train", f"data={tiny/'data'}", f"init={tiny/'sft'}", f"out={tiny/'dpo-same'}", "objective=dpo", "seqrec.images=false",
+                    "seqrec.hidden=64", "optim.max_steps=1", "optim.batch_size=4", "eval.every=0", env=ENV)
+    assert r.returncode == 0, r.stderr
+    cfg = train_config(tiny/"dpo-same"/"config.yaml", [f"out={tmp_path/'b'}"])
+    assert cfg.init == str(tiny/"sft") and cfg.objective == "dpo"

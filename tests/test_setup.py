@@ -91,3 +91,16 @@ def test_missing_optional_part_is_one_line(module, argv, install, tmp_path):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and "serving on" not in r.stdout
     assert install in r.stderr and module in r.stderr
+
+
+def test_a_broken_install_is_not_called_missing(tmp_path):
+    "gradio installed but one of its own modules failing to import is a real error, not 'run pip install' (which would change nothing)."
+    script = textwrap.dedent("""
+        import sys, hanorec.cli as cli
+        def broken(args): raise ModuleNotFoundError("No module named 'gradio.themes'", name="gradio.themes")  # as a damaged gradio would
+        cli.cmd_env = broken
+        sys.exit(cli.main(["env"]))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode not in (0, 2), (r.stdout, r.stderr)
+    assert "gradio.themes" in r.stderr and "pip install" not in r.stderr
