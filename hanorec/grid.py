@@ -74,6 +74,7 @@ def _check_dataset(name:str, spec:dict, w:_Where):
     if "path" in spec:
         if not isinstance(spec["path"], str): w.fail(("datasets", name, "path"), f"must be a folder's path, got {spec['path']!r}", "path: /data/prepared/beauty")
         return
+    if "prepare" in spec: _synthetic_by_prepare(name, spec, w)  # before the room's own check, whose hint would list prepare's options
     try:
         if "synthetic" in spec:
             opts = spec["synthetic"] or {}
@@ -84,6 +85,16 @@ def _check_dataset(name:str, spec:dict, w:_Where):
             keys = {k: ("datasets", name, k) for k in longest(spec) if k != "prepare"}
             check_prepare_options(str(spec["prepare"]), {k: v for k, v in spec.items() if k != "prepare"})
     except HanorecError as e: w.refuse(("datasets", name, "synthetic" if "synthetic" in spec else "prepare"), e, keys=keys)
+
+def _synthetic_by_prepare(name:str, spec:dict, w:_Where):
+    "`prepare: synthetic` with the world's options beside it (`users: 40`): they go under `synthetic:`, which takes them all."
+    import inspect
+    taken = set(inspect.signature(prepare).parameters)
+    odd = [k for k in spec if k not in taken and k != "prepare"]
+    if str(spec["prepare"]) != "synthetic" or not odd: return
+    world = {**(spec.get("options") or {}), **{k: v for k, v in spec.items() if k not in ("prepare", "options")}}
+    w.fail(("datasets", name, odd[0]), f"prepare synthetic takes no option {odd[0]!r}: the synthetic world's options go under synthetic:, not beside prepare:",
+           f"put the world's options under synthetic: {yaml.safe_dump({name: {'synthetic': world}}, default_flow_style=True, width=10**6).strip()[1:-1]}", sep=": ")
 
 def _candidates(spec:dict) -> int|None:
     "How many fixed candidates (the target among them) each user of a dataset gets, where that is known before it is made."
@@ -131,14 +142,58 @@ def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -
             except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}" + (f" on dataset {d}" if d else ""),
                                                keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
 
+def _check_grid_sets(grid:Grid, w:_Where):
+    "Settings the grid itself gives every cell: out= (the cell's folder), data= (its dataset), seed= (its seed), and device= (one for the whole grid)."
+    lists = [(("settings",), grid.settings, "")] + [(("stages", i, "settings"), s.settings, f" of stage {s.name}") for i, s in enumerate(grid.stages)]
+    for at, given, of in lists:
+        for j, x in enumerate(given):
+            k, _, v = (p.strip() for p in x.partition("="))
+            why = {"out": ("out= is set by the grid (each cell trains into OUT/<dataset>/seed-<n>/<stage>/)", "remove it; choose OUT with hanorec experiment run --out"),
+                   "data": ("data= is set by the grid (each cell reads its dataset's prepared folder)", "remove it; give the folder as a dataset: datasets: {mine: {path: FOLDER}}"),
+                   "seed": ("seed= is set by the grid's seeds (every stage runs once per seed), so this one would be dropped", f"remove it and set the seed there: seeds: [{v}]")}
+            if of: why["device"] = ("device= is set for the whole grid, not per stage", "remove it; give --device to hanorec experiment run (or device= in the grid's settings)")
+            if k in why: w.fail((*at, j), f"{of}: {x}: {why[k][0]}", why[k][1], sep="")
+
+def _check_starts(grid:Grid, w:_Where):
+    "A stage with a start trains from it (init= names it too), and is scored on the same users as the stage it is compared with."
+    users = {s.name: s.users for s in grid.stages}
+    said = lambda n: "every test user" if n is None else f"users: {n}"
+    for i, s in enumerate(grid.stages):
+        init = [(j, x.partition("=")[2].strip()) for j, x in enumerate(s.settings) if x.partition("=")[0].strip() == "init"]
+        if s.start and not init:
+            w.fail(("stages", i, "start"), f"{s.start}: stage {s.name} has no init={s.start} in its settings, so it would train from scratch, not continue {s.start}",
+                   f"add init={s.start} to this stage's settings")
+        if s.start and init[-1][1] != s.start:
+            w.fail(("stages", i, "settings", init[-1][0]), f" of stage {s.name}: init={init[-1][1]}, but its start is {s.start}: a stage continues (init=) the stage it starts from",
+                   f"set init={s.start} or start: {init[-1][1]}; to compare with a stage it does not continue, use against: instead of start:", sep="")
+        ref = s.start or s.against
+        if ref and users[ref] != s.users:
+            w.fail(("stages", i, "users" if s.users is not None else "start" if s.start else "against"),
+                   f" of stage {s.name}: it is scored on {said(s.users)}, but {ref}, which it is compared with, on {said(users[ref])}: paired values need the same users",
+                   f"give both stages the same users (users: {users[ref] if users[ref] is not None else s.users} in each), or leave users out of both", sep="")
+
 def check_grid(grid:Grid):
     "Check every value of every dataset and stage before anything runs: dataset options, seeds, metrics, and each stage's settings."
     w = _Where(grid.source, grid.lines)
     for name, spec in grid.datasets.items(): _check_dataset(name, spec, w)
     _check_seeds_metrics(grid, w)
+    _check_grid_sets(grid, w)
+    _check_starts(grid, w)
     _check_stage_settings(grid, w)
 
 # %% ../nbs/12a_grid.ipynb #gr0chk03
+def _once(at:tuple, given:list, w:_Where, of:str=""):
+    "Refuse a key set twice in one list of settings, naming both: the trainer would keep the last and drop the first silently."
+    first = {}
+    for j, x in enumerate(given):
+        k = x.partition("=")[0].strip()
+        if k not in first: first[k] = j; continue
+        i, line = first[k], lambda n: w.lines.get((*at, n))
+        where = lambda n: f"{at[-1]}[{n}]" + (f", line {line(n)}" if line(n) else "")
+        w.fail((*at, j), f"{of}: {k} is set twice in this list: {given[i]} ({where(i)}) and {x} ({where(j)})",
+               "keep one of them" + ("; a stage's own setting overrides the grid's settings, so a different value for one stage goes there" if of else
+                                     "; a stage's own settings override these, so a different value for one stage goes there"), sep="")
+
 def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
     "One stage of a grid file, its keys and references checked."
     if not isinstance(s, dict) or "name" not in s: w.fail(("stages", i), "must be a mapping with a name", "- {name: sft, settings: [model=seqrec]}")
@@ -152,6 +207,7 @@ def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
     for j, x in enumerate([*settings, *st]):
         if not isinstance(x, str) or "=" not in x:
             w.fail(("stages", i, "settings", j - len(settings)) if j >= len(settings) else ("settings", j), f"{x!r} is not key=value", "write settings as key=value, e.g. objective=dpo")
+    _once(("stages", i, "settings"), st, w, f" of stage {name}")
     for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
         if dep and dep not in names: w.fail(("stages", i, key), f"{'is tested against' if key == 'against' else 'continues'} {dep!r}, which is not a stage defined before it",
                                             f"define the {key} stage first")
@@ -169,6 +225,10 @@ def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structur
     for k in raw:
         if k not in _GRID_KEYS: w.fail((k,), "is not a grid key", f"use {', '.join(sorted(_GRID_KEYS))}")
     datasets = raw.get("datasets")
+    if datasets and not isinstance(datasets, dict):
+        named = [str(d) for d in datasets] if isinstance(datasets, list) and all(isinstance(d, str) for d in datasets) else []
+        w.fail(("datasets",), f"must be a mapping of name: {{path: FOLDER}} (or prepare: SOURCE, or synthetic: {{...}}), got {type(datasets).__name__} {datasets!r}",
+               "datasets: {" + (", ".join(f"{Path(d).name or 'data'}: {{path: {d}}}" for d in named) if named else "movielens-small: {prepare: movielens-small}") + "}")
     if not isinstance(datasets, dict) or not datasets: w.fail(("datasets",), "must name at least one dataset", "datasets: {movielens-small: {prepare: movielens-small}}")
     for name, spec in datasets.items():
         if not _SAFE.match(str(name)): w.fail(("datasets", name), "is not a usable folder name", "use letters, digits, '.', '_' and '-'")
@@ -187,6 +247,7 @@ def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structur
     if not isinstance(raw.get("stages"), list) or not raw["stages"]: w.fail(("stages",), "must list at least one stage", "stages: [{name: sft, settings: [model=seqrec]}]")
     stages = []
     for i, s in enumerate(raw["stages"]): stages.append(_stage(s, i, [x.name for x in stages], settings, w))
+    _once(("settings",), settings, w)
     grid = Grid(str(raw.get("name", "experiment grid")), dict(datasets), stages, list(seeds), list(settings), tuple(metrics), w.name, w.lines)
     check_grid(grid)
     return grid
@@ -220,6 +281,7 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
     "Run (or reuse, or resume) every cell, evaluate each on the test split, and write results.csv and the report; returns report.md."
     out, t0 = Path(out), time.time()
     check_grid(grid)  # every value, before anything is made (a grid built in Python has not met load_grid)
+    _check_devices(grid, device)
     for d, spec in grid.datasets.items():
         if "path" in spec: grid_dataset(d, spec, out)  # a given folder that is not there: said before any other dataset is made
     out.mkdir(parents=True, exist_ok=True)
@@ -240,11 +302,25 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
         if not finished: new_seconds, new_cells = new_seconds + time.perf_counter() - t, new_cells + 1
     return write_grid_report(grid, out, time.time() - t0)
 
+def _check_devices(grid:Grid, device:str):
+    "The devices the cells will ask for (`device`, and device= in the grid's settings), each one torch has, before anything is made."
+    from hanorec.core import pick_device
+    pick_device(device)
+    for j, x in enumerate(grid.settings):
+        if x.partition("=")[0].strip() == "device":
+            try: pick_device(x.partition("=")[2].strip())
+            except HanorecError as e: _Where(grid.source, grid.lines).fail(("settings", j), f": {x}: {e.args[0]}", e.hint, sep="")
+
+def _last(settings:list) -> list:
+    "Each key's last setting, in order: what the trainer reads (the last of a key counts), a key once (as `load_grid` wants it)."
+    keep = {x.partition("=")[0].strip(): j for j, x in enumerate(settings)}
+    return [x for j, x in enumerate(settings) if keep[x.partition("=")[0].strip()] == j]
+
 def grid_dict(grid:Grid) -> dict:
-    "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it)."
-    stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", s.settings),
+    "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it; a grid built in Python may override a key in one list, written once)."
+    stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", _last(s.settings)),
                                           ("users", s.users), ("budget", s.budget), ("against", s.against)) if v not in ("", None)}
-    return {"name": grid.name, "datasets": grid.datasets, "seeds": grid.seeds, "settings": grid.settings,
+    return {"name": grid.name, "datasets": grid.datasets, "seeds": grid.seeds, "settings": _last(grid.settings),
             "metrics": list(grid.metrics), "stages": [stage(s) for s in grid.stages]}
 
 # %% ../nbs/12a_grid.ipynb #gr000014
@@ -300,7 +376,8 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
             if not runs: continue
             vals = {k: test_values(r, grid.metrics) for k, r in runs.items()}
             ref = s.start or s.against  # what it is tested against
-            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=ref, seeds=len(runs), users=len(next(iter(vals.values()))))
+            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=ref, seeds=len(runs), users=len(next(iter(vals.values()))),
+                       candidates=read_evaluation(next(iter(runs.values())), "test", "sampled")[0].get("candidates"))  # per user, the target among them
             base = {k: cell_folder(out, d, k)/ref for k in runs} if ref else {}
             base = {k: test_values(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
             paired = sorted(set(base) & set(vals))
@@ -312,7 +389,7 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
                 p = paired_over_seeds(base, vals, m, n)
                 row[f"{m} diff"], row[f"{m} p users"], row[f"{m} p seeds"] = p["difference"], p["p_users"], p["p_seeds"]
             rows.append(row)
-    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "stage", "about", "start", "seeds", "users"])  # no cell finished: still a table
+    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "stage", "about", "start", "seeds", "users", "candidates"])  # no cell finished: still a table
     for kind in ("users", "seeds"):  # Holm-Bonferroni over every test of the grid of each kind (every dataset, stage and metric)
         cols = [f"{m} p {kind}" for m in grid.metrics if f"{m} p {kind}" in table]
         if cols: table[[f"{c} holm" for c in cols]] = holm(table[cols].to_numpy().reshape(-1)).reshape(len(table), len(cols))
@@ -326,6 +403,13 @@ def _significant(r, m) -> bool:
 
 def _tests(summary:pd.DataFrame, grid:Grid, kind:str) -> int:
     return int(sum(summary[f"{m} p {kind}"].notna().sum() for m in grid.metrics if f"{m} p {kind}" in summary))
+
+def _fixed_candidates(summary:pd.DataFrame) -> str:
+    "How many fixed candidates each user was scored on, as the evaluations counted them: 'target + 19', or per dataset where they differ."
+    per = {d: sorted({int(c) for c in summary[summary.dataset == d].candidates.dropna()}) for d in dict.fromkeys(summary.dataset)} if "candidates" in summary else {}
+    counts = {c for cs in per.values() for c in cs}
+    if len(counts) == 1: return f"target + {counts.pop() - 1}"
+    return "; ".join(f"target + {' or '.join(str(c - 1) for c in cs)} on {d}" for d, cs in per.items() if cs) or "the target among them"
 
 def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
     "The report's tables, one per dataset: mean ± sd over seeds (best in bold), and each stage against its start."
@@ -351,8 +435,8 @@ def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
         parts.append("")
     parts.append("Validation: the best validation value each run reached (the step it keeps), averaged over seeds; "
                  "compare settings by it, not by the test columns. "
-                 "Values: the mean over seeds of each run's mean over test users (fixed candidates: target + 19, ties against the "
-                 "target) ± the standard deviation across seeds. Bold: best in its dataset among stages scored on the same users. "
+                 "Values: the mean over seeds of each run's mean over test users (fixed candidates: "
+                 f"{_fixed_candidates(summary)}; ties against the target) ± the standard deviation across seeds. Bold: best in its dataset among stages scored on the same users. "
                  "*: differs from its start (or its `against` stage) at Holm-adjusted p < 0.05 by a paired t-test across seeds and by a paired "
                  "bootstrap over users (values averaged over seeds; Holm–Bonferroni over all the grid's tests of each kind, every dataset, "
                  f"stage and metric: {_tests(summary, grid, 'users')} over users, {_tests(summary, grid, 'seeds')} across seeds); "

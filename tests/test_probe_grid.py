@@ -62,6 +62,40 @@ CORPUS = {
                                  "  - {name: dpo, start: sft, settings: [init=sft, model=popularity, objective=dpo]}\n",
                                  [":5: stages[1].settings[1] sets model=popularity, but stage dpo continues sft, which trains seqrec",
                                   "hint: a stage continues its init stage's model"]),
+    # what the grid itself sets: each cell's folder, dataset and seed, and one device for every stage
+    "stage-sets-out": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec, out=runs/mine]}\n",
+                       [":4: stages[0].settings[1] of stage sft: out=runs/mine: out= is set by the grid", "hint: remove it; choose OUT with hanorec experiment run --out"]),
+    "grid-sets-data": (WORLD + "settings: [data=data/syn]\n" + STAGES,
+                       [":3: settings[0]: data=data/syn: data= is set by the grid", "hint: remove it; give the folder as a dataset"]),
+    "stage-sets-device": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec, device=cpu]}\n",
+                          [":4: stages[0].settings[1] of stage sft: device=cpu: device= is set for the whole grid", "hint: remove it; give --device"]),
+    "stage-sets-seed": (WORLD + "seeds: [0, 1]\nstages:\n  - {name: sft, settings: [model=seqrec, seed=5]}\n",
+                        [":5: stages[0].settings[1] of stage sft: seed=5: seed= is set by the grid's seeds", "hint: remove it and set the seed there: seeds: [5]"]),
+    "key-twice-in-a-stage": (WORLD + "stages:\n  - name: sft\n    settings:\n      - model=seqrec\n      - optim.max_steps=2\n      - optim.max_steps=5\n",
+                             [":8: stages[0].settings[2] of stage sft: optim.max_steps is set twice in this list: "
+                              "optim.max_steps=2 (settings[1], line 7) and optim.max_steps=5 (settings[2], line 8)", "hint: keep one of them"]),
+    "key-twice-in-grid-settings": (WORLD + "settings:\n  - optim.max_steps=2\n  - optim.max_steps=5\n" + STAGES,
+                                   [":5: settings[1]: optim.max_steps is set twice in this list: optim.max_steps=2 (settings[0], line 4) and "
+                                    "optim.max_steps=5 (settings[1], line 5)", "hint: keep one of them; a stage's own settings override these"]),
+    "start-without-init": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec]}\n  - {name: dpo, start: sft, settings: [objective=dpo]}\n",
+                           [":5: stages[1].start sft: stage dpo has no init=sft in its settings, so it would train from scratch",
+                            "hint: add init=sft to this stage's settings"]),
+    "init-other-than-start": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec]}\n  - {name: sft2, settings: [model=seqrec]}\n"
+                              "  - {name: dpo, start: sft, settings: [init=sft2, objective=dpo]}\n",
+                              [":6: stages[2].settings[0] of stage dpo: init=sft2, but its start is sft", "hint: set init=sft or start: sft2"]),
+    "against-on-other-users": (WORLD + "stages:\n  - {name: pop, users: 5, settings: [model=popularity]}\n"
+                               "  - {name: sft, against: pop, settings: [model=seqrec]}\n",
+                               [":5: stages[1].against of stage sft: it is scored on every test user, but pop, which it is compared with, on users: 5: "
+                                "paired values need the same users", "hint: give both stages the same users (users: 5 in each)"]),
+    "start-on-other-users": (WORLD + "stages:\n  - {name: sft, settings: [model=seqrec]}\n"
+                             "  - {name: dpo, start: sft, users: 5, settings: [init=sft, objective=dpo]}\n",
+                             [":5: stages[1].users of stage dpo: it is scored on users: 5, but sft, which it is compared with, on every test user"]),
+    "datasets-as-a-list": ("datasets: [data/syn]\n" + STAGES,
+                           [":1: datasets must be a mapping of name: {path: FOLDER} (or prepare: SOURCE, or synthetic: {...}), got list",
+                            "hint: datasets: {syn: {path: data/syn}}"]),
+    "synthetic-options-beside-prepare": ("datasets:\n  world: {prepare: synthetic, users: 40}\n" + STAGES,
+                                         [":2: datasets.world.users: prepare synthetic takes no option 'users': the synthetic world's options go under synthetic:",
+                                          "hint: put the world's options under synthetic: world: {synthetic: {users: 40}}"]),
     "missing-path-dataset": ("datasets:\n  mine: {path: /nowhere/prepared}\n" + STAGES,
                              ["dataset mine: /nowhere/prepared is not a prepared folder (no manifest.json)", "hint: make it with hanorec data prepare"]),
 }
@@ -127,6 +161,37 @@ def test_a_setting_the_prepared_catalog_cannot_fill_is_refused_before_any_cell(t
     assert f"{f}:5: stages[1].settings[2] of stage sdpo on dataset world: negatives.k=100 does not fit" in r.stderr
     assert "hint: set negatives.k=" in r.stderr
     assert (tmp_path/"grid"/"data"/"world"/"manifest.json").exists() and not (tmp_path/"grid"/"world").exists()  # prepared, nothing trained
+
+
+def test_an_unknown_device_is_refused_before_anything_is_made(tmp_path):
+    f = tmp_path/"grid.yaml"
+    f.write_text(WORLD + STAGES)
+    r = run_hanorec("experiment", "run", f, "--device", "tpu", cwd=tmp_path)
+    _refused(r, tmp_path, "grid", ["unknown device 'tpu'", "hint: use auto, cpu, cuda, cuda:N or mps"])
+    f.write_text(WORLD + "settings: [device=tpu]\n" + STAGES)
+    r = run_hanorec("experiment", "run", f, cwd=tmp_path)
+    _refused(r, tmp_path, "grid", [f"{f}:3: settings[0]: device=tpu: unknown device 'tpu'"])
+
+
+def test_the_report_states_the_candidates_each_dataset_was_scored_on(tmp_path):
+    f = tmp_path/"grid.yaml"
+    f.write_text("datasets:\n  ten: {synthetic: {users: 40, items: 60, candidates: 10}}\n  twenty: {synthetic: {users: 40, items: 60}}\n"
+                 "stages:\n  - {name: popularity, settings: [model=popularity]}\n")
+    r = run_hanorec("experiment", "run", f, "--device", "cpu", cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = (tmp_path/"grid"/"report.md").read_text()
+    assert "(fixed candidates: target + 9 on ten; target + 19 on twenty; ties against the target)" in report
+    assert "target + 19," not in report
+
+
+def test_a_python_grid_that_overrides_a_key_reports_from_its_grid_yaml(tmp_path):
+    # A grid built in Python may append an override to a stage's list (the ablation does); its grid.yaml says each key once
+    from hanorec.experiments import Stage
+    from hanorec.grid import Grid, grid_dict, load_grid
+    import yaml
+    g = Grid("python", {"world": {"synthetic": {"users": 40}}}, [Stage("sft", "sft", ["model=seqrec", "optim.lr=1e-3", "optim.lr=1e-4"])])
+    (tmp_path/"grid.yaml").write_text(yaml.safe_dump(grid_dict(g), sort_keys=False))
+    assert load_grid(tmp_path/"grid.yaml").stages[0].settings == ["model=seqrec", "optim.lr=1e-4"]
 
 
 def test_report_on_a_folder_without_a_grid(tmp_path):
