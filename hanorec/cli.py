@@ -76,6 +76,7 @@ def format_environment(env:dict) -> str:
 def check_uses(names:str) -> list[str]: # comma-separated uses (`assets.USES`), or "all"
     "The uses checked, after raising a one-line error for the first one that is not ready (a missing module, or no python3 kernel)."
     wanted = list(USES) if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted: raise HanorecError(f"--check {names!r} names no use, so nothing would be checked", hint=f"name a use: all, or comma-separated from {', '.join(USES)}")
     for n in wanted: require_use(n)
     if "notebooks" in wanted and "python3" not in _kernels():
         raise HanorecError("no Jupyter kernel called python3 in this environment, so the notebooks cannot run",
@@ -83,7 +84,7 @@ def check_uses(names:str) -> list[str]: # comma-separated uses (`assets.USES`), 
     return wanted
 
 def cmd_env(args):
-    if args.check:
+    if args.check is not None:  # `--check ''` too: refused, not the whole report
         print(f"ready: {', '.join(check_uses(args.check))}")
         return
     env = environment()
@@ -130,6 +131,8 @@ class _Renamed(argparse.Action):
 _SYNTHETIC_OPTIONS = {"users": int, "items": int, "visual_signal": float, "drift": float, "popularity_skew": float, "observe_prob": float}
 
 def cmd_data_prepare(args):
+    from hanorec.data import get_loader
+    get_loader(args.source)  # a misspelt source first ("did you mean"): the checks below would speak of the wrong one
     synthetic = args.source == "synthetic"
     options = {k: getattr(args, k) for k in _SYNTHETIC_OPTIONS if getattr(args, k) is not None}
     if options and not synthetic:
@@ -181,6 +184,8 @@ def _add_data(sub):
 # %% ../nbs/17_cli.ipynb #350513ca
 def cmd_models_check(args):
     from hanorec.scoring import models_check
+    if args.history < 1:  # 0 read the whole history and -3 dropped the oldest 3: refused, as train's history is
+        raise HanorecError(f"--history {args.history} is below 1", hint="pass --history 1 or more: the most recent items in the prompt (default 10)")
     r = models_check(args.data, model=args.model, user=args.user, device=args.device, split=args.split, history=args.history)
     if args.json:
         print(json.dumps(r, indent=2)); return
@@ -216,19 +221,29 @@ def _first_users(data:str|Path, split:str, n:int|None) -> list[str]|None:
 def _cache_line(what:str, computed:int, reused:int, folder:Path) -> str:
     return f"{what}: {computed:,} computed now, {reused:,} reused from the cache; cache: {Path(folder).resolve()}"
 
+def _refuse_unread(args, flags:list[str], backend:str, reader:str): # reader: what makes a backend read them
+    "Refuse a flag given although `backend` never reads it (such flags default to None, so a given one shows)."
+    for f in flags:
+        if getattr(args, f) is not None:
+            flag = "--" + f.replace("_", "-")
+            raise HanorecError(f"{flag} {getattr(args, f)} is not read by the {backend} backend ({flag} needs {reader})",
+                               hint=f"add {reader}, or drop {flag}")
+
 def cmd_summarize_items(args):
+    if args.backend == "vision" and not args.rephrase: _refuse_unread(args, ["device"], "vision", "--backend hf or --rephrase")
     written = []  # items written so far, after each chunk
     done = summarize_items(args.data, backend=args.backend, model=args.model, rephrase=args.rephrase, batch_size=args.batch_size,
-                           force=args.force, device=args.device, on_chunk=lambda n, total: written.append(n))
+                           force=args.force, device=args.device or "auto", on_chunk=lambda n, total: written.append(n))
     computed = written[-1] if written else 0
     print(_cache_line(f"item summaries ({args.backend})", computed, len(done) - computed, items_folder(args.data, args.backend)))
 
 def cmd_summarize_users(args):
-    cfg = UserSummaryConfig(block_size=args.block_size, recurrent=args.recurrent, item_summaries=args.item_summaries,
-                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    if args.backend == "statistical": _refuse_unread(args, ["max_new_tokens", "batch_size", "device"], "statistical", "--backend lm")
+    lm = {k: getattr(args, k) for k in ("max_new_tokens", "batch_size") if getattr(args, k) is not None}  # else the config's defaults
+    cfg = UserSummaryConfig(block_size=args.block_size, recurrent=args.recurrent, item_summaries=args.item_summaries, **lm)
     users = _first_users(args.data, args.split, args.users)
     sums = summarize_users(args.data, backend=args.backend, split=args.split, users=users, model=args.model, config=cfg,
-                           force=args.force, device=args.device)
+                           force=args.force, device=args.device or "auto")
     print(_cache_line(f"user summaries ({args.backend}, {args.split})", sums.computed, sums.reused, sums.folder))
     if args.show:
         last = sums.table[sums.table.user_id.isin(users)] if users is not None else sums.table
@@ -245,7 +260,7 @@ def _add_summarize(sub):
     i.add_argument("--model", default=None, help="hf: the image-text model folder; vision --rephrase: the LM folder (default SmolLM2)")
     i.add_argument("--rephrase", action="store_true", help="vision: have SmolLM2-135M-Instruct rewrite each sentence")
     i.add_argument("--batch-size", type=int, default=16, help="items per batch and per chunk written to the cache (default 16)")
-    i.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    i.add_argument("--device", default=None, help="hf or --rephrase: auto (default), cpu, cuda, cuda:N or mps")
     i.add_argument("--force", action="store_true", help="delete this cache first and recompute everything")
     i.set_defaults(func=cmd_summarize_items)
     u = acts.add_parser("users", help="summarise each user's history block by block, into DATA/summaries/users-BACKEND-bN/")
@@ -262,14 +277,24 @@ def _add_summarize(sub):
                         "the ablation: titles only")
     u.add_argument("--split", default="test", choices=["train", "validation", "test"], help="summaries up to this split's targets (default test)")
     u.add_argument("--users", type=int, default=None, help="only the first N users of the split, for a quick look")
-    u.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"lm: new tokens per summary (default {d.max_new_tokens})")
-    u.add_argument("--batch-size", type=int, default=d.batch_size, help=f"lm: users generated together (default {d.batch_size})")
-    u.add_argument("--device", default="auto", help="lm: auto, cpu, cuda, cuda:N or mps")
+    u.add_argument("--max-new-tokens", type=int, default=None, help=f"lm: new tokens per summary (default {d.max_new_tokens})")
+    u.add_argument("--batch-size", type=int, default=None, help=f"lm: users generated together (default {d.batch_size})")
+    u.add_argument("--device", default=None, help="lm: auto (default), cpu, cuda, cuda:N or mps")
     u.add_argument("--show", action="store_true", help="print each user's latest summary")
     u.add_argument("--force", action="store_true", help="delete this cache first and recompute everything")
     u.set_defaults(func=cmd_summarize_users)
 
 # %% ../nbs/17_cli.ipynb #4eb5d723
+def _spaced_setting(settings:list[str]) -> tuple[list[str], str]|None:
+    "The first setting written `key = value` (a lone '=', a word then '=value', or 'key=' then a bare word): its words, glued back."
+    for k, s in enumerate(settings):
+        after = settings[k + 1] if k + 1 < len(settings) else ""
+        if s.startswith("=") and k:  # `key = value` or `key =value`
+            words = [settings[k - 1], s] + ([after] if s == "=" and after and "=" not in after else [])
+            return words, "".join(words)
+        if s.endswith("=") and s.count("=") == 1 and after and "=" not in after: return [s, after], s + after  # `key= value`
+    return None
+
 def cmd_train(args) -> dict:
     "Run `hanorec train`: read the config and overrides, train, print where everything went."
     import yaml
@@ -277,6 +302,9 @@ def cmd_train(args) -> dict:
     from hanorec.objectives import OBJECTIVES
     from hanorec.train import TrainConfig, train, train_config
     settings = list(args.settings)
+    if spaced := _spaced_setting(settings):
+        raise HanorecError(f"{' '.join(spaced[0])!r} has spaces around '=', so the shell split one setting into {len(spaced[0])} words",
+                           hint=f"write settings as key=value without spaces: {spaced[1]}")
     path = settings.pop(0) if settings and "=" not in settings[0] else None
     out = next((s[4:] for s in settings if s.startswith("out=")), None)
     if args.resume and path is None and not any(s.startswith("data=") for s in settings):  # `--resume out=RUN [key=value ...]`

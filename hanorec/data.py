@@ -355,9 +355,13 @@ def register_loader(name:str, # the source name used by `prepare` and `hanorec d
     return deco
 
 def get_loader(name:str) -> Loader:
-    "The loader registered as `name`; an unknown name is an error listing the known ones."
+    "The loader registered as `name`; an unknown name is an error naming the closest known one (case aside) and listing them all."
     if name not in LOADERS:
-        raise HanorecError(f"unknown data source {name!r}", hint=f"known sources: {', '.join(sorted(LOADERS))}")
+        import difflib
+        lower = {k.lower(): k for k in LOADERS}
+        near = difflib.get_close_matches(str(name).lower(), lower, n=1)
+        raise HanorecError(f"unknown data source {name!r}" + (f"; did you mean {lower[near[0]]}?" if near else ""),
+                           hint=f"known sources: {', '.join(sorted(LOADERS))}")
     return LOADERS[name]
 
 def _raw(items, interactions, rejects:Rejects, sources:dict, images_dir) -> RawData:
@@ -920,6 +924,7 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
             options:dict|None=None) -> dict: # source-specific keywords passed to its loader (the synthetic world's)
     "Read `source`, filter, split and draw candidates, and write the prepared folder `out`; returns its stats."
     t0 = time.perf_counter()
+    loader = get_loader(source)  # a misspelt source first: the other checks would speak of the wrong source
     _check_prepare_args(min_user, min_item, history, candidates)
     out = Path(out)
     _check_out(out)
@@ -928,7 +933,6 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                   image_size=list(image_size), with_images=with_images, options=options or {})
     config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
 
-    loader = get_loader(source)
     _check_options(loader, options or {})
     raw = loader.load(path=path, reviews=reviews, meta=meta, images=images, strict=strict, **(options or {}))
     _show_rejects(raw.rejects)

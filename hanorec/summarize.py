@@ -85,8 +85,9 @@ def _read_lines(path:Path) -> list[dict]:
     return out
 
 def _open_cache(folder:Path, expected:Manifest, force:bool, what:str) -> Path:
-    "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent or damaged."
-    if force and folder.exists(): shutil.rmtree(folder)
+    "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent, damaged or holding no record."
+    empty = not any(p.stat().st_size for p in folder.glob("*.jsonl"))  # a run that failed before its first chunk: nothing to keep
+    if (force or empty) and folder.exists(): shutil.rmtree(folder)
     if not check_manifest(folder, expected, rebuild_hint=f"delete {folder}, or pass force=True (--force) to recompute the {what}"):
         if folder.exists(): shutil.rmtree(folder)  # no readable manifest: nothing says what made its records
         folder.mkdir(parents=True, exist_ok=True)
@@ -271,6 +272,17 @@ def _lm_path(model) -> Path:
     return path
 
 # %% ../nbs/08_summarize.ipynb #d7def296
+def _at_least_one(key:str, value:int|None, default:int, flag:str|None=None): # flag: its command-line spelling, if it has one
+    "Refuse a count below 1 before any work: a zero batch was a traceback, a negative one silently did nothing."
+    if value is not None and value < 1:
+        raise HanorecError(f"{key}={value} is below 1", hint=f"set {key}{f' ({flag})' if flag else ''} to 1 or more, for example its default {default}")
+
+def _unread(key:str, value, backend:str, reader:str, fix:str): # reader: the backend that reads it; fix: how to have it read
+    "Refuse a setting the chosen backend never reads, instead of ignoring it silently."
+    if value is not None and value is not False:
+        raise HanorecError(f"{key}={value} is not read by the {backend} backend (--{key.replace('_', '-')} needs {reader})",
+                           hint=f"{fix}, or drop {key} (--{key.replace('_', '-')})")
+
 def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its image cache)
                     backend:str="vision", # "vision" (offline default) or "hf" (an image-text model folder)
                     model:str|Path|None=None, # hf: the model folder; vision with rephrase: the LM folder (SmolLM2 when None)
@@ -284,6 +296,12 @@ def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its 
                     prompts:SummaryPrompts|None=None,
                     on_chunk:Callable[[int, int], None]|None=None) -> dict[str, str]: # called (done, total) after each chunk
     "Fill the item-summary cache of `backend` for `items`; return item id -> summary for them (as far as done)."
+    _at_least_one("batch_size", batch_size, 16, "--batch-size")
+    _at_least_one("max_new_tokens", max_new_tokens, 200 if backend == "hf" else 60)
+    if backend == "vision" and not rephrase:
+        for key, value in (("model", model), ("max_new_tokens", max_new_tokens)):
+            _unread(key, value, "vision", "--backend hf or --rephrase", "add rephrase=True (--rephrase: SmolLM2 rewrites each sentence) or backend='hf'")
+    if backend == "hf": _unread("rephrase", rephrase, "hf", "--backend vision", "use backend='vision' (its sentences are what SmolLM2 rewrites)")
     ds = load_prepared(dataset_dir)
     prompts = prompts or SummaryPrompts()
     max_new_tokens = max_new_tokens or (200 if backend == "hf" else 60)
@@ -497,7 +515,10 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
     cfg = dataclasses.replace(cfg, **{k: v for k, v in dict(block_size=block_size, max_new_tokens=max_new_tokens, recurrent=recurrent,
                                                       item_summaries=item_summaries).items() if v is not None})
     if backend not in USER_BACKENDS: raise HanorecError(f"unknown user summary backend {backend!r}", hint=f"choose from {', '.join(USER_BACKENDS)}")
-    summary_prefix(0, cfg.block_size)
+    d = UserSummaryConfig()  # every count checked before the LM is converted or a cache is opened
+    for key in ("block_size", "batch_size", "max_new_tokens"): _at_least_one(key, getattr(cfg, key), getattr(d, key), "--" + key.replace("_", "-"))
+    if backend == "statistical":
+        for key, value in (("model", model), ("max_new_tokens", max_new_tokens)): _unread(key, value, "statistical", "--backend lm", "add backend='lm' (--backend lm)")
     ds = load_prepared(dataset_dir)
     histories, positions = _histories(ds, split, users, {})
     item_records, item_hash = {}, None
