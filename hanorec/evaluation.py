@@ -243,13 +243,30 @@ def eval_dir(run:str|Path, split:str="test", protocol:str="sampled") -> Path:
     "The folder `evaluate_run` writes: `run/eval/<split>-<protocol>`."
     return Path(run)/"eval"/f"{split}-{protocol}"
 
+_FINISHED = ("config.yaml", "base.json", "model")  # what a run needs before it can be scored
+
+def _check_run_folder(run:Path, need:Sequence[str]=_FINISHED):
+    "Refuse, before any work, what is not a run with `need`: a missing path, a prepared dataset, a folder train did not write, an unfinished run."
+    from hanorec.core import read_manifest
+    made = "give a folder made by hanorec train out=DIR"
+    if not run.exists(): raise HanorecError(f"{run}: no such folder", hint=f"check the path; {made}")
+    if not run.is_dir(): raise HanorecError(f"{run} is a file, not a run folder", hint=made)
+    manifest = read_manifest(run)
+    if manifest is not None and manifest.kind == "prepared-dataset":
+        raise HanorecError(f"{run} is a prepared dataset, not a finished run", hint=f"train a run on it (hanorec train data={run} out=DIR), then give that DIR")
+    if not (run/"config.yaml").is_file():
+        inner = next((c for c in sorted(run.iterdir()) if (c/"config.yaml").is_file()), None)  # a grid's or the quickstart's folder
+        hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
+                f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
+        raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
+    for n in need:
+        if not (run/n).exists(): raise HanorecError(f"{run} is not a finished run ({n} is missing)", hint=f"finish it first: hanorec train --resume out={run}")
+
 def _run_settings(run:Path) -> dict:
-    "What evaluation reads from a run's files before loading it; an unfinished run is an error."
+    "What evaluation reads from a run's files before loading it; anything but a finished run is an error."
     from hanorec.core import load_config
     from hanorec.policies import PolicyConfig
-    for need in ("config.yaml", "base.json", "model"):
-        if not (run/need).exists():
-            raise HanorecError(f"{run} is not a finished run ({need} is missing)", hint=f"finish it first: hanorec train --resume out={run}")
+    _check_run_folder(run)
     raw = yaml.safe_load((run/"config.yaml").read_text(encoding="utf-8")) or {}
     kind = read_json(run/"base.json").get("kind")
     return dict(policy=load_config(PolicyConfig, run/"config.yaml", part=True), family=kind if kind in ("seqrec", "popularity") else "language",
@@ -369,6 +386,49 @@ def format_evaluation(result:dict, digits:int=4) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/10c_evaluation.ipynb #ev000044
+def _evaluated(run:Path, split:str, protocol:str) -> bool:
+    out = eval_dir(run, split, protocol)
+    return (out/"metrics.json").is_file() and (out/"ranks.parquet").is_file()
+
+def _candidate_count(runs:Sequence[Path], split:str, protocol:str) -> int|None:
+    "How many items each user's target is ranked among, before any scoring: an evaluation's metrics.json, else the dataset's stats.json (None: unknown yet)."
+    for r in runs:
+        if _evaluated(r, split, protocol): return read_json(eval_dir(r, split, protocol)/"metrics.json").get("candidates")
+    for r in runs:
+        data = (yaml.safe_load((r/"config.yaml").read_text(encoding="utf-8")) or {}).get("data")
+        if data and (Path(data)/"stats.json").is_file():
+            stats = read_json(Path(data)/"stats.json")
+            return stats.get("items") if protocol == "full" else (stats.get("filters") or {}).get("candidates")
+    return None
+
+def _metric_cut(m:str, protocol:str) -> tuple[str, int]|None:
+    "A metric name of `protocol`, checked: its kind and K (None for auc and the generate protocol's), or an error naming the metrics it has."
+    p = PROTOCOLS[protocol]
+    if protocol == "generate" or m == "auc":
+        if m not in p.metrics: raise HanorecError(f"the {protocol} protocol has no metric {m!r}", hint=f"use {', '.join(p.metrics)}")
+        return None
+    if protocol == "full":
+        m, _, variant = m.partition("/")
+        if variant not in VARIANTS: raise HanorecError(f"full-catalog metric {m!r} needs a variant", hint=f"write {m}/excluded or {m}/included")
+    return _rank_metric(m)
+
+def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) -> list[str]:
+    """The metrics to compare: each name checked; a K the `count` candidates leave meaningless (hr@K for K >= count is 1 for
+    every user, ndcg and mrr stop changing past count) refused when asked for, left out of the protocol's default list."""
+    out = []
+    for m in dict.fromkeys(metrics or PROTOCOLS[protocol].metrics):
+        cut = _metric_cut(m, protocol)
+        if cut is None or count is None: out.append(m); continue
+        kind, k = cut
+        largest = count - 1 if kind == "hr" else count
+        if k <= largest: out.append(m)
+        elif metrics:
+            what = "catalog items" if protocol == "full" else "candidates"
+            raise HanorecError(f"{m} looks at the top {k}, but each user's target is ranked among {count} {what}"
+                               + (f": hr@{count} or more is 1 for every user" if kind == "hr" else f": past {count} it cannot change"),
+                               hint=f"use K up to {largest} (e.g. {m.replace(f'@{k}', f'@{largest}', 1)})")
+    return out
+
 def _seed_free_config(run:Path) -> tuple[str, int]:
     "A run's config.yaml without seed and out (as a key), and its seed; an init run stands as its own seed-free key."
     path = Path(run)/"config.yaml"
@@ -435,13 +495,22 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                  out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
     "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
     runs = [Path(r) for r in runs]
-    if not runs: raise HanorecError("compare needs at least one run", hint="hanorec compare RUN_A RUN_B ...")
+    if len(runs) < 2: raise HanorecError("compare needs a baseline and at least one other run" + (f": only {runs[0]} was given" if runs else ""),
+                                         hint="hanorec compare BASELINE RUN [RUN ...]: the first run is the baseline the others are compared with")
+    first = {}
+    for r in runs:
+        if r.resolve() in first: raise HanorecError(f"{r} is given twice" + (f" (also as {first[r.resolve()]})" if first[r.resolve()] != r else ""),
+                                                    hint="give each run once: the first is the baseline, the others are compared with it")
+        first[r.resolve()] = r
     if protocol not in PROTOCOLS: raise HanorecError(f"unknown protocol {protocol!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
-    metrics = list(metrics or PROTOCOLS[protocol].metrics)
+    for r in runs: _check_run_folder(r, ("config.yaml",) if _evaluated(r, split, protocol) else _FINISHED)
+    count = _candidate_count(runs, split, protocol)
+    asked, metrics = metrics, _compared_metrics(metrics, protocol, count)
     evals = []
     for r in runs:
         if read_evaluation(r, split, protocol) is None: evaluate_run(r, split, protocol, device=device)
         evals.append(read_evaluation(r, split, protocol))
+    if count is None: metrics = _compared_metrics(asked, protocol, evals[0][0]["candidates"])  # known only once scored
     users = lambda m: f"the first {m['users']} users (--users {m['users_limit']})" if m.get("users_limit") else f"{m['users']} users"
     base, values = evals[0][1], []
     for r, (m, t) in zip(runs, evals):

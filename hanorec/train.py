@@ -37,9 +37,9 @@ from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base,
 from .evaluation import plot_curves, read_log, read_pairs
 
 # %% auto #0
-__all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'RECIPES', 'IGNORED', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
-           'RunState', 'check_ranges', 'check_settings', 'catalog_limits', 'fit_catalog', 'Trainer', 'code_version',
-           'run_environment', 'weight_change', 'train', 'train_config']
+__all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'RECIPES', 'IGNORED', 'OBJECTIVE_KEYS', 'OptimConfig', 'EvalConfig',
+           'CheckpointConfig', 'TrainConfig', 'RunState', 'check_ranges', 'check_settings', 'catalog_limits',
+           'fit_catalog', 'Trainer', 'code_version', 'run_environment', 'weight_change', 'train', 'train_config']
 
 # %% ../nbs/11_train.ipynb #fcc91868
 @dataclass
@@ -832,6 +832,29 @@ def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
             if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
                 raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
 
+OBJECTIVE_KEYS = (  # (keys, which objectives read them, a note): the other objectives never do
+    (("negatives",), lambda o: o.negatives, " (and task=yes_no's SFT)"),
+    (("hars",), lambda o: o.hars, ""),
+    (("beta",), lambda o: o.reference and not o.hars, " (objective=hanorec reads hars.beta0)"),
+    (("sft_weight", "disable_dropout"), lambda o: o.reference, ""),
+    (("every_position",), lambda o: not o.negatives, ""))
+
+def _warn_unread(cfg:TrainConfig, family:str, given:set[str]) -> list[str]:
+    """Warn, a log line per key, about a setting the user gave at other than its default that this stage's objective never
+    reads; a warning, not an error, since a grid's stages share settings across objectives. Returns the lines."""
+    from hanorec.policies import TASKS
+    default, now, lines = _flat(config_to_dict(TrainConfig())), _flat(config_to_dict(cfg)), []
+    yes_no = family == "language model" and TASKS[cfg.task].needs_negatives  # its "no" prompts draw negatives, SFT included
+    for keys, reads, note in OBJECTIVE_KEYS:
+        if reads(OBJECTIVES[cfg.objective]) or (keys == ("negatives",) and yes_no): continue
+        readers = " or ".join(f"objective={n}" for n, o in OBJECTIVES.items() if reads(o))
+        for k in sorted(given):
+            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != default[k]:
+                lines.append(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is read only by {readers}{note}; "
+                             f"objective={cfg.objective} never reads it, so it changes nothing in this stage")
+    for line in lines: get_logger("hanorec.train").warning(line)
+    return lines
+
 # %% ../nbs/11_train.ipynb #h2cfg01
 def train_config(path:str|Path|None=None, # a YAML file of settings
                  overrides=(), # key=value settings, applied last
@@ -845,6 +868,7 @@ def train_config(path:str|Path|None=None, # a YAML file of settings
         recipe = tuple(r for r in recipe if not r.startswith("optim.epochs="))  # the user's step count, not the recipe's epochs
     if not resume:
         _check_ignored(cfg, family, given)
+        _warn_unread(cfg, family, given)
         if {"optim.max_steps", "optim.epochs"} <= given and cfg.optim.epochs:
             raise HanorecError(f"optim.max_steps={cfg.optim.max_steps} and optim.epochs={cfg.optim.epochs} both say how long to train",
                                hint=f"keep one: drop optim.epochs (or set optim.epochs=0) to train {cfg.optim.max_steps} steps")

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import run_hanorec
 from hanorec.cli import main
-from hanorec.core import Purpose, read_json, sample_rng
+from hanorec.core import HanorecError, Purpose, read_json, sample_rng
 from hanorec.data import load_prepared, load_samples
 from hanorec.evaluation import (PROTOCOLS, TIES, compare_runs, earlier_items, eval_dir, evaluate_run, full_catalog_ranks,
                                 user_metrics)
@@ -117,7 +117,7 @@ def test_full_catalog_with_and_without_earlier_items(world):
         assert len(e) == p and e[len(e) - len(h):].tolist() == h.tolist()
 
 
-def test_compare_groups_seeds_and_a_run_against_itself_is_no_difference(world):
+def test_compare_groups_seeds_and_the_baseline_against_itself_is_no_difference(world):
     runs = [world/"seed0", world/"seed1"]
     table = compare_runs(runs, metrics=["hr@5", "ndcg@5"])
     groups = table[table.kind == "seeds"]
@@ -125,8 +125,9 @@ def test_compare_groups_seeds_and_a_run_against_itself_is_no_difference(world):
     per_run = table[(table.kind == "run") & (table.metric == "ndcg@5")].value.to_numpy()
     assert groups[groups.metric == "ndcg@5"].value.iloc[0] == pytest.approx(per_run.mean())
     assert groups[groups.metric == "ndcg@5"].sd.iloc[0] == pytest.approx(per_run.std(ddof=1))
-    same = compare_runs([world/"seed0", world/"seed0"])
-    assert (same.difference == 0).all() and (same.p_value == 1).all()
+    baseline = table[(table.kind == "run") & (table.run == "seed0")]
+    assert (baseline.difference == 0).all() and (baseline.p_value == 1).all()  # the baseline against itself: no difference
+    with pytest.raises(HanorecError, match="given twice"): compare_runs([world/"seed0", world/"seed0"])
     code, out, err = cli("compare", *runs, "--metrics", "hr@5", "--out", world/"cmp.md")
     assert code == 0, err
     assert "seed0 (seeds 0, 1)" in out and "paired bootstrap over users" in out
@@ -153,7 +154,7 @@ def test_errors_name_the_problem_and_the_fix(world, tmp_path):
     for argv, expected in [((world/"choice", "--protocol", "yes_no"), "use --protocol sampled or generate"),
                            ((world/"yes_no", "--protocol", "full"), "use --protocol sampled or yes_no"),
                            ((world/"seed0", "--protocol", "generate"), "use --protocol sampled or full"),
-                           ((world/"data",), "is not a finished run")]:
+                           ((world/"data",), "is a prepared dataset, not a finished run")]:
         code, out, err = cli("evaluate", *argv)
         assert code == 2 and expected in err and "hint:" in err, err
     unfinished = tmp_path/"unfinished"
