@@ -8,18 +8,15 @@ import json
 
 import pytest
 
-from conftest import run_hanorec
-from hanorec.cli import main
+from conftest import PROBE_ENV as ENV, refused as _refused, run_hanorec, tiny_world
 
-ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HANOREC_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     "A synthetic world of 8 items and 12 users; no test here fills its item-summary cache, so a refusal that wrote one shows."
     d = tmp_path_factory.mktemp("probe-cli")/"data"
-    r = run_hanorec("data", "prepare", "synthetic", "--users", 12, "--items", 8, "--min-user", 3, "--candidates", 4, "--out", d, env=ENV)
-    assert r.returncode == 0, r.stderr
+    tiny_world(d)
     return d
 
 
@@ -28,16 +25,6 @@ def home(tmp_path, monkeypatch):
     "An empty HANOREC_HOME: a refusal must come before SmolLM2 is converted into it."
     monkeypatch.setenv("HANOREC_HOME", str(tmp_path/"home"))
     return tmp_path/"home"
-
-
-def _refused(capsys, argv, *said):
-    "Run the CLI in this process; it must exit 2 with one error naming what `said` says, a hint, and no traceback."
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("hanorec: error: ") and "\n  hint: " in err and "Traceback" not in err, err
-    for s in said: assert s in err, (s, err)
-    return err
 
 
 # (arguments after `summarize`, with {data} for the dataset; what the error says)

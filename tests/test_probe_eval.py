@@ -9,34 +9,20 @@ import shutil
 
 import pytest
 
-from conftest import run_hanorec
+from conftest import PROBE_ENV as ENV, refused as _refused, run_hanorec, tiny_sft, tiny_world
 from hanorec.cli import main
 
-ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HANOREC_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     "A synthetic world of 8 items (4 candidates per user), an encoder SFT run on it (3 steps), and a copy of that run."
     d = tmp_path_factory.mktemp("probe_eval")
-    r = run_hanorec("data", "prepare", "synthetic", "--users", 12, "--items", 8, "--min-user", 3, "--candidates", 4, "--out", d/"data", env=ENV)
-    assert r.returncode == 0, r.stderr
-    r = run_hanorec("train", f"data={d/'data'}", f"out={d/'runs'/'sft'}", "model=seqrec", "optim.max_steps=3", "optim.batch_size=4", env=ENV)
-    assert r.returncode == 0, r.stderr
+    tiny_sft(tiny_world(d/"data"), d/"runs"/"sft")
     shutil.copytree(d/"runs"/"sft", d/"runs"/"other")
     (d/"unfinished").mkdir()
     shutil.copy(d/"runs"/"sft"/"config.yaml", d/"unfinished"/"config.yaml")
     return d
-
-
-def _refused(capsys, argv, *said):
-    "Run the CLI in this process; it must exit 2 with one error naming what `said` says, a hint, and no traceback."
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("hanorec: error: ") and "\n  hint: " in err and "Traceback" not in err, err
-    for s in said: assert s in err, (s, err)
-    return err
 
 
 NOT_A_RUN = [  # (the folder under tiny, what the error and its hint say)

@@ -4,35 +4,21 @@ The promise for each: exit code 2 and one error that names the key (and its valu
 traceback, and no run folder written. And the small catalog (8 items) the probe's RoDPO run died on: its defaults are
 lowered to fit and it trains, while a value the user set that cannot fit is refused with the largest that does.
 """
-import json, os
+import json
 
 import pytest
 
-from conftest import run_hanorec
+from conftest import PROBE_ENV as ENV, refused as _refused, run_hanorec, tiny_sft, tiny_world
 from hanorec.cli import main
 
-ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HANOREC_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     "A synthetic world of 8 items and 12 users (each has met 4 items), and an encoder SFT run on it (3 steps)."
     d = tmp_path_factory.mktemp("probe")
-    r = run_hanorec("data", "prepare", "synthetic", "--users", 12, "--items", 8, "--min-user", 3, "--candidates", 4, "--out", d/"data", env=ENV)
-    assert r.returncode == 0, r.stderr
-    r = run_hanorec("train", f"data={d/'data'}", f"out={d/'sft'}", "model=seqrec", "optim.max_steps=3", "optim.batch_size=4", env=ENV)
-    assert r.returncode == 0, r.stderr
+    tiny_sft(tiny_world(d/"data"), d/"sft")
     return d
-
-
-def _refused(capsys, argv, *said):
-    "Run the CLI in this process; it must exit 2 with one error naming what `said` says, a hint, and no traceback."
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("hanorec: error: ") and "\n  hint: " in err and "Traceback" not in err, err
-    for s in said: assert s in err, (s, err)
-    return err
 
 
 # (settings, what the error says: the key=value, and the fix)

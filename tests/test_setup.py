@@ -1,6 +1,6 @@
 """The first command sets up every use the README names: what `scripts/quickstart.sh` installs covers the quickstart,
 the demo, the notebooks and the docs; the python3 kernel runs a notebook; a missing optional part is one line."""
-import configparser, importlib.metadata as md, json, os, re, subprocess, sys, textwrap
+import configparser, importlib.metadata as md, os, re, subprocess, sys, textwrap
 from pathlib import Path
 
 import pytest
