@@ -17,7 +17,7 @@ import torch
 
 from .core import HanorecError, hash_obj
 from .data import load_prepared, load_samples
-from .evaluation import _scipy_stats, paired_bootstrap, read_evaluation, read_log
+from .evaluation import scipy_stats, paired_bootstrap, read_evaluation, read_log
 from .grid import Grid, cell_folder, paired_over_seeds, test_values
 from .objectives import neighbour_scores
 
@@ -88,7 +88,7 @@ def hardness_truth(data:str|Path, # a prepared synthetic world (with truth/)
                    pairs:int=4000, temperatures=(1.0, 0.1, 0.02), seed:int=0, n:int=200) -> pd.DataFrame: # bootstrap resamples
     "Per HaRS variant: Spearman(delta, true utility gap) with a 95% bootstrap interval over pairs, and the spread of h."
     from hanorec.synthetic import load_truth, step_of, true_utility
-    ds, stats = load_prepared(data), _scipy_stats()
+    ds, stats = load_prepared(data), scipy_stats()
     if not (ds.path/"truth").exists(): raise HanorecError(f"{ds.path} is not a synthetic world (no truth/)", hint="make one: hanorec data prepare synthetic")
     truth, samples, rng = load_truth(ds.path), load_samples(ds, "train", 10, 1), np.random.default_rng(seed)
     idx = rng.choice(len(samples), min(pairs, len(samples)), replace=False)
@@ -218,7 +218,7 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
         ids = np.array([[str(i) for i in c] for c in cands.candidates], dtype=object)
         step = step_of(truth, np.array(chosen), test.loc[chosen, "timestamp"].to_numpy())
         taste = true_utility(truth, np.array(chosen), step, ids) - truth.log_popularity[truth.item_index(ids)]
-    stats, rows, per_user = _scipy_stats(), [], {}
+    stats, rows, per_user = scipy_stats(), [], {}
     for name, (what, backend, cfg) in variants.items():
         repeats = math.nan
         if backend is None: e = np.stack([np.mean([E[it["item_id"]] for it in hist[u]], 0) for u in chosen])

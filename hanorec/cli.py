@@ -83,6 +83,7 @@ def check_uses(names:str) -> list[str]: # comma-separated uses (`assets.USES`), 
                            hint='run: pip install -e ".[notebooks]"  (ipykernel registers python3 in .venv)')
     return wanted
 
+# %% ../nbs/17_cli.ipynb #5702c872
 def cmd_env(args):
     if args.check is not None:  # `--check ''` too: refused, not the whole report
         print(f"ready: {', '.join(check_uses(args.check))}")
@@ -156,6 +157,7 @@ def cmd_data_stats(args):
     print(table.to_string(index=False))
     for p in written: print(f"wrote {p}")
 
+# %% ../nbs/17_cli.ipynb #e6069bb5
 def _add_data(sub):
     data = sub.add_parser("data", help="prepare datasets and inspect them").add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = data.add_parser("prepare", help="read a source, filter, split, draw fixed candidates, write a prepared folder")
@@ -249,6 +251,7 @@ def cmd_summarize_users(args):
         last = sums.table[sums.table.user_id.isin(users)] if users is not None else sums.table
         for u, g in last.groupby("user_id", sort=False): print(f"  user {u} after {g.prefix.iloc[-1]} items: {g.summary.iloc[-1]}")
 
+# %% ../nbs/17_cli.ipynb #3e356118
 def _add_summarize(sub):
     d = UserSummaryConfig()  # the flags' defaults are the config's
     s = sub.add_parser("summarize", help="MLLM-MSR summaries: item images to text, user histories to preference summaries (cached)")

@@ -25,8 +25,8 @@ from .metrics import auc, target_ranks
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
            'plot_curves', 'user_metrics', 'bootstrap_interval', 'paired_bootstrap', 'holm', 'Protocol', 'protocols_for',
            'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run',
-           'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'compare_runs', 'markdown_table',
-           'format_comparison']
+           'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'scipy_stats', 'compare_runs',
+           'markdown_table', 'format_comparison']
 
 # %% ../nbs/10c_evaluation.ipynb #ev000006
 def read_log(run:str|Path) -> list[dict]:
@@ -439,6 +439,7 @@ def _seed_free_config(run:Path) -> tuple[str, int]:
     if raw.get("init") and (init/"config.yaml").exists(): raw["init"] = {"run": _seed_free_config(init)[0]}  # DPO on SFT seed 0 and on SFT seed 1: one group
     return json.dumps(raw, sort_keys=True, default=str), seed
 
+# %% ../nbs/10c_evaluation.ipynb #fd8e672a
 def seed_groups(runs:Sequence[str|Path]) -> list[list[int]]:
     "Indices of `runs` grouped by their config.yaml without `seed` and `out`, groups in order of first appearance."
     keys, groups = {}, []
@@ -459,7 +460,7 @@ def _seed_pairs(group:list[int], base:list[int], seeds:list[int]) -> list[tuple[
     if set(g) == set(b): return [(g[s], b[s]) for s in sorted(g)]
     return list(zip([g[s] for s in sorted(g)], [b[s] for s in sorted(b)]))
 
-def _scipy_stats():
+def scipy_stats():
     try:
         from scipy import stats
         return stats
@@ -468,7 +469,7 @@ def _scipy_stats():
 def _across_seeds(values:list[pd.DataFrame], metric:str, group:list[int], base:list[int], seeds:list[int],
                   n:int, seed:int, level:float=0.95) -> dict:
     "A seed group against the baseline's group: a paired t-test across seed pairs, else the bootstrap on seed-averaged users."
-    pairs, stats = _seed_pairs(group, base, seeds), _scipy_stats()
+    pairs, stats = _seed_pairs(group, base, seeds), scipy_stats()
     if len(pairs) >= 2 and stats is not None:
         run_mean = lambda i: float(np.nanmean(values[i][metric]))
         g, b = np.array([run_mean(i) for i, _ in pairs]), np.array([run_mean(j) for _, j in pairs])

@@ -26,8 +26,8 @@ from .train import TrainConfig, train, train_config
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'FEATURES', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings',
            'refuse_stale', 'run_stage', 'report_rows', 'report_markdown', 'changed_settings', 'same_ranks',
-           'stage_record', 'stage_notes', 'write_report', 'reads_features', 'stage_graph', 'task_priority',
-           'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks', 'quickstart',
+           'stage_record', 'stage_notes', 'write_report', 'markdown_html', 'reads_features', 'stage_graph',
+           'task_priority', 'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks', 'quickstart',
            'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000006
@@ -272,12 +272,12 @@ def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this i
     parts = [fig.to_html(full_html=False, include_plotlyjs=True)]
     for s in stages:
         if (out/s.name/"log.jsonl").exists(): parts.append(curve_figure(out/s.name).to_html(full_html=False, include_plotlyjs=False))
-    body = _markdown_html(text)
+    body = markdown_html(text)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>hanorec quickstart</title></head><body style='font-family:sans-serif;max-width:1200px;margin:auto'>{body}{''.join(parts)}</body></html>"
     atomic_write_text(out/"report.html", page)
     return out/"report.md", out/"report.html"
 
-def _markdown_html(text:str) -> str:
+def markdown_html(text:str) -> str:
     "The report's markdown as HTML (tables, headings, lists, bold), offline."
     import mistune  # nbconvert's markdown renderer, installed with hanorec
     return mistune.create_markdown(escape=True, plugins=["table"])(text)

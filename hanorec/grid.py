@@ -18,7 +18,7 @@ import yaml
 from .core import HanorecError, atomic_path, atomic_write_text, get_logger, load_yaml_strict, read_json, read_manifest
 from .data import check_prepare_options, prepare
 from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
-from .experiments import REPORT_METRICS, Stage, _markdown_html, refuse_stale, release_memory, run_stage, stage_config
+from .experiments import REPORT_METRICS, Stage, markdown_html, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
 from .train import check_settings
 
@@ -172,6 +172,7 @@ def _check_starts(grid:Grid, w:_Where):
                    f" of stage {s.name}: it is scored on {said(s.users)}, but {ref}, which it is compared with, on {said(users[ref])}: paired values need the same users",
                    f"give both stages the same users (users: {users[ref] if users[ref] is not None else s.users} in each), or leave users out of both", sep="")
 
+# %% ../nbs/12a_grid.ipynb #e436b4a8
 def check_grid(grid:Grid):
     "Check every value of every dataset and stage before anything runs: dataset options, seeds, metrics, and each stage's settings."
     w = _Where(grid.source, grid.lines)
@@ -217,6 +218,7 @@ def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
         w.fail(("stages", i, "users"), f"must be a whole number of test users of at least 1, or null for every user; got {users!r}", "users: 20 (or leave it out)")
     return Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), users, str(s.get("budget", "")), str(s.get("against") or ""))
 
+# %% ../nbs/12a_grid.ipynb #b3a48122
 def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structure as a dict
     "A checked `Grid` from a YAML file (or a dict): its structure here, then every value by `check_grid`; errors name the file, line and key."
     if isinstance(source, dict): raw, w = source, _Where()
@@ -311,6 +313,7 @@ def _check_devices(grid:Grid, device:str):
             try: pick_device(x.partition("=")[2].strip())
             except HanorecError as e: _Where(grid.source, grid.lines).fail(("settings", j), f": {x}: {e.args[0]}", e.hint, sep="")
 
+# %% ../nbs/12a_grid.ipynb #e1c92c16
 def _last(settings:list) -> list:
     "Each key's last setting, in order: what the trainer reads (the last of a key counts), a key once (as `load_grid` wants it)."
     keep = {x.partition("=")[0].strip(): j for j, x in enumerate(settings)}
@@ -351,8 +354,8 @@ def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} 
     """B − A over the seeds both have: each's mean, the difference with its 95% interval and p over users (values
     averaged over seeds), p across seeds (paired t-test, 2+ seeds; NaN where every seed gives the same nonzero
     difference, which a t-test would call certain from no spread at all)."""
-    from hanorec.evaluation import _scipy_stats
-    seeds, stats = sorted(set(a) & set(b)), _scipy_stats()
+    from hanorec.evaluation import scipy_stats
+    seeds, stats = sorted(set(a) & set(b)), scipy_stats()
     averaged = lambda v: np.nanmean(np.stack([v[s][metric].to_numpy() for s in seeds]), 0)
     boot = paired_bootstrap(averaged(a), averaged(b), n)
     sa, sb = (np.array([float(np.nanmean(v[s][metric])) for s in seeds]) for v in (a, b))
@@ -506,7 +509,7 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this i
             if (run/"log.jsonl").exists(): curves.append(curve_figure(run).update_layout(title=f"{d} seed {first}: {s.about}"))
     html = [f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate([*figs, *preference_figures(grid, out), *curves])]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{grid.name}</title></head><body style='font-family:sans-serif;"
-            f"max-width:1200px;margin:auto'>{_markdown_html(text)}{''.join(html)}</body></html>")
+            f"max-width:1200px;margin:auto'>{markdown_html(text)}{''.join(html)}</body></html>")
     atomic_write_text(out/"report.html", page)
     return out/"report.md"
 
