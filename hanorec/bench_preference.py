@@ -66,6 +66,7 @@ def reference_logp(rec:Recommender, prompts:Sequence[Prompt], batch_size:int=8) 
     "[B, C] log-probs of each prompt's answers under the model as it is now, without autograd: the fixed reference."
     with torch.inference_mode(): return logp(rec, prompts, batch_size=batch_size).clone()
 
+# %% ../nbs/15a_bench_preference.ipynb #7dc6a019
 def preference_step(rec:Recommender,
                     prompts:Sequence[Prompt], # one batch, answers [positive, negative]
                     reference:torch.Tensor, # [B, 2] from `reference_logp`
@@ -87,6 +88,7 @@ def _trl_rows(rec:Recommender, prompts:Sequence[Prompt]) -> dict:
     return {"prompt": [rec.render(p) for p in prompts], "chosen": [p.answers[0] for p in prompts],
             "rejected": [p.answers[1] for p in prompts]}
 
+# %% ../nbs/15a_bench_preference.ipynb #ca98e209
 def trl_trainer(folder:str|Path, # the checkpoint folder `save_tiny_llama` wrote
                 rec:Recommender, # renders the prompts (its tokenizer is the checkpoint's)
                 prompts:Sequence[Prompt],
@@ -143,6 +145,7 @@ class PreferenceRun:
 
     def step(self) -> dict: return preference_step(self.rec, self.prompts, self.reference, self.optimizer, self.beta, self.max_grad_norm, self.objective)
 
+# %% ../nbs/15a_bench_preference.ipynb #687123da
 def time_interleaved(trainer, # a `trl.DPOTrainer` that will run `warmup + n` steps
                      step:Callable[[], object], # hanorec's step, run once after each of TRL's
                      warmup:int=1) -> tuple[list[float], list[float]]:
@@ -156,6 +159,7 @@ def time_interleaved(trainer, # a `trl.DPOTrainer` that will run `warmup + n` st
     trainer.train()
     return ([e - a for a, e in zip(afters[warmup - 1:], ends[warmup:])], [a - e for e, a in zip(ends[warmup:], afters[warmup:])])
 
+# %% ../nbs/15a_bench_preference.ipynb #24d8944b
 def throughput(seconds:Sequence[float], # each timed step's
                batch_size:int) -> dict:
     "Samples/s of the fastest step and over all steps."
@@ -175,6 +179,7 @@ def bench_preference(quick:bool=False, # 2 layers, 64-token prompts, 2 timed ste
     # quick runs are tests, which run beside other jobs: one thread cannot wait on a second one that a neighbour holds up
     with _torch_threads(threads or (1 if quick else None)): return _bench_preference(quick, batch_size, prompt_tokens, layers, hidden, steps, beta, lr, seed)
 
+# %% ../nbs/15a_bench_preference.ipynb #0d17a10e
 @contextmanager
 def _torch_threads(n:int|None):
     before = torch.get_num_threads()
@@ -182,6 +187,7 @@ def _torch_threads(n:int|None):
     try: yield
     finally: torch.set_num_threads(before)
 
+# %% ../nbs/15a_bench_preference.ipynb #824858d1
 def _check_step0(trainer, rec:Recommender, prompts:Sequence[Prompt], reference:torch.Tensor, first_loss:float) -> dict:
     "TRL's and hanorec's answer tokens, log-probs and losses under the initial model."
     batch = trl_batch(trainer)
@@ -193,6 +199,7 @@ def _check_step0(trainer, rec:Recommender, prompts:Sequence[Prompt], reference:t
             "trl_loss_step0": loss, "log2": math.log(2), "chosen_logp_mean": round(lp[:, 0].mean().item(), 3),
             "rejected_logp_mean": round(lp[:, 1].mean().item(), 3)}
 
+# %% ../nbs/15a_bench_preference.ipynb #3cef549a
 def pass_bound(prompt_tokens:float, # P, a prompt's tokens (mean)
                answer_tokens:float, # A, an answer's tokens (mean)
                negatives:int=1) -> float: # negatives per prompt (S-DPO: 3, which TRL runs as that many DPO rows)
@@ -204,6 +211,7 @@ def _pairs(prompts:Sequence[Prompt]) -> list[Prompt]:
     return [dataclasses.replace(p, answers=[p.answers[0], a], candidates=[p.candidates[0], c])
             for p in prompts for a, c in zip(p.answers[1:], p.candidates[1:])]
 
+# %% ../nbs/15a_bench_preference.ipynb #bb530be0
 def _bench_preference(quick, batch_size, prompt_tokens, layers, hidden, steps, beta, lr, seed, negatives:int=3) -> dict:
     prompt_tokens, layers, steps = prompt_tokens or (64 if quick else 300), layers or (2 if quick else 4), steps or (2 if quick else 6)
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-pref-"))

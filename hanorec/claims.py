@@ -35,6 +35,7 @@ def _averaged(out:Path, dataset:str, stage:str, seeds:list[int], metric:str) -> 
     "Per-user values averaged over seeds."
     return np.nanmean(np.stack([test_values(cell_folder(out, dataset, s)/stage, [metric])[metric].to_numpy() for s in seeds]), 0)
 
+# %% ../nbs/12b_claims.ipynb #4590b6a6
 def stage_difference(grid:Grid, out:str|Path, dataset:str, a:str, b:str, # stage A (the baseline) and stage B
                      metric:str="ndcg@5", n:int=1000) -> dict:
     "B − A on the same users and seeds: value of each, difference with its 95% interval, p over users, p across seeds."
@@ -56,6 +57,7 @@ def claim_modality(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame
 NEGATIVE_STAGES = {"dpo": "random", "rodpo-hard": "deterministic hard", "rodpo-topk": "stochastic top-K (K 20)",
                    "rodpo-topk-50": "stochastic top-K (K 50)"}
 
+# %% ../nbs/12b_claims.ipynb #580f35b9
 def claim_false_negatives(grid:Grid, out:str|Path, dataset:str, metric:str="ndcg@5") -> pd.DataFrame:
     "Per negative strategy: the false-negative rate during training (mean ± sd over seeds) and the test metric against the SFT start."
     out, rows = Path(out), []
@@ -84,6 +86,7 @@ def _h_variants(neigh:torch.Tensor, pos:np.ndarray, neg:np.ndarray, temperatures
     out["rank normalised"] = (delta, 2 * (pd.Series(delta).rank().to_numpy() - 0.5) / len(delta))
     return out
 
+# %% ../nbs/12b_claims.ipynb #486dedf0
 def hardness_truth(data:str|Path, # a prepared synthetic world (with truth/)
                    pairs:int=4000, temperatures=(1.0, 0.1, 0.02), seed:int=0, n:int=200) -> pd.DataFrame: # bootstrap resamples
     "Per HaRS variant: Spearman(delta, true utility gap) with a 95% bootstrap interval over pairs, and the spread of h."
@@ -169,6 +172,7 @@ def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path,
     with progress(total=missing, desc=f"claim 5: {name}") as bar:
         return run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
 
+# %% ../nbs/12b_claims.ipynb #507a84ba
 def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with truth/) adds the Spearman column
                     out:str|Path, # where the summaries (resumable), per-user scores and the table go
                     users:int=100, # how many test users (the first by id with `history` items before the target)
@@ -259,6 +263,7 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
 # %% ../nbs/12b_claims.ipynb #cl5c0006
 def _p(x) -> str: return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
+# %% ../nbs/12b_claims.ipynb #b92ed094
 def summaries_markdown(table:pd.DataFrame) -> str:
     "Claim 5's table (from `claim_summaries`) as markdown: each variant against one summary, the block sizes against the best, and what it says."
     m, t = table.main.iloc[0], table.set_index("variant", drop=False)
@@ -302,6 +307,7 @@ SUMMARY_COMPARISONS = {"without recurrence": ("sft-summary", "sft-summary-flat")
                        "blocks of 6 against 3": ("sft-summary", "sft-summary-b6"),
                        "summariser given titles only, against titles and image descriptions": ("sft-summary", "sft-summary-titles")}
 
+# %% ../nbs/12b_claims.ipynb #e52fe6e7
 def claim_summaries_encoder(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.DataFrame:
     """Per dataset and recommender: each summary stage minus the same SFT without summaries, then `SUMMARY_COMPARISONS`
     (B minus A), where both ran; the encoder's rows first, then the composed MLLM's (its stages named `mllm-` + the same)."""
@@ -363,6 +369,7 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
     if enc := summaries_encoder_markdown(grid, out, metric): lines += ["", enc]
     return "\n".join(lines)
 
+# %% ../nbs/12b_claims.ipynb #de0d9f23
 def summaries_encoder_markdown(grid:Grid, out:str|Path, metric:str="ndcg@5") -> str:
     "Claim 5 on the encoder that reads the summaries (`claim_summaries_encoder`) as a markdown table; '' where the grid has no such stage."
     enc = claim_summaries_encoder(grid, out, metric)

@@ -34,6 +34,7 @@ def _version(pkg:str) -> str|None:
     try: return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError: return None
 
+# %% ../nbs/17_cli.ipynb #5e9b60e9
 def environment() -> dict:
     "Versions, devices and offline assets, as a dict (what `hanorec env --json` prints)."
     import torch
@@ -48,12 +49,14 @@ def environment() -> dict:
             "cache": {"home": str(hanorec_home()), "smollm2_fp32": str(converted) if (converted/"manifest.json").exists() else None},
             "assets": asset_status(), "uses": [use_status(u) for u in USES], "kernels": _kernels()}
 
+# %% ../nbs/17_cli.ipynb #fb7468b8
 def _kernels() -> list[str]:
     "The Jupyter kernels this environment can start (the notebooks name `python3`)."
     try: from jupyter_client.kernelspec import KernelSpecManager
     except ImportError: return []
     return sorted(KernelSpecManager().find_kernel_specs())
 
+# %% ../nbs/17_cli.ipynb #cf5f8b0f
 def format_environment(env:dict) -> str:
     "The `hanorec env` report as aligned text."
     d = env["devices"]
@@ -73,6 +76,7 @@ def format_environment(env:dict) -> str:
                  + ("for jupyter lab nbs/ and nbclient" if "python3" in env["kernels"] else 'install: pip install -e ".[notebooks]"'))
     return "\n".join(lines)
 
+# %% ../nbs/17_cli.ipynb #17277a32
 def check_uses(names:str) -> list[str]: # comma-separated uses (`assets.USES`), or "all"
     "The uses checked, after raising a one-line error for the first one that is not ready (a missing module, or no python3 kernel)."
     wanted = list(USES) if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
@@ -99,6 +103,7 @@ def project_root(start:str|Path=".") -> Path|None:
         if (d/"settings.ini").exists(): return d
     return None
 
+# %% ../nbs/17_cli.ipynb #473400ed
 def cmd_docs(args):
     root = project_root()
     nbs = Path(args.nbs) if args.nbs else (root/"nbs" if root else None)
@@ -131,6 +136,7 @@ class _Renamed(argparse.Action):
 
 _SYNTHETIC_OPTIONS = {"users": int, "items": int, "visual_signal": float, "drift": float, "popularity_skew": float, "observe_prob": float}
 
+# %% ../nbs/17_cli.ipynb #b85b5aa3
 def cmd_data_prepare(args):
     from hanorec.data import get_loader
     get_loader(args.source)  # a misspelt source first ("did you mean"): the checks below would speak of the wrong one
@@ -200,6 +206,7 @@ def cmd_models_check(args):
     print(f"true next item ranked {r['target_rank']} of {len(r['candidates'])}; scoring took {r['seconds_scoring']:.2f} s "
           f"(untrained model: the ranking shows the pipeline works, not that it recommends well)")
 
+# %% ../nbs/17_cli.ipynb #cabc2a2c
 def _add_models(sub):
     m = sub.add_parser("models", help="model families: check that one loads and scores").add_subparsers(dest="models_command", metavar="ACTION", required=True)
     c = m.add_parser("check", help="score one user's fixed candidates with the default composed MLLM (or --model PATH)")
@@ -223,6 +230,7 @@ def _first_users(data:str|Path, split:str, n:int|None) -> list[str]|None:
 def _cache_line(what:str, computed:int, reused:int, folder:Path) -> str:
     return f"{what}: {computed:,} computed now, {reused:,} reused from the cache; cache: {Path(folder).resolve()}"
 
+# %% ../nbs/17_cli.ipynb #3ff95a65
 def _refuse_unread(args, flags:list[str], backend:str, reader:str): # reader: what makes a backend read them
     "Refuse a flag given although `backend` never reads it (such flags default to None, so a given one shows)."
     for f in flags:
@@ -231,6 +239,7 @@ def _refuse_unread(args, flags:list[str], backend:str, reader:str): # reader: wh
             raise HanorecError(f"{flag} {getattr(args, f)} is not read by the {backend} backend ({flag} needs {reader})",
                                hint=f"add {reader}, or drop {flag}")
 
+# %% ../nbs/17_cli.ipynb #ecc2bc58
 def cmd_summarize_items(args):
     if args.backend == "vision" and not args.rephrase: _refuse_unread(args, ["device"], "vision", "--backend hf or --rephrase")
     written = []  # items written so far, after each chunk
@@ -239,6 +248,7 @@ def cmd_summarize_items(args):
     computed = written[-1] if written else 0
     print(_cache_line(f"item summaries ({args.backend})", computed, len(done) - computed, items_folder(args.data, args.backend)))
 
+# %% ../nbs/17_cli.ipynb #fa7f8c54
 def cmd_summarize_users(args):
     if args.backend == "statistical": _refuse_unread(args, ["max_new_tokens", "batch_size", "device"], "statistical", "--backend lm")
     lm = {k: getattr(args, k) for k in ("max_new_tokens", "batch_size") if getattr(args, k) is not None}  # else the config's defaults
@@ -298,6 +308,7 @@ def _spaced_setting(settings:list[str]) -> tuple[list[str], str]|None:
         if s.endswith("=") and s.count("=") == 1 and after and "=" not in after: return [s, after], s + after  # `key= value`
     return None
 
+# %% ../nbs/17_cli.ipynb #38d7546c
 def cmd_train(args) -> dict:
     "Run `hanorec train`: read the config and overrides, train, print where everything went."
     import yaml
@@ -329,6 +340,7 @@ def cmd_train(args) -> dict:
     print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")
     return m
 
+# %% ../nbs/17_cli.ipynb #5bdd7d61
 def _add_train(sub):
     t = sub.add_parser("train", help="train one stage (sft, dpo, sdpo, hanorec) of a model on a prepared dataset",
                        description="Train one stage. Examples: hanorec train data=data/ml model=seqrec out=runs/sft ; "
@@ -348,6 +360,7 @@ def cmd_evaluate(args) -> dict:
     print(f"\nwrote {eval_dir(args.run, args.split, args.protocol)} (ranks.parquet: one row per user; metrics.json)")
     return result
 
+# %% ../nbs/17_cli.ipynb #7268d92c
 def cmd_compare(args):
     "Run `hanorec compare`: the paired comparison table of the runs against the first."
     from hanorec.evaluation import compare_runs, format_comparison
@@ -357,6 +370,7 @@ def cmd_compare(args):
     if args.out: print(f"wrote {args.out}")
     return table
 
+# %% ../nbs/17_cli.ipynb #a75145ac
 def _add_evaluate(sub):
     from hanorec.evaluation import PROTOCOLS
     e = sub.add_parser("evaluate", help="score every user of a finished run; metrics with 95%% intervals, per-user ranks",
@@ -390,6 +404,7 @@ def cmd_quickstart(args):
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
     print(f"\nopen it in the demo (users, rankings, hardness): hanorec demo{'' if Path(args.out) == Path('quickstart') else ' ' + str(args.out)}")
 
+# %% ../nbs/17_cli.ipynb #ca2e7401
 def _add_quickstart(sub):
     q = sub.add_parser("quickstart", help="the main job: baselines and every method on MovieLens-small, evaluated, in one report")
     q.add_argument("--out", default="quickstart", help="the experiment folder (default: quickstart/)")
@@ -409,6 +424,7 @@ def _claims(grid, out) -> str:
     world = next((d for d, spec in grid.datasets.items() if "synthetic" in spec and (spec["synthetic"] or {}).get("visual_signal", 0.5) > 0), None)
     return claims_markdown(grid, out, synthetic=world)
 
+# %% ../nbs/17_cli.ipynb #d5d6fc85
 def _experiment_summaries(args):
     "`hanorec experiment summaries`: claim 5 into OUT/claims/summaries/, and the grid's report again if OUT holds one."
     from hanorec.claims import claim_summaries, summaries_markdown
@@ -427,12 +443,14 @@ def _experiment_summaries(args):
     if (out/"grid.yaml").exists() and _finished_any(out): args.experiment_command = "report"; cmd_experiment(args)
     else: print(f"table: {out/'claims'/'summaries'/'table.csv'}  per user: {out/'claims'/'summaries'/'scores.csv'}")
 
+# %% ../nbs/17_cli.ipynb #d1962bc6
 def _finished_any(out:Path) -> bool:
     "Whether a grid's folder holds at least one finished cell."
     from hanorec.grid import grid_cells, load_grid, unfinished_cells
     grid = load_grid(Path(out)/"grid.yaml")
     return len(unfinished_cells(grid, out)) < len(grid_cells(grid))
 
+# %% ../nbs/17_cli.ipynb #654e3116
 def cmd_experiment(args):
     from hanorec.grid import ablation_grid, grid_cells, load_grid, run_grid, unfinished_cells, write_grid_report
     from hanorec.core import pick_device
@@ -502,6 +520,7 @@ def cmd_demo(args):
     from hanorec.demo import launch
     launch(args.paths, host=args.host, port=args.port, share=args.share)  # the port checked first; "serving on URL" once it answers
 
+# %% ../nbs/17_cli.ipynb #bed2e33e
 def _add_demo(sub):
     d = sub.add_parser("demo", help="a Gradio page: users' histories with images, each run's ranking, hardness and beta, metrics",
                        description="Serve the demo over finished runs. With no argument it opens the latest quickstart's folder.")
@@ -529,6 +548,7 @@ def cmd_bench(args):
     for r in reports: print(f"{r['name']}: ratio {r['ratio']}, met {r['met']}, {r['seconds']} s, wrote {r['path']}")
     if not args.quick: print(f"updated {', '.join(args.names)} in {update_markdown(reports, args.markdown)}")  # quick sizes measure no goal
 
+# %% ../nbs/17_cli.ipynb #e540ab67
 def _add_bench(sub):
     b = sub.add_parser("bench", help="run benchmarks and write JSON reports (all: every one, and BENCHMARKS.md)")
     b.add_argument("names", nargs="*", help="benchmarks to run, or all (none: list them)")
@@ -566,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     return p
 
+# %% ../nbs/17_cli.ipynb #b513dde3
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted)."
     parser = build_parser()

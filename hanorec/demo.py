@@ -50,6 +50,7 @@ def _run_folders(p:Path) -> list[Path]:
     found = sorted({f.parent for name in _RUN_FILES for f in p.rglob(name) if not _INSIDE_RUN & set(f.relative_to(p).parts[:-1])})
     return [r for r in found if not any(q in r.parents for q in found)]
 
+# %% ../nbs/13_demo.ipynb #2927a401
 def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs (quickstart, grid)
     "name -> folder of every run under `paths`, finished or not (the demo lists what it cannot show, with why), in a stable order."
     paths, runs = [Path(p) for p in paths], {}
@@ -61,6 +62,7 @@ def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs 
     if not runs: raise HanorecError(f"no finished runs under {', '.join(map(str, paths))}", hint="train one (hanorec train), or run hanorec quickstart")
     return runs
 
+# %% ../nbs/13_demo.ipynb #019df904
 def latest_quickstart() -> Path:
     "The last quickstart's folder (`experiments.last_quickstart`, or ./quickstart); an error saying how to make one where there is none."
     for p in [x for x in (last_quickstart(), Path("quickstart")) if x is not None]:
@@ -72,6 +74,7 @@ def natural_key(s:str) -> list:
     "Sort key reading the digits in an id as numbers: u2 before u10, 15 before 115."
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(s)) if t]
 
+# %% ../nbs/13_demo.ipynb #94dbcd61
 class DemoData:
     "A prepared dataset seen by the demo: items, test users, summaries, truth, and thumbnails."
     def __init__(self, folder:str|Path):
@@ -133,6 +136,7 @@ def _thumbnail(self:DemoData, item:str, height:int) -> str|None:
     except OSError: return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/13_demo.ipynb #75fbb2e2
 @patch
 def warm(self:DemoData, heights=(96, 56)): # the sizes the views use
     "Make every item's thumbnails now, those users meet first (test histories, targets) first, so that no request waits to read an image."
@@ -146,6 +150,7 @@ def _short(e:Exception, path:Path) -> str:
     msg = e.args[0] if isinstance(e, HanorecError) and e.args else str(e) or type(e).__name__
     return " ".join(msg.replace(str(path) + os.sep, "").replace(str(path), "").split())[:160]
 
+# %% ../nbs/13_demo.ipynb #1f7500f1
 def _parsed(run:Path, rel:str, # the file, relative to the run
             read): # read(path) -> what the file holds
     "What `read` makes of the run's file `rel`; a file that is missing or does not parse is a HanorecError saying which and why."
@@ -164,6 +169,7 @@ def _mapping(rel:str, value) -> dict:
     if not isinstance(value, dict): raise HanorecError(f"{rel} holds {type(value).__name__}, not a mapping of names to values")
     return value
 
+# %% ../nbs/13_demo.ipynb #60844d7a
 def _ranks(ev:tuple|None) -> tuple|None:
     "An evaluation (`read_evaluation`) as the demo reads it: the per-user table indexed by user; a table without its columns is an error."
     if ev is None: return None
@@ -261,6 +267,7 @@ def message_html(text:str) -> str:
     "A message shown on the page instead of a view (an unknown user, a run without an evaluation)."
     return f"{_CSS}<div class='hn-msg'>{html.escape(text)}</div>"
 
+# %% ../nbs/13_demo.ipynb #72c865cc
 def history_html(data:DemoData, user:str) -> str:
     "The user's test-time history, oldest first, as image cards with titles."
     if user not in data.test.index: return message_html(f"user {user!r} is not a test user of {data.folder.name}")
@@ -269,6 +276,7 @@ def history_html(data:DemoData, user:str) -> str:
                     + ("<span class='hn-badge'>rendered stand-in</span>" if data.rendered(it) else "") + "</div>" for i, it in enumerate(hist))
     return f"{_CSS}<h3>User {html.escape(user)}: the last {len(hist)} items, oldest first</h3><div class='hn-row hn-history'>{cards}</div>"
 
+# %% ../nbs/13_demo.ipynb #f648fafe
 def summary_html(data:DemoData, user:str) -> str:
     "The user's MLLM-MSR preference summary, or a line saying the dataset has none."
     if user in data.summaries:
@@ -276,6 +284,7 @@ def summary_html(data:DemoData, user:str) -> str:
         return f"{_CSS}<p><b>Preference summary</b> <span class='hn-badge'>{html.escape(cache)}</span><br>{html.escape(text)}</p>"
     return f"{_CSS}<p><i>No MLLM-MSR summaries for this dataset (hanorec summarize users {html.escape(str(data.folder))}).</i></p>"
 
+# %% ../nbs/13_demo.ipynb #b826a3f3
 def _truth_columns(data:DemoData, user:str, items:list[str]) -> tuple[np.ndarray, np.ndarray]|None:
     "(wanted as a false negative, true utility) of the candidates at the user's test step, on a synthetic world."
     if data.truth is None: return None
@@ -284,6 +293,7 @@ def _truth_columns(data:DemoData, user:str, items:list[str]) -> tuple[np.ndarray
     ids = np.array(items, dtype=object)[None]
     return false_negative_mask(data.truth, np.array([user]), step, ids)[0], true_utility(data.truth, np.array([user]), step, ids)[0]
 
+# %% ../nbs/13_demo.ipynb #2fb214d6
 def _ranking_table(data:DemoData, run:DemoRun, user:str, moved:set=frozenset()) -> str:
     r = run.ranking(user)
     if r is None: return message_html(f"{run.name} has no test evaluation for user {user}: run hanorec evaluate {run.path}")
@@ -301,6 +311,7 @@ def _ranking_table(data:DemoData, run:DemoRun, user:str, moved:set=frozenset()) 
     return (f"<div class='hn-ranking' data-run='{html.escape(run.name)}'><h4>{html.escape(run.name)} ({html.escape(run.about)}): "
             f"the true next item at rank {target_rank} of {len(r)}</h4><table class='hn-table'>{head}{''.join(rows)}</table></div>")
 
+# %% ../nbs/13_demo.ipynb #1db69401
 def ranking_html(data:DemoData, run:DemoRun, user:str, other:DemoRun|None=None, # a second run, shown beside
                  moved:int=3) -> str: # how many of the items whose rank changed most to highlight
     "The run's ranking of the user's fixed test candidates (and a second run's beside it, the biggest moves highlighted)."
@@ -314,6 +325,7 @@ def ranking_html(data:DemoData, run:DemoRun, user:str, other:DemoRun|None=None, 
     return (f"{_CSS}<div class='hn-row'><div>{_ranking_table(data, run, user, biggest)}</div><div>{_ranking_table(data, other, user, biggest)}</div></div>"
             + (f"<p>Outlined: the {len(biggest)} candidates whose rank moved most between the two runs.</p>" if biggest else ""))
 
+# %% ../nbs/13_demo.ipynb #aa35fa34
 def top_html(data:DemoData, run:DemoRun, user:str, k:int=10) -> str:
     "The run's top k over the whole catalog, earlier items left out (encoders and popularity; a line otherwise)."
     t = run.top(user, k) if user in data.test.index else None
@@ -336,6 +348,7 @@ def hardness_legend(run:DemoRun) -> str:
              "beta0 &middot; (policy &minus; reference log-ratio gap), scaled by their mean, largest and smallest dropped; one value per batch, 1 when they agree."]
     return "<div class='hn-legend'>" + "".join(f"<p>{l}</p>" for l in lines) + "</div>"
 
+# %% ../nbs/13_demo.ipynb #bdbb3f6c
 def pairs_html(data:DemoData, run:DemoRun, user:str, limit:int=12) -> str:
     "The user's training pairs (positive, negative) with the hardness h, the beta each received and the batch's R; what each means."
     p = run.pairs
@@ -366,6 +379,7 @@ def _hardness_base(run:DemoRun) -> dict|None:
     fig.update_layout(template="plotly_white", height=340, showlegend=False, bargap=0)
     return {**json.loads(fig.to_json()), "columns": cols}
 
+# %% ../nbs/13_demo.ipynb #f6af709e
 def hardness_figure(run:DemoRun, user:str|None=None) -> dict|None:
     "Histograms of h and beta over all the run's pairs, the user's pairs marked, as plotly JSON (`go.Figure(...)` draws it); None without pairs."
     base = _hardness_base(run)
@@ -378,6 +392,7 @@ def hardness_figure(run:DemoRun, user:str|None=None) -> dict|None:
     title = f"{run.name}: all {len(run.pairs)} pairs" + (f"; user {user}'s pairs in red" if user is not None else "")
     return {"data": base["data"] + marks, "layout": {**base["layout"], "title": {"text": title}}}
 
+# %% ../nbs/13_demo.ipynb #4fd15543
 @functools.lru_cache(maxsize=64)  # the same for every user: made once per run
 def run_html(run:DemoRun) -> str:
     "The run's test metrics with 95% intervals (the evaluation room's), its settings in brief, and its training note."
@@ -390,6 +405,7 @@ def run_html(run:DemoRun) -> str:
 
 _NOTHING = ("",) * 5 + (None, "", None)  # the page's other outputs, where a message takes their place
 
+# %% ../nbs/13_demo.ipynb #f754698d
 def _guarded(view, *args) -> str:
     "A view's HTML, or why it failed as a message on the page (a run whose weights do not load), never a Python error."
     try: return view(*args)
@@ -472,6 +488,7 @@ def _theme():
     system = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]  # strings: local fonts, nothing fetched
     return gr.themes.Default(font=system, font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
+# %% ../nbs/13_demo.ipynb #dfbdadc0
 def build_app(demo:Demo, concurrency:int=20): # requests answered at once (the views only read)
     "The Gradio page: user picker, run pickers, and the user, hardness and run tabs."
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -520,6 +537,7 @@ def _check_port(host:str, port:int):
             if e.errno == errno.EADDRINUSE: raise HanorecError(f"port {port} on {host} is in use", hint=f"pass --port N (e.g. --port {port + 1}) or stop the other server") from None
             raise HanorecError(f"cannot serve on {host}:{port} ({e.strerror})", hint="pass --host 127.0.0.1 (this machine only) or --port N above 1023") from None
 
+# %% ../nbs/13_demo.ipynb #4dd526d8
 def launch(paths=(), # runs or folders of runs; none: the latest quickstart's folder
            host:str="127.0.0.1", # the address to bind: localhost unless told otherwise
            port:int=7860, share:bool=False, # a public gradio.live link only when asked

@@ -28,6 +28,7 @@ __all__ = ['cell_directives', 'defined_names', 'Page', 'read_page', 'annotation_
 # %% ../nbs/16_docsite.ipynb #1666001d
 _DIRECTIVE = re.compile(r"^\s*#\s*\|\s*(.*?)\s*$")
 
+# %% ../nbs/16_docsite.ipynb #c2b9d4cd
 def cell_directives(source:str) -> tuple[dict, str]:
     "Split a code cell into its nbdev directives (`#| export` -> {'export': []}) and the code without them."
     directives, lines = {}, source.splitlines()
@@ -38,6 +39,7 @@ def cell_directives(source:str) -> tuple[dict, str]:
         i += 1
     return directives, "\n".join(lines[i:]).strip("\n")
 
+# %% ../nbs/16_docsite.ipynb #c4537cc1
 def defined_names(code:str) -> list[str]:
     "Public functions and classes a cell defines at top level: the names that get an API entry."
     try: tree = ast.parse(code)
@@ -60,6 +62,7 @@ class Page:
     @property
     def slug(self) -> str: return "index" if self.path.stem == "index" else re.sub(r"[^\w.-]", "_", self.path.stem)
 
+# %% ../nbs/16_docsite.ipynb #7ec39c02
 def read_page(path:str|Path) -> Page:
     "Read a notebook: the title is its first `# ` heading, the summary its first `> ` line."
     path = Path(path)
@@ -83,6 +86,7 @@ def _markdown():
     import mistune
     return mistune.create_markdown(escape=False, plugins=["table", "strikethrough", "url"])
 
+# %% ../nbs/16_docsite.ipynb #4eb5cd6e
 def _highlight(code:str) -> str:
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
@@ -110,6 +114,7 @@ def _default_text(v, limit:int=60) -> str:
     r = repr(v)
     return r if len(r) <= limit else r[:limit - 1] + "…"
 
+# %% ../nbs/16_docsite.ipynb #ca02f16e
 def _param_text(p:inspect.Parameter) -> str:
     star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
     a = annotation_text(p.annotation)
@@ -117,6 +122,7 @@ def _param_text(p:inspect.Parameter) -> str:
     if p.default is not p.empty: text += (" = " if a else "=") + _default_text(p.default)
     return text
 
+# %% ../nbs/16_docsite.ipynb #4cfb9a49
 def format_signature(obj, # a function or class
                      name:str, # the name it is exported as
                      width:int=80 # the longest one-line signature; longer ones get one parameter a line
@@ -143,6 +149,7 @@ def _own_doc(obj, name:str) -> str:
     if inspect.isclass(obj) and doc.startswith(f"{name}("): return ""  # what @dataclass generates: the signature again
     return doc
 
+# %% ../nbs/16_docsite.ipynb #4e683f9a
 def api_html(obj, # the function or class
              name:str # the name it is exported as
             ) -> str:
@@ -180,6 +187,7 @@ def api_html(obj, # the function or class
 # %% ../nbs/16_docsite.ipynb #e2c8f5b6
 _BLOCKS = (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.If)
 
+# %% ../nbs/16_docsite.ipynb #271b614e
 def _is_check(node:ast.stmt) -> bool:
     "Does this statement only check? `assert`, a `test_*(...)` call, or a for/with/if made of checks."
     if isinstance(node, ast.Assert): return True
@@ -189,6 +197,7 @@ def _is_check(node:ast.stmt) -> bool:
     if isinstance(node, _BLOCKS): return all(_is_check(n) for n in node.body + getattr(node, "orelse", []))
     return False
 
+# %% ../nbs/16_docsite.ipynb #7b686bab
 def _mark_checks(nodes:list, lines:list[str], is_check:list):
     "Mark the lines of these sibling statements as check (True) or example (False), looking into mixed blocks."
     marks = {}
@@ -201,6 +210,7 @@ def _mark_checks(nodes:list, lines:list[str], is_check:list):
             inner = [n for n in node.body + getattr(node, "orelse", []) if not lines[n.lineno - 1][:n.col_offset].strip()]  # not on the `for ...:` line
             _mark_checks(inner, lines, is_check)
 
+# %% ../nbs/16_docsite.ipynb #610ba3e5
 def split_checks(code:str) -> tuple[str, str]:
     "A cell's example lines and its check lines (`assert`, `test_*` calls), each in order; unparseable code is all example."
     try: tree = ast.parse(code)
@@ -223,6 +233,7 @@ def slugify(text:str) -> str:
 
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
 
+# %% ../nbs/16_docsite.ipynb #845ab75e
 def anchor_headings(fragment:str, # rendered markdown
                     seen:set|None=None # ids already used on the page; the new ones are added
                    ) -> str:
@@ -241,6 +252,7 @@ def anchor_headings(fragment:str, # rendered markdown
 # %% ../nbs/16_docsite.ipynb #31c6df64
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+# %% ../nbs/16_docsite.ipynb #571f8c31
 def output_html(out) -> str:
     "One stored cell output as HTML: pictures, HTML tables, plotly figures, text and errors."
     if out.output_type == "stream":
@@ -268,6 +280,7 @@ def _off(directives:dict, *names:str) -> bool:
     "Is one of these directives set: `#| hide`, or a Quarto option set to false (`#| echo: false`)?"
     return any(n in directives and directives[n] in ([], ["false"]) for n in names)
 
+# %% ../nbs/16_docsite.ipynb #5d1b881c
 def _import_block(code:str, opening:bool) -> bool:
     "Only imports; or, for the module's opening export cell, imports first and no public name defined."
     try: tree = ast.parse(code)
@@ -284,6 +297,7 @@ def _code(code:str, exported:bool=False) -> str: return f'<div class="code{" exp
 
 def _fold(kind:str, inner:str) -> str: return f'<details class="{kind}"><summary>{kind}</summary>{inner}</details>'
 
+# %% ../nbs/16_docsite.ipynb #196a6043
 def page_html(page:Page, lib:str="hanorec") -> str:
     "The body of one page: prose, examples and their outputs, API entries; exported source and checks folded."
     md, parts = _markdown(), []
@@ -319,6 +333,7 @@ def page_html(page:Page, lib:str="hanorec") -> str:
 
 _TOC_ENTRY = re.compile(r'<h([23]) id="([^"]+)" class="heading">(.*?)<a class="anchor"|<div class="api" id="([^"]+)">', re.S)
 
+# %% ../nbs/16_docsite.ipynb #ca702330
 def toc_html(body:str) -> str:
     "The page's table of contents: a link to each h2 and h3 section and each API entry of `body`, in order."
     links = []
@@ -365,6 +380,7 @@ th{background:#f4f6f8} .warn{color:#a00}
 _PLOTLY_BOOT = """<script>document.querySelectorAll('.plotly-figure').forEach(function(d){
 var f=JSON.parse(d.dataset.figure); if(window.Plotly){Plotly.newPlot(d,f.data,f.layout,{responsive:true});}});</script>"""
 
+# %% ../nbs/16_docsite.ipynb #dd1c6541
 def _template(page:Page, body:str, pages:list[Page], title:str, version:str) -> str:
     links = "\n".join(f'<a href="{p.slug}.html"{" class=current" if p.slug == page.slug else ""}>{html.escape(p.title)}</a>' for p in pages)
     plotly = '<script src="assets/plotly.min.js"></script>' if 'class="plotly-figure"' in body else ""
@@ -379,12 +395,14 @@ def _template(page:Page, body:str, pages:list[Page], title:str, version:str) -> 
 {body}</main>{toc_html(body)}</div>{_PLOTLY_BOOT if plotly else ""}</body></html>
 """
 
+# %% ../nbs/16_docsite.ipynb #4ce001c5
 def notebook_paths(nbs:str|Path) -> list[Path]:
     "The notebooks of a project in site order: index first, then by file name; checkpoints and `_` files left out."
     nbs = Path(nbs)
     found = sorted(p for p in nbs.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_"))
     return sorted(found, key=lambda p: (p.stem != "index", str(p.relative_to(nbs))))
 
+# %% ../nbs/16_docsite.ipynb #c832d08e
 def build_site(nbs:str|Path, # the notebooks folder
                out:str|Path, # where the site goes (replaced whole)
                title:str="hanorec", lib:str="hanorec") -> list[Path]:
@@ -410,6 +428,7 @@ def build_site(nbs:str|Path, # the notebooks folder
 # %% ../nbs/16_docsite.ipynb #3bae8407
 _MD_LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)")
 
+# %% ../nbs/16_docsite.ipynb #48f680f9
 def relink(markdown:str, prefix:str) -> str:
     "Prefix the relative targets of markdown links and images (`images/x.png` -> `nbs/images/x.png`)."
     def fix(m):
@@ -418,6 +437,7 @@ def relink(markdown:str, prefix:str) -> str:
         return m.group(1) + f"{prefix.rstrip('/')}/{target}"
     return _MD_LINK.sub(fix, markdown)
 
+# %% ../nbs/16_docsite.ipynb #33d37d07
 def readme_text(index_nb:str|Path, # the index notebook
                 prefix:str="") -> str: # the notebook's folder as seen from the README, for relative links ("nbs")
     "The README's markdown, made from the index notebook."
@@ -433,6 +453,7 @@ def readme_text(index_nb:str|Path, # the index notebook
             if text.strip(): parts.append(f"```\n{_ANSI.sub('', text).rstrip()}\n```")
     return "<!-- Generated from nbs/index.ipynb by `hanorec docs --readme`: edit the notebook, not this file. -->\n\n" + "\n\n".join(parts) + "\n"
 
+# %% ../nbs/16_docsite.ipynb #d744702c
 def write_readme(index_nb:str|Path, out:str|Path="README.md") -> Path:
     "Write `README.md` from the index notebook (atomically), with its relative links made relative to the README."
     import os

@@ -41,6 +41,7 @@ def read_log(run:str|Path) -> list[dict]:
 # %% ../nbs/10c_evaluation.ipynb #ev0pair2
 PAIR_COLUMNS = ("step", "sample", "user", "positive", "negative", "negatives", "beta", "hardness", "responsiveness")
 
+# %% ../nbs/10c_evaluation.ipynb #17dc9ea2
 def read_pairs(run:str|Path) -> pd.DataFrame:
     "Every (user, positive, negative) pair a preference stage trained on, with its step, beta and HaRS hardness (NaN without HaRS)."
     files = sorted((Path(run)/"pairs").glob("upto-*.parquet"))
@@ -51,6 +52,7 @@ def read_pairs(run:str|Path) -> pd.DataFrame:
 CURVES = ("loss", "reward_margin", "preference_accuracy", "beta_mean", "responsiveness", "false_negative_rate")
 LIKELIHOODS = ("logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected")
 
+# %% ../nbs/10c_evaluation.ipynb #1d415580
 def curve_figure(run:str|Path):
     "A plotly figure of a run's log: training statistics, chosen and rejected log-probs, validation metrics."
     import plotly.graph_objects as go
@@ -69,6 +71,7 @@ def curve_figure(run:str|Path):
     fig.update_layout(title=run.name, height=420, template="plotly_white")
     return fig
 
+# %% ../nbs/10c_evaluation.ipynb #5432aded
 def plot_curves(run:str|Path) -> Path:
     "Write run/plots/curves.html from run/log.jsonl."
     out = Path(run)/"plots"/"curves.html"
@@ -81,12 +84,14 @@ _RANK_METRICS = {"hr": lambda r, hit: hit.astype(np.float64),
                  "ndcg": lambda r, hit: np.where(hit, 1 / np.log2(r + 1), 0.0),
                  "mrr": lambda r, hit: np.where(hit, 1 / r, 0.0)}
 
+# %% ../nbs/10c_evaluation.ipynb #025b2c4a
 def _rank_metric(name:str) -> tuple[str, int]:
     kind, _, k = name.partition("@")
     if kind not in _RANK_METRICS or not k.isdigit() or int(k) < 1:
         raise HanorecError(f"unknown rank metric {name!r}", hint="write hr@K, ndcg@K or mrr@K with K >= 1 (e.g. ndcg@10)")
     return kind, int(k)
 
+# %% ../nbs/10c_evaluation.ipynb #143334b9
 def user_metrics(ranks, # [U] 1-based target ranks
                  metrics:Sequence[str]=("hr@1", "hr@3", "hr@5", "hr@10", "ndcg@3", "ndcg@5", "ndcg@10", "mrr@5", "mrr@10")) -> pd.DataFrame:
     "Each user's value of each rank metric (`hr@K`, `ndcg@K`, `mrr@K`): one row per user, one column per metric."
@@ -109,6 +114,7 @@ def _resampled_means(values:np.ndarray, # [U, K] per-user values (NaN: not count
             out.append(np.nanmean(values[rng.integers(0, U, (min(chunk, n - s), U))], axis=1))
     return np.concatenate(out)
 
+# %% ../nbs/10c_evaluation.ipynb #a2c5748c
 def bootstrap_interval(values, # [U] per-user values of one metric (NaN: a user the metric does not count)
                        n:int=1000, # resamples of the users
                        seed:int=0, # seeds the resamples
@@ -155,6 +161,7 @@ def holm(p_values) -> np.ndarray: # the family's p-values (NaN: not a test)
 # %% ../nbs/10c_evaluation.ipynb #ev000024
 TIES = "ties count against the target (pessimistic)"
 
+# %% ../nbs/10c_evaluation.ipynb #51a8e59b
 @dataclass(frozen=True)
 class Protocol:
     "An evaluation protocol: what is ranked, the metrics it reports, and which models it fits."
@@ -163,6 +170,7 @@ class Protocol:
     metrics: tuple # the metrics `evaluate_run` reports, in order
     fits: str # which models can be scored this way (said in errors)
 
+# %% ../nbs/10c_evaluation.ipynb #a0830bca
 _FULL_BASE = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@10")
 VARIANTS = {"excluded": "the user's earlier items (before the target) are left out of the ranking; the target never is",
             "included": "every catalog item is ranked, the user's earlier items too (RecBole's sequential evaluation)"}
@@ -177,12 +185,14 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("generate", "LLaRA / S-DPO: a greedy answer to the prompt listing the fixed candidates, matched to one title",
              ("valid_ratio", "hr@1/valid", "hr@1/all"), "language models trained with task=multiple_choice"))}
 
+# %% ../nbs/10c_evaluation.ipynb #85cdc60a
 def protocols_for(family:str, # "seqrec", "popularity", or a language model's family
                   task:str|None=None) -> list[str]: # a language model's task: "multiple_choice" or "yes_no"
     "The protocols a model can be evaluated with."
     if family in ("seqrec", "popularity"): return ["sampled", "full"]
     return ["sampled", "yes_no" if task == "yes_no" else "generate"]
 
+# %% ../nbs/10c_evaluation.ipynb #c0fae19a
 def check_protocol(protocol:str, family:str, task:str|None=None):
     "Raise a `HanorecError` naming the protocols that fit when `protocol` does not fit the model."
     if protocol not in PROTOCOLS:
@@ -200,6 +210,7 @@ def earlier_items(ds:PreparedDataset, samples:Samples) -> list[np.ndarray]:
     by_user = {u: (g.position.to_numpy(), g.item_id.map(rows).to_numpy(np.int64)) for u, g in inter.groupby("user_id")}
     return [by_user[u][1][by_user[u][0] < p] for u, p in zip(samples.users, samples.position)]
 
+# %% ../nbs/10c_evaluation.ipynb #086f9294
 def _earlier_mask(scores:torch.Tensor, targets, earlier:Sequence[np.ndarray]) -> torch.Tensor:
     "[B, N] True at each sample's earlier items, never at its target."
     mask = torch.zeros(scores.shape, dtype=torch.bool)
@@ -207,6 +218,7 @@ def _earlier_mask(scores:torch.Tensor, targets, earlier:Sequence[np.ndarray]) ->
     mask[torch.arange(len(mask)), torch.as_tensor(np.asarray(targets), dtype=torch.long)] = False
     return mask
 
+# %% ../nbs/10c_evaluation.ipynb #67167f99
 def full_catalog_ranks(scores, # [B, N] every item's score, higher is better
                        targets, # [B] each sample's target row
                        earlier:Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: # each sample's earlier item rows
@@ -245,6 +257,7 @@ def eval_dir(run:str|Path, split:str="test", protocol:str="sampled") -> Path:
 
 _FINISHED = ("config.yaml", "base.json", "model")  # what a run needs before it can be scored
 
+# %% ../nbs/10c_evaluation.ipynb #4c2d8582
 def _check_run_folder(run:Path, need:Sequence[str]=_FINISHED):
     "Refuse, before any work, what is not a run with `need`: a missing path, a prepared dataset, a folder train did not write, an unfinished run."
     from hanorec.core import read_manifest
@@ -262,6 +275,7 @@ def _check_run_folder(run:Path, need:Sequence[str]=_FINISHED):
     for n in need:
         if not (run/n).exists(): raise HanorecError(f"{run} is not a finished run ({n} is missing)", hint=f"finish it first: hanorec train --resume out={run}")
 
+# %% ../nbs/10c_evaluation.ipynb #20312b5e
 def _run_settings(run:Path) -> dict:
     "What evaluation reads from a run's files before loading it; anything but a finished run is an error."
     from hanorec.core import load_config
@@ -284,12 +298,14 @@ def _candidate_table(ids:np.ndarray, samples:Samples, idx:np.ndarray, scores:tor
     if with_auc: table["auc"] = auc(scores, t)
     return table
 
+# %% ../nbs/10c_evaluation.ipynb #b0143457
 def _fixed_scores(policy, samples:Samples, idx:np.ndarray, batch_size:int) -> torch.Tensor:
     "[U, C] `policy.eval_scores`, in chunks of whole batches (the same batches, with a progress bar)."
     step = batch_size * 16
     return torch.cat([policy.eval_scores(samples, idx[s:s + step], batch_size).float().cpu()
                       for s in progress(range(0, len(idx), step), desc="scoring fixed candidates")])
 
+# %% ../nbs/10c_evaluation.ipynb #dd2f36bb
 def _full_table(policy, ids:np.ndarray, samples:Samples, idx:np.ndarray, batch_size:int, top:int=20) -> pd.DataFrame:
     "full: the target's rank among the whole catalog, with and without the earlier items, and the top items."
     earlier, parts = earlier_items(policy.ds, samples), []
@@ -303,6 +319,7 @@ def _full_table(policy, ids:np.ndarray, samples:Samples, idx:np.ndarray, batch_s
                                    "candidates": [list(ids[r]) for r in shown.indices.numpy()], "scores": shown.values.tolist()}))
     return pd.concat(parts, ignore_index=True)
 
+# %% ../nbs/10c_evaluation.ipynb #f5589648
 def _generate_table(policy, ids:np.ndarray, samples:Samples, idx:np.ndarray, batch_size:int, max_new_tokens:int) -> pd.DataFrame:
     "generate: the greedy answer to the prompt listing each user's fixed candidates, and the candidate it names."
     from hanorec.scoring import generate, match_title
@@ -363,18 +380,21 @@ def evaluate_run(run:str|Path, # a finished run folder
         atomic_write_json(tmp/"metrics.json", result)
     return result
 
+# %% ../nbs/10c_evaluation.ipynb #9843c668
 def read_evaluation(run:str|Path, split:str="test", protocol:str="sampled") -> tuple[dict, pd.DataFrame]|None:
     "A run's written evaluation: `(metrics.json, ranks.parquet)`, or None when it has not been evaluated that way."
     out = eval_dir(run, split, protocol)
     if not ((out/"metrics.json").exists() and (out/"ranks.parquet").exists()): return None
     return read_json(out/"metrics.json"), pd.read_parquet(out/"ranks.parquet")
 
+# %% ../nbs/10c_evaluation.ipynb #955f6a2b
 def metrics_table(result:dict) -> pd.DataFrame:
     "An evaluation's metrics as a table: metric, value, low, high, in the protocol's order (metrics.json sorts its keys)."
     ms, order = result["metrics"], PROTOCOLS[result["protocol"]].metrics
     names = [m for m in order if m in ms] + sorted(m for m in ms if m not in order)
     return pd.DataFrame([{"metric": m, **{k: math.nan if ms[m][k] is None else ms[m][k] for k in ("value", "low", "high")}} for m in names])
 
+# %% ../nbs/10c_evaluation.ipynb #d7c13800
 def format_evaluation(result:dict, digits:int=4) -> str:
     "What `hanorec evaluate` prints: the protocol, the users, the tie rule, then metric, value and 95% interval."
     f = lambda x: "n/a" if math.isnan(x) else f"{x:.{digits}f}"
@@ -390,6 +410,7 @@ def _evaluated(run:Path, split:str, protocol:str) -> bool:
     out = eval_dir(run, split, protocol)
     return (out/"metrics.json").is_file() and (out/"ranks.parquet").is_file()
 
+# %% ../nbs/10c_evaluation.ipynb #221d93c3
 def _candidate_count(runs:Sequence[Path], split:str, protocol:str) -> int|None:
     "How many items each user's target is ranked among, before any scoring: an evaluation's metrics.json, else the dataset's stats.json (None: unknown yet)."
     for r in runs:
@@ -401,6 +422,7 @@ def _candidate_count(runs:Sequence[Path], split:str, protocol:str) -> int|None:
             return stats.get("items") if protocol == "full" else (stats.get("filters") or {}).get("candidates")
     return None
 
+# %% ../nbs/10c_evaluation.ipynb #6d75c136
 def _metric_cut(m:str, protocol:str) -> tuple[str, int]|None:
     "A metric name of `protocol`, checked: its kind and K (None for auc and the generate protocol's), or an error naming the metrics it has."
     p = PROTOCOLS[protocol]
@@ -412,6 +434,7 @@ def _metric_cut(m:str, protocol:str) -> tuple[str, int]|None:
         if variant not in VARIANTS: raise HanorecError(f"full-catalog metric {m!r} needs a variant", hint=f"write {m}/excluded or {m}/included")
     return _rank_metric(m)
 
+# %% ../nbs/10c_evaluation.ipynb #25367b77
 def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) -> list[str]:
     """The metrics to compare: each name checked; a K the `count` candidates leave meaningless (hr@K for K >= count is 1 for
     every user, ndcg and mrr stop changing past count) refused when asked for, left out of the protocol's default list."""
@@ -429,6 +452,7 @@ def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) 
                                hint=f"use K up to {largest} (e.g. {m.replace(f'@{k}', f'@{largest}', 1)})")
     return out
 
+# %% ../nbs/10c_evaluation.ipynb #36d110de
 def _seed_free_config(run:Path) -> tuple[str, int]:
     "A run's config.yaml without seed and out (as a key), and its seed; an init run stands as its own seed-free key."
     path = Path(run)/"config.yaml"
@@ -454,18 +478,21 @@ def _names(runs:Sequence[Path]) -> list[str]:
     names = [r.name for r in runs]
     return [n if names.count(n) == 1 else str(r) for n, r in zip(names, runs)]
 
+# %% ../nbs/10c_evaluation.ipynb #f7fba4c1
 def _seed_pairs(group:list[int], base:list[int], seeds:list[int]) -> list[tuple[int, int]]:
     "(run, baseline run) pairs: the same seed where both groups ran the same seeds, else the seeds in sorted order."
     g, b = {seeds[i]: i for i in group}, {seeds[i]: i for i in base}
     if set(g) == set(b): return [(g[s], b[s]) for s in sorted(g)]
     return list(zip([g[s] for s in sorted(g)], [b[s] for s in sorted(b)]))
 
+# %% ../nbs/10c_evaluation.ipynb #48ed9806
 def scipy_stats():
     try:
         from scipy import stats
         return stats
     except ImportError: return None
 
+# %% ../nbs/10c_evaluation.ipynb #b22e6dc5
 def _across_seeds(values:list[pd.DataFrame], metric:str, group:list[int], base:list[int], seeds:list[int],
                   n:int, seed:int, level:float=0.95) -> dict:
     "A seed group against the baseline's group: a paired t-test across seed pairs, else the bootstrap on seed-averaged users."
@@ -585,6 +612,7 @@ def markdown_table(comparison:pd.DataFrame, # from `compare_runs`
             f"({'; '.join(tests) if tests else 'none does'}). Seed groups: mean ± standard deviation across seeds. {TIES[0].upper() + TIES[1:]}.")
     return "\n".join(lines) + "\n" + note
 
+# %% ../nbs/10c_evaluation.ipynb #c0700430
 def format_comparison(comparison:pd.DataFrame, digits:int=4) -> str:
     "What `hanorec compare` prints: per metric, each run's value and interval, its difference from the baseline, the p-value and its Holm adjustment."
     f = lambda x: "n/a" if not np.isfinite(x) else f"{x:.{digits}f}"

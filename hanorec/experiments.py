@@ -49,6 +49,7 @@ def cpu_bf16() -> bool:
     except OSError: return False
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
+# %% ../nbs/12_experiments.ipynb #51d3a15f
 def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model budget
                       mllm_steps:int|None=None, # language-model SFT steps (default 8 on a CPU, 400 on CUDA)
                       mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 20 on a CPU; all on CUDA)
@@ -86,6 +87,7 @@ def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainCo
 def _flat(d:dict, prefix:str="") -> dict:
     return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
 
+# %% ../nbs/12_experiments.ipynb #1535dffd
 def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     "`{key: (saved, now)}` where the stage's run folder was made with other settings than the stage has now (paths and device aside)."
     if not (out/stage.name/"config.yaml").exists(): return {}
@@ -96,6 +98,7 @@ def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     continues = lambda k: stage.start and k.startswith("seqrec.")  # config.yaml records the start's encoder, which is checked as its own stage
     return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and not continues(k) and saved.get(k) != now.get(k)}
 
+# %% ../nbs/12_experiments.ipynb #77d8e6cc
 def refuse_stale(stage:Stage, data:Path, out:Path, device:str="auto"):
     "An error naming the differences when the stage's folder was made with other settings: a finished stage is never reused silently."
     if diff := stale_settings(stage, data, out, device):
@@ -103,6 +106,7 @@ def refuse_stale(stage:Stage, data:Path, out:Path, device:str="auto"):
         raise HanorecError(f"{out/stage.name} was made with other settings than stage {stage.name} has now ({said})",
                            hint=f"delete {out/stage.name} and the stages that start from it to train them again, or choose a new --out")
 
+# %% ../nbs/12_experiments.ipynb #df48ea45
 def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
     "Train (or resume, or reuse) the stage's run, then evaluate it on the test split (or reuse that evaluation)."
     run, log = out/stage.name, get_logger("hanorec.experiments")
@@ -124,6 +128,7 @@ def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
 # %% ../nbs/12_experiments.ipynb #ex000013
 REPORT_METRICS = ("hr@1", "hr@5", "ndcg@5", "mrr@5")
 
+# %% ../nbs/12_experiments.ipynb #514ad7cd
 def report_rows(stages:list[Stage], out:Path) -> pd.DataFrame:
     "One row per stage: its evaluation's metrics with intervals, users, budget, and the test against its SFT start."
     rows = []
@@ -148,6 +153,7 @@ def _cell(row, k:str, best:bool) -> str:
     if row.get("start") and row.get(f"{k} holm", 1.0) < 0.05: v += "*"
     return v
 
+# %% ../nbs/12_experiments.ipynb #f7792f90
 def _with_holm(rows:pd.DataFrame) -> tuple[pd.DataFrame, int]:
     "The rows with `{metric} holm` columns: Holm–Bonferroni over every test of the report (each stage with a start, each metric); and how many."
     from hanorec.evaluation import holm
@@ -157,6 +163,7 @@ def _with_holm(rows:pd.DataFrame) -> tuple[pd.DataFrame, int]:
     for j, k in enumerate(REPORT_METRICS): rows[f"{k} holm"] = adjusted[:, j]
     return rows, int(ps.notna().to_numpy().sum())
 
+# %% ../nbs/12_experiments.ipynb #d5c8a1f5
 def report_markdown(rows:pd.DataFrame) -> str:
     "The report's table in markdown: best per metric in bold within each user set, * significant against the SFT start after Holm's correction."
     rows, family = _with_holm(rows)
@@ -184,6 +191,7 @@ def changed_settings(run:Path) -> list[str]:
     show = lambda v: str(v).lower() if isinstance(v, bool) else str(v)
     return [f"{k}={show(v)}" for k, v in now.items() if not skip(k) and v != default.get(k)]
 
+# %% ../nbs/12_experiments.ipynb #ab885d7f
 def same_ranks(run:Path, other:Path) -> int:
     "How many users both runs' test evaluations rank the target at the same place, where they scored the same users and every rank agrees; else 0."
     a, b = read_evaluation(run, "test", "sampled"), read_evaluation(other, "test", "sampled")
@@ -191,6 +199,7 @@ def same_ranks(run:Path, other:Path) -> int:
     ranks = b[1].set_index("user_id")["rank"].loc[a[1].user_id].to_numpy()
     return len(ranks) if (ranks == a[1]["rank"].to_numpy()).all() else 0
 
+# %% ../nbs/12_experiments.ipynb #4b5054eb
 def _log_end(run:Path, keys:tuple, last:int=10) -> dict:
     "The mean of `keys` over the last `last` training records of the run's log (validation records aside)."
     from hanorec.evaluation import read_log
@@ -211,6 +220,7 @@ def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     rec["same_as"] = next(((e.name, n) for e in reversed(earlier) if (n := same_ranks(run, out/e.name))), None)
     return rec
 
+# %% ../nbs/12_experiments.ipynb #e0807a43
 def _environment_line(env:dict|None) -> str:
     if not env: return "code, machine and precision not recorded (a run from an older hanorec)"
     code = env["code"] if env["code"].startswith("hanorec ") else f"commit {env['code'][:12]}" + (" with uncommitted changes to hanorec/" if env["code"].endswith("+changes") else "")
@@ -286,6 +296,7 @@ def markdown_html(text:str) -> str:
 _SHARE = {"features": 0.12, "popularity": 0.01, "sasrec": 0.14, "encoder-sft": 0.2, "encoder-dpo": 0.04, "encoder-rodpo": 0.04,
           "encoder-hanorec": 0.04, "mllm-sft": 0.2, "mllm-hanorec": 0.2}  # rough shares of a CPU run's work, for scheduling and the time left
 
+# %% ../nbs/12_experiments.ipynb #eaf55b0b
 def _peak_gb() -> float:
     "This process's peak resident memory so far, in GB (Linux's VmHWM: a worker's own, not its parent's; else getrusage; NaN on Windows)."
     import sys
@@ -304,6 +315,7 @@ def _cores() -> int:
 
 FEATURES = "features"  # the task that makes the item-feature caches, before any stage that reads them
 
+# %% ../nbs/12_experiments.ipynb #8b88c1e3
 def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
     "Whether the stage reads the item-feature caches (posters' EfficientNet features, MiniLM's, HaRS's neighbours): all but popularity and an ids-only encoder."
     cfg = stage_config(stage, data, out, device)
@@ -311,6 +323,7 @@ def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
     if cfg.model == "seqrec": return cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec"
     return True  # language models read the image features
 
+# %% ../nbs/12_experiments.ipynb #288be767
 def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
     "Each stage's prerequisites among this run's tasks: the stage it continues (`start`, `init=`) and `features` where it reads them."
     names = {s.name for s in stages}
@@ -320,6 +333,7 @@ def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> d
         graph[s.name] = deps | ({FEATURES} if reads_features(s, data, out, device) else set())
     return graph
 
+# %% ../nbs/12_experiments.ipynb #85bb0150
 def task_priority(graph:dict[str, set[str]]) -> dict[str, float]:
     "Each task's longest chain of work from its start to the end (in shares of a CPU run): the scheduler starts the longest first."
     children = {k: [c for c, deps in graph.items() if k in deps] for k in graph}
@@ -337,6 +351,7 @@ def next_tasks(graph:dict[str, set[str]], finished:set, started:set, priority:di
     ready = [k for k in graph if k not in started and graph[k] <= finished]
     return sorted(ready, key=lambda k: (-priority[k], list(graph).index(k)))
 
+# %% ../nbs/12_experiments.ipynb #e42a3c0c
 def make_features(data:Path, device:str="auto"):
     "Make (or reuse) the caches the stages read: the posters' EfficientNet-Lite0 features, the titles' MiniLM embeddings and HaRS's neighbours."
     ds = load_prepared(data)
@@ -344,6 +359,7 @@ def make_features(data:Path, device:str="auto"):
     neighbour_scores(ds)
     release_memory()
 
+# %% ../nbs/12_experiments.ipynb #c8338125
 def release_memory():
     "Collect garbage and hand freed heap pages back to the system (glibc), so a finished stage's peak does not stay resident."
     import ctypes, gc
@@ -351,6 +367,7 @@ def release_memory():
     try: ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError): pass  # not glibc: nothing to trim
 
+# %% ../nbs/12_experiments.ipynb #6c54bc4a
 def run_task(stage:Stage|None, # None: the features task
              data:Path, out:Path, device:str="auto",
              line:str="", # the progress line to print first
@@ -367,6 +384,7 @@ def run_task(stage:Stage|None, # None: the features task
         run_stage(stage, data, out, device)
         release_memory()
 
+# %% ../nbs/12_experiments.ipynb #bd17112e
 class _Progress:
     "The progress line before each task: its place, the time so far and the time left (from the shares of the tasks done)."
     def __init__(self, graph:dict, out:Path, t0:float):
@@ -384,6 +402,7 @@ class _Progress:
 def _about(k:str, stages:dict) -> str:
     return stages[k].about if k in stages else "item features: EfficientNet-Lite0, MiniLM, HaRS's neighbours"
 
+# %% ../nbs/12_experiments.ipynb #af238ae1
 def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:int=1, t0:float|None=None):
     """Run the features task and every stage, each after its prerequisites: in this process one after the other
     (`jobs=1`), else in `jobs` worker processes that each take the ready task with the longest chain of work."""
@@ -433,6 +452,7 @@ def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:i
                                hint="run it again with --jobs 1 (one task after the other, less memory); finished stages are reused")
         raise next(iter(failed.values()))
 
+# %% ../nbs/12_experiments.ipynb #76333b56
 def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one folder per stage, report.md, report.html
                device:str="auto", mllm_steps:int|None=None, mllm_users:int|None=None,
                stages:list[Stage]|None=None, # default: `quickstart_stages` for the device

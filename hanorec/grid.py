@@ -45,6 +45,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes
 _GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against"}
 SEEDS = (0, 2**32 - 1)  # the seeds every generator takes (NumPy's are 32-bit)
 
+# %% ../nbs/12a_grid.ipynb #834583d2
 @dataclass
 class _Where:
     "Where a grid came from: errors name its file, the line of a key path (`load_yaml_strict`'s lines), and the key."
@@ -61,6 +62,7 @@ class _Where:
         key = _named(err.args[0], keys or {})
         self.fail(path if key is None else keys[key], f"{said}: {err.args[0]}", err.hint, sep="")
 
+# %% ../nbs/12a_grid.ipynb #0946084a
 def _named(message:str, keys) -> str|None:
     "The first of `keys` that an error message names ('key', key= or key followed by a space or a colon)."
     for k in keys:
@@ -86,6 +88,7 @@ def _check_dataset(name:str, spec:dict, w:_Where):
             check_prepare_options(str(spec["prepare"]), {k: v for k, v in spec.items() if k != "prepare"})
     except HanorecError as e: w.refuse(("datasets", name, "synthetic" if "synthetic" in spec else "prepare"), e, keys=keys)
 
+# %% ../nbs/12a_grid.ipynb #310c1b40
 def _synthetic_by_prepare(name:str, spec:dict, w:_Where):
     "`prepare: synthetic` with the world's options beside it (`users: 40`): they go under `synthetic:`, which takes them all."
     import inspect
@@ -96,6 +99,7 @@ def _synthetic_by_prepare(name:str, spec:dict, w:_Where):
     w.fail(("datasets", name, odd[0]), f"prepare synthetic takes no option {odd[0]!r}: the synthetic world's options go under synthetic:, not beside prepare:",
            f"put the world's options under synthetic: {yaml.safe_dump({name: {'synthetic': world}}, default_flow_style=True, width=10**6).strip()[1:-1]}", sep=": ")
 
+# %% ../nbs/12a_grid.ipynb #13175d19
 def _candidates(spec:dict) -> int|None:
     "How many fixed candidates (the target among them) each user of a dataset gets, where that is known before it is made."
     import inspect
@@ -106,6 +110,7 @@ def _candidates(spec:dict) -> int|None:
     opts = (spec["synthetic"] or {}) if "synthetic" in spec else spec
     return opts.get("candidates", inspect.signature(prepare).parameters["candidates"].default)
 
+# %% ../nbs/12a_grid.ipynb #50bb9e4c
 def _check_seeds_metrics(grid:Grid, w:_Where):
     for i, s in enumerate(grid.seeds):
         if not SEEDS[0] <= s <= SEEDS[1]: w.fail(("seeds", i), f"{s} is outside [0, 2**32-1], the seeds every random generator takes", "seeds: [0, 1, 2]")
@@ -142,6 +147,7 @@ def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -
             except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}" + (f" on dataset {d}" if d else ""),
                                                keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
 
+# %% ../nbs/12a_grid.ipynb #f16eab5c
 def _check_grid_sets(grid:Grid, w:_Where):
     "Settings the grid itself gives every cell: out= (the cell's folder), data= (its dataset), seed= (its seed), and device= (one for the whole grid)."
     lists = [(("settings",), grid.settings, "")] + [(("stages", i, "settings"), s.settings, f" of stage {s.name}") for i, s in enumerate(grid.stages)]
@@ -154,6 +160,7 @@ def _check_grid_sets(grid:Grid, w:_Where):
             if of: why["device"] = ("device= is set for the whole grid, not per stage", "remove it; give --device to hanorec experiment run (or device= in the grid's settings)")
             if k in why: w.fail((*at, j), f"{of}: {x}: {why[k][0]}", why[k][1], sep="")
 
+# %% ../nbs/12a_grid.ipynb #7d0a8b67
 def _check_starts(grid:Grid, w:_Where):
     "A stage with a start trains from it (init= names it too), and is scored on the same users as the stage it is compared with."
     users = {s.name: s.users for s in grid.stages}
@@ -195,6 +202,7 @@ def _once(at:tuple, given:list, w:_Where, of:str=""):
                "keep one of them" + ("; a stage's own setting overrides the grid's settings, so a different value for one stage goes there" if of else
                                      "; a stage's own settings override these, so a different value for one stage goes there"), sep="")
 
+# %% ../nbs/12a_grid.ipynb #3042b07a
 def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
     "One stage of a grid file, its keys and references checked."
     if not isinstance(s, dict) or "name" not in s: w.fail(("stages", i), "must be a mapping with a name", "- {name: sft, settings: [model=seqrec]}")
@@ -278,6 +286,7 @@ def cell_folder(out:Path, dataset:str, seed:int) -> Path:
     "The folder holding one (dataset, seed)'s stages."
     return Path(out)/dataset/f"seed-{seed}"
 
+# %% ../nbs/12a_grid.ipynb #ff5b1758
 def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed-<n>/<stage>/, results.csv, report.md, report.html
              device:str="auto") -> Path:
     "Run (or reuse, or resume) every cell, evaluate each on the test split, and write results.csv and the report; returns report.md."
@@ -304,6 +313,7 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
         if not finished: new_seconds, new_cells = new_seconds + time.perf_counter() - t, new_cells + 1
     return write_grid_report(grid, out, time.time() - t0)
 
+# %% ../nbs/12a_grid.ipynb #382c1db0
 def _check_devices(grid:Grid, device:str):
     "The devices the cells will ask for (`device`, and device= in the grid's settings), each one torch has, before anything is made."
     from hanorec.core import pick_device
@@ -319,6 +329,7 @@ def _last(settings:list) -> list:
     keep = {x.partition("=")[0].strip(): j for j, x in enumerate(settings)}
     return [x for j, x in enumerate(settings) if keep[x.partition("=")[0].strip()] == j]
 
+# %% ../nbs/12a_grid.ipynb #a9f1de32
 def grid_dict(grid:Grid) -> dict:
     "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it; a grid built in Python may override a key in one list, written once)."
     stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", _last(s.settings)),
@@ -349,6 +360,7 @@ def test_values(run:Path, metrics) -> pd.DataFrame:
     m, table = read_evaluation(run, "test", "sampled")
     return user_values(table.sort_values("user_id"), "sampled", list(metrics)).reset_index(drop=True)
 
+# %% ../nbs/12a_grid.ipynb #0d7fdb62
 def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} of run A (the baseline) and run B
                       metric:str, n:int=1000) -> dict: # bootstrap resamples
     """B − A over the seeds both have: each's mean, the difference with its 95% interval and p over users (values
@@ -407,6 +419,7 @@ def _significant(r, m) -> bool:
 def _tests(summary:pd.DataFrame, grid:Grid, kind:str) -> int:
     return int(sum(summary[f"{m} p {kind}"].notna().sum() for m in grid.metrics if f"{m} p {kind}" in summary))
 
+# %% ../nbs/12a_grid.ipynb #433ee271
 def _fixed_candidates(summary:pd.DataFrame) -> str:
     "How many fixed candidates each user was scored on, as the evaluations counted them: 'target + 19', or per dataset where they differ."
     per = {d: sorted({int(c) for c in summary[summary.dataset == d].candidates.dropna()}) for d in dict.fromkeys(summary.dataset)} if "candidates" in summary else {}
@@ -414,6 +427,7 @@ def _fixed_candidates(summary:pd.DataFrame) -> str:
     if len(counts) == 1: return f"target + {counts.pop() - 1}"
     return "; ".join(f"target + {' or '.join(str(c - 1) for c in cs)} on {d}" for d, cs in per.items() if cs) or "the target among them"
 
+# %% ../nbs/12a_grid.ipynb #13636ef1
 def grid_markdown(grid:Grid, summary:pd.DataFrame) -> str:
     "The report's tables, one per dataset: mean ± sd over seeds (best in bold), and each stage against its start."
     parts = []
@@ -480,6 +494,7 @@ def unfinished_cells(grid:Grid, out:str|Path) -> list[str]:
     "The cells of `grid` in OUT with no test evaluation yet ('dataset seed N stage'), in the order they run."
     return [f"{d} seed {seed} {s.name}" for d, seed, s in grid_cells(grid) if read_evaluation(cell_folder(out, d, seed)/s.name, "test", "sampled") is None]
 
+# %% ../nbs/12a_grid.ipynb #ecf0942e
 def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this invocation's time
                       extra:str="") -> Path: # more markdown after the tables (the claims lab's answers)
     "Write results.csv, report.md and a self-contained report.html (metrics with error bars, `preference_figures`, training curves); returns report.md."
@@ -518,6 +533,7 @@ ABLATION_DATASETS = {"movielens-small": {"prepare": "movielens-small"},
                      "synthetic": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.5}},
                      "synthetic-no-visual": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.0}}}
 
+# %% ../nbs/12a_grid.ipynb #de776ba0
 def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                     cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
     "The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows and the summary rows when asked."
@@ -576,6 +592,7 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
                        for s in stages if s.name.startswith("sft-summary")]
     return stages
 
+# %% ../nbs/12a_grid.ipynb #33dcbb07
 def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASETS, or prepared folders
                   seeds:int=3, models=("encoder",), cuda:bool=False) -> Grid:
     "The ablation as a `Grid`: `ablation_stages` on each dataset, seeds 0..seeds-1."

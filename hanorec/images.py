@@ -35,6 +35,7 @@ _PATH_HINT = ("image paths in data files must be relative to the images folder (
 
 def _inside(path:Path, root:Path) -> bool: return path == root or root in path.parents
 
+# %% ../nbs/01_images.ipynb #adaa2a02
 def safe_image_path(root:str|Path, # the folder every image must lie in
                     relative:str|os.PathLike, # an image path as a data file names it, relative to `root`
                    ) -> Path:
@@ -60,6 +61,7 @@ def _short(e:Exception) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg if len(msg) <= 120 else msg[:117] + "..."
 
+# %% ../nbs/01_images.ipynb #85cfd67e
 def _load_image(path:str|Path, max_pixels:int|None=None) -> tuple[Image.Image|None, str|None]:
     "Fully decode `path`: `(image, None)`, or `(None, reason)` where reason is 'missing' or 'unreadable: ...'."
     path = Path(path)
@@ -80,6 +82,7 @@ def _load_image(path:str|Path, max_pixels:int|None=None) -> tuple[Image.Image|No
     except Exception as e:  # an untrusted file can make a decoder raise almost anything
         return None, f"unreadable: {_short(e)}"
 
+# %% ../nbs/01_images.ipynb #1e357a19
 def verify_image(path:str|Path, # the image file
                  max_pixels:int|None=None, # refuse images with more pixels; default `PIL.Image.MAX_IMAGE_PIXELS`
                 ) -> str|None:
@@ -89,6 +92,7 @@ def verify_image(path:str|Path, # the image file
 # %% ../nbs/01_images.ipynb #d5d6cdb0
 _PAD_RGB = tuple(round(255*m) for m in IMAGENET_MEAN)
 
+# %% ../nbs/01_images.ipynb #a15f5f1c
 def _to_8bit(im:Image.Image) -> Image.Image:
     "A greyscale image deeper than 8 bits (`I;16*`, `I`, `F`) as the mode-L picture it shows, scaled rather than clipped."
     a = np.asarray(im).astype(np.float64)
@@ -100,6 +104,7 @@ def _to_8bit(im:Image.Image) -> Image.Image:
     else: a = (a - lo)*(255/(hi - lo)) if hi > lo else np.zeros_like(a)
     return Image.fromarray(np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8), "L")
 
+# %% ../nbs/01_images.ipynb #a8734210
 def _to_rgb(im:Image.Image) -> Image.Image:
     "Upright (EXIF orientation), RGB, deep greyscale scaled to 8 bits, transparency laid on white."
     try: im = ImageOps.exif_transpose(im)
@@ -112,6 +117,7 @@ def _to_rgb(im:Image.Image) -> Image.Image:
         return out
     return im.convert("RGB")
 
+# %% ../nbs/01_images.ipynb #ad2fd451
 def _fit_image(im:Image.Image, size:tuple[int, int]) -> Image.Image:
     "`im` scaled to fit inside `size` (width, height), aspect kept, centred on ImageNet-mean padding."
     im = _to_rgb(im)
@@ -129,6 +135,7 @@ def _font(px:int) -> ImageFont.FreeTypeFont:
     "Pillow's bundled font at `px` pixels: the same glyphs on every machine, no font files needed."
     return ImageFont.load_default(size=max(6, px))
 
+# %% ../nbs/01_images.ipynb #5711e484
 def _grid(images:list[Image.Image], captions:list[str]|None=None, cols:int=6, gap:int=8) -> Image.Image:
     "Images side by side in rows of `cols`, each with an optional caption underneath (for showing, not for the cache)."
     w, h = max(i.width for i in images), max(i.height for i in images)
@@ -149,6 +156,7 @@ _FOLD = str.maketrans({"æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o"
 _GLYPHS = set(" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
               "©«°±´·»‘’“”…‹›⁄™")  # what Pillow's bundled font (Aileron) draws
 
+# %% ../nbs/01_images.ipynb #cbc79096
 def _drawable(text:str) -> str:
     "`text` with letters the bundled font lacks folded to ones it has, where such exist."
     out = []
@@ -159,6 +167,7 @@ def _drawable(text:str) -> str:
 
 _ARTICLE = re.compile(r"^(?P<main>.+?), (?P<article>The|A|An)(?P<rest> \(.*\))?$")
 
+# %% ../nbs/01_images.ipynb #0949f429
 def _display_title(title:str, year:int|None) -> str:
     "The title as a poster shows it: no trailing '(year)', a trailing ', The' moved to the front."
     t = " ".join(str(title).split())
@@ -202,6 +211,7 @@ def _mix(a:tuple, b:tuple, t:float) -> tuple[int, int, int]:
 def _poster_digest(title:str, year:int|None, genres:list[str]) -> bytes:
     return hashlib.sha256("\x1f".join([str(title), "" if year is None else str(year), "|".join(genres)]).encode()).digest()
 
+# %% ../nbs/01_images.ipynb #16b760cd
 def _draw_motif(d:ImageDraw.ImageDraw, box:tuple, h:bytes, ground:tuple, accent:tuple, s:float):
     "One of five geometric motifs, chosen and placed by the digest `h`, inside `box` (left, top, right, bottom)."
     left, top, right, bottom = box
@@ -288,12 +298,14 @@ _CACHE_FORMAT = f"fit=pad-bicubic jpeg=90 {_POSTER_VERSION} modes-v2"  # change 
 _STATUSES = ("ok", "rendered", "missing", "unreadable", "refused")
 _INDEX = "index.json"
 
+# %% ../nbs/01_images.ipynb #4b1333ef
 def _cache_name(item_id:str, ext:str) -> str:
     "A file name for `item_id` that is safe on every file system and never shared by two ids."
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", item_id).strip("_")[:32]
     digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:12]
     return f"{slug}-{digest}.{ext}" if slug else f"{digest}.{ext}"
 
+# %% ../nbs/01_images.ipynb #eadc69f6
 def _read_index(images:Path) -> dict:
     "The cache's records by item id; an unreadable index only costs a rebuild."
     path = images/_INDEX
@@ -311,12 +323,14 @@ def _missing(v) -> bool:
     try: return bool(pd.isna(v))
     except (TypeError, ValueError): return False  # list-likes
 
+# %% ../nbs/01_images.ipynb #1955455a
 def _genres(v) -> list[str]:
     "Categories as a list of strings, whether they came as a list, an array (from parquet), one string or nothing."
     if isinstance(v, str): return [v]
     if isinstance(v, (list, tuple, np.ndarray, pd.Series)): return [str(g) for g in v]
     return []
 
+# %% ../nbs/01_images.ipynb #966ab28e
 def _plan(item_id:str, source, title:str, year:int|None, genres:list[str], images_dir:Path|None,
           size:tuple[int, int], strict:bool) -> tuple[str, str, object, str]:
     "(status, source key, make() -> image, note) for one item; 'ok' may still turn 'unreadable' when decoded."
@@ -353,12 +367,14 @@ def _check_items(items:pd.DataFrame):
         raise HanorecError(f"item ids repeat in the items table: {', '.join(map(repr, ids[ids.duplicated()].unique()[:5]))}",
                            hint="each item needs one row; deduplicate the catalog first")
 
+# %% ../nbs/01_images.ipynb #07fcb831
 def _save_image(im:Image.Image, target:Path):
     "Write `im` atomically, JPEG quality 90 or PNG by the file's extension."
     with atomic_path(target) as tmp:
         if target.suffix == ".jpg": im.save(tmp, format="JPEG", quality=90)
         else: im.save(tmp, format="PNG", compress_level=3)  # level 6 costs twice the time for 10% smaller files
 
+# %% ../nbs/01_images.ipynb #9cee1cd2
 def _drop_file(images:Path, rel:str):
     "Delete a file the cache wrote earlier (only ever inside `images`)."
     try: p = safe_image_path(images, Path(rel).name)
@@ -428,6 +444,7 @@ def cache_item_images(items:pd.DataFrame, # item_id, title, year, categories (li
 # %% ../nbs/01_images.ipynb #1e82157f
 _ENCODERS = {"efficientnet-lite0": dict(weights="efficientnet-lite0", input=224, dim=1280)}
 
+# %% ../nbs/01_images.ipynb #6c3e7135
 def _frozen_encoder(device):
     "EfficientNet-Lite0 for inference: batch norms folded into their convolutions, channels-last, no gradients."
     import torch
@@ -442,6 +459,7 @@ def _frozen_encoder(device):
     for p in model.parameters(): p.requires_grad_(False)
     return model.eval().to(device, memory_format=torch.channels_last)
 
+# %% ../nbs/01_images.ipynb #2be06a8d
 def encoder_input(im:Image.Image, # any PIL image (converted to RGB, transparency on white)
                   side:int=224, # the encoder's input side in pixels
                  ) -> np.ndarray:
@@ -449,6 +467,7 @@ def encoder_input(im:Image.Image, # any PIL image (converted to RGB, transparenc
     x = np.asarray(_fit_image(im, (side, side)), dtype=np.float32)/255
     return ((x - np.array(IMAGENET_MEAN, np.float32))/np.array(IMAGENET_STD, np.float32)).transpose(2, 0, 1)
 
+# %% ../nbs/01_images.ipynb #a027868b
 def _encode_batch(model, files:list[Path], device, pad_to:int=0) -> np.ndarray:
     "Pooled features [len(files), 1280] of the cached images `files` (a short batch run padded to `pad_to` images: CPU kernels round differently at other batch sizes)."
     import torch
@@ -468,6 +487,7 @@ def _save_npy(path:Path, array:np.ndarray):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f: np.save(f, array)
 
+# %% ../nbs/01_images.ipynb #eb05ab29
 def _compute_features(files:list[Path], expected:Manifest, out:Path, encoder:str, batch_size:int, save_every:int, device):
     "Encode `files` in chunks saved under a hidden partial folder, then assemble `out` atomically."
     log = get_logger("hanorec.images")
@@ -543,6 +563,7 @@ def load_item_image(dataset_dir:str|Path, # a prepared dataset folder
     "The item image `image` of `dataset_dir` as RGB, opened through `safe_image_path` and fully decoded."
     with Image.open(safe_image_path(dataset_dir, image)) as im: return im.convert("RGB")
 
+# %% ../nbs/01_images.ipynb #d8e85daf
 class _LazyItemImages(Mapping):
     "item id -> RGB image of a prepared dataset, each opened when asked for."
     def __init__(self, dataset_dir:Path, files:dict[str, str]): self.dataset_dir, self.files = dataset_dir, files
@@ -552,6 +573,7 @@ class _LazyItemImages(Mapping):
     def __len__(self) -> int: return len(self.files)
     def __repr__(self) -> str: return f"<{len(self)} item images of {self.dataset_dir}, opened when asked for>"
 
+# %% ../nbs/01_images.ipynb #b9e15b7b
 def item_images(dataset_dir:str|Path, # a prepared dataset folder
                 items:pd.DataFrame, # the items wanted: `item_id`, and `image` (the cached file, relative to `dataset_dir`)
                 family:str, # the model's family (`hanorec.models.FAMILIES`): "text", "composed" or a Hugging Face MLLM's

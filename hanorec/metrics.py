@@ -30,6 +30,7 @@ def _as_scores(scores, target_index, exclude):
         raise HanorecError(f"user row {u}: the target column {int(t[u])} is excluded", hint="exclude the user's history and padding, never the target")
     return s, t, keep
 
+# %% ../nbs/02a_metrics.ipynb #f1dd3e55
 def target_ranks(scores, # [U, C] higher is better (log-probs, logits or similarities)
                  target_index, # [U] the column of each user's target
                  exclude=None) -> np.ndarray: # [U, C] bool, True where a column is not a candidate (history, padding)
@@ -52,6 +53,7 @@ def auc(scores, # [U, C] higher is better
     wins = ((s < mine) & keep).sum(1) + 0.5 * (((s == mine) & keep).sum(1) - 1)
     return (wins / negatives).numpy()
 
+# %% ../nbs/02a_metrics.ipynb #f7aa6f44
 def rank_metrics(ranks, # [U] 1-based target ranks
                  ks:Sequence[int]=(1, 5, 10), # cut-offs
                  aucs=None) -> dict: # [U] per-user AUC, added as "auc" when given
@@ -68,6 +70,7 @@ def rank_metrics(ranks, # [U] 1-based target ranks
     out["users"] = int(r.size)
     return out
 
+# %% ../nbs/02a_metrics.ipynb #a41084b8
 def evaluate_scores(scores, # [U, C] higher is better
                     target_index, # [U] the column of each user's target
                     ks:Sequence[int]=(1, 5, 10), # cut-offs

@@ -33,6 +33,7 @@ CHAT_TEMPLATE = (
     "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
     "END_OF_TURN\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
+# %% ../nbs/05_models.ipynb #d1a0791d
 def train_tokenizer(texts:Sequence[str], # the text to learn merges from (titles, descriptions, prompts)
                     vocab_size:int=1024, # the most tokens (fewer when the text is short)
                     special_tokens:Sequence[str]=(), # extra special tokens (the family's image tokens)
@@ -56,6 +57,7 @@ MROPE_FAMILIES = ("qwen2_vl", "qwen2_5_vl") # 3-D rotary positions: image tokens
 FAMILIES = ("text", *IMAGE_TEXT_FAMILIES, "composed")
 COMPOSED_CONFIG = "composed.json"
 
+# %% ../nbs/05_models.ipynb #0c552d72
 def family_of(path:str|Path) -> str: # a local model folder
     "The family of the model saved in `path`: one of `FAMILIES`."
     path = Path(path)
@@ -75,6 +77,7 @@ def family_of(path:str|Path) -> str: # a local model folder
 _VIDEO_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "smolvlm")
 _PROCESSOR_CLASS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor"}
 
+# %% ../nbs/05_models.ipynb #7723032c
 def image_only_processor(cls): # a transformers processor class with a video processor (Qwen2VLProcessor, ...)
     "The processor class `cls` without its video processor; it keeps `cls`'s name, so it saves and reloads as `cls`."
     class ImageOnly(cls):
@@ -85,6 +88,7 @@ def image_only_processor(cls): # a transformers processor class with a video pro
     ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
     return ImageOnly
 
+# %% ../nbs/05_models.ipynb #c7116bae
 def _load_processor(path:Path, family:str, trust_remote_code:bool):
     import transformers
     from transformers import AutoProcessor
@@ -105,6 +109,7 @@ _TOLD: set[str] = set() # processor classes already reported as loaded without v
 # %% ../nbs/05_models.ipynb #5b630be4
 ItemImages = Mapping[str, Any] | Callable[[str], Any] # item id -> PIL image (MLLMs) or feature vector (composed)
 
+# %% ../nbs/05_models.ipynb #bd4cbaea
 def _lookup(images:ItemImages, item:str):
     try: return images(item) if callable(images) else images[item]
     except KeyError:
@@ -263,6 +268,7 @@ def _tiny_text(tok) -> dict:
                 num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.2,
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
 
+# %% ../nbs/05_models.ipynb #cafe0074
 def _tiny_qwen(family, tok, text):
     import transformers as T
     ids = tok.convert_tokens_to_ids
@@ -279,6 +285,7 @@ def _tiny_qwen(family, tok, text):
     images = T.Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2)
     return Model(cfg), image_only_processor(Proc)(image_processor=images, tokenizer=tok, chat_template=tok.chat_template)
 
+# %% ../nbs/05_models.ipynb #50e0cafd
 def _tiny_llava(family, tok, text):
     import transformers as T
     vision = T.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=28,
@@ -294,6 +301,7 @@ def _tiny_llava(family, tok, text):
     return (T.LlavaNextForConditionalGeneration(T.LlavaNextConfig(**common, image_grid_pinpoints=pins)),
             T.LlavaNextProcessor(image_processor=T.LlavaNextImageProcessorPil(**size, image_grid_pinpoints=pins), **proc))
 
+# %% ../nbs/05_models.ipynb #788f4957
 def _tiny_idefics3(tok, text):
     import transformers as T
     cfg = T.Idefics3Config(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
@@ -331,6 +339,7 @@ def _resolve_dtype(dtype, device:torch.device) -> torch.dtype:
     if dtype in (None, "auto"): return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
+# %% ../nbs/05_models.ipynb #f40b6aae
 def load_recommender(path:str|Path, # a local folder: a transformers checkpoint or a saved composed MLLM
                      device:str="auto", # "auto", "cpu", "cuda", ...
                      dtype:str|torch.dtype|None="auto", # "auto": bfloat16 on CUDA, float32 elsewhere
@@ -365,6 +374,7 @@ class ComposedConfig:
     encoder: str = "efficientnet-lite0" # which `hanorec.images.image_features` encoder made the features
     placeholder_id: int = 0 # the token id written at image positions (its embedding is replaced)
 
+# %% ../nbs/05_models.ipynb #73badda2
 class Projector(nn.Module):
     "LayerNorm, then LLaVA-1.5's two-layer MLP, from one image feature vector to `tokens` LM embeddings."
     def __init__(self, image_dim:int, hidden:int, lm_dim:int, tokens:int):
@@ -375,6 +385,7 @@ class Projector(nn.Module):
 
     def forward(self, x): return self.fc2(self.act(self.fc1(self.norm(x)))).view(*x.shape[:-1], self.tokens, self.lm_dim)
 
+# %% ../nbs/05_models.ipynb #278d867d
 def _calibrate(projector:Projector, target_std:float, seed:int=0):
     "Scale the last layer so that projected tokens start with the spread `target_std` (the LM's word embeddings')."
     x = torch.randn(256, projector.norm.normalized_shape[0], generator=torch.Generator().manual_seed(seed))
@@ -452,6 +463,7 @@ def tiny_llama(tokenizer, # its vocabulary size, eos and pad ids are used
     lm.generation_config.pad_token_id = tokenizer.pad_token_id
     return lm.eval()
 
+# %% ../nbs/05_models.ipynb #264655a0
 def build_composed(lm:str|Path="smollm2", # "smollm2", "tiny" (a tiny Llama and a BPE tokenizer on `texts`), or a causal LM folder
                    texts:Sequence[str]|None=None, # the catalog text the tiny LM's tokenizer is trained on
                    image_tokens:int=2, # LM tokens per image
@@ -487,6 +499,7 @@ def _set_host(rec:Recommender, module:nn.Module):
     if rec.family == "composed": rec.model.lm = module
     else: rec.model = module
 
+# %% ../nbs/05_models.ipynb #a5f66fd8
 def lora_targets(model:nn.Module, # a transformers model (not peft-wrapped)
                  family:str="text") -> str:
     "A regular expression naming the default LoRA targets: `LORA_TARGETS[family]` inside the model's language decoder."
@@ -510,6 +523,7 @@ def merge_lora(rec:Recommender) -> Recommender:
     _set_host(rec, host)
     return rec
 
+# %% ../nbs/05_models.ipynb #62ccf7aa
 def add_lora(rec:Recommender,
              r:int=8, # the rank
              alpha:int=32, # the scale numerator (scale = alpha / r)
@@ -550,6 +564,7 @@ def save_lora(rec:Recommender, folder:str|Path) -> Path:
     setattr(host, _SOURCE, str(folder.resolve()))
     return folder
 
+# %% ../nbs/05_models.ipynb #42aa2108
 def load_lora(rec:Recommender, # the base model the adapter was trained on
               folder:str|Path, # a folder written by `save_lora`
               trainable:bool=False) -> Recommender: # keep training it
@@ -576,6 +591,7 @@ def load_lora(rec:Recommender, # the base model the adapter was trained on
         rec.model.projector.requires_grad_(trainable)
     return rec
 
+# %% ../nbs/05_models.ipynb #f044d79c
 def enable_gradient_checkpointing(rec:Recommender) -> Recommender:
     "Recompute activations in the backward pass (non-reentrant, so frozen inputs need no grad hooks); turns the KV cache off."
     host, kw = _unwrap(host_model(rec)), {"use_reentrant": False}

@@ -52,6 +52,7 @@ def random_negatives(rng:np.random.Generator, mask:np.ndarray, # [B, N] from `ex
     "Uniformly random items the sample may use: [B, k]."
     return _draw_weighted(rng, (~mask).astype(np.float64), k)
 
+# %% ../nbs/09_negatives.ipynb #f1dd71dd
 def popularity_negatives(rng:np.random.Generator, mask:np.ndarray, # [B, N]
                          popularity:np.ndarray, # [N] interaction counts in the training data
                          k:int=1, alpha:float=1.0) -> np.ndarray: # weight ~ count**alpha (0: uniform)
@@ -65,6 +66,7 @@ def _allowed_scores(scores, mask):
     s[torch.as_tensor(mask)] = -float("inf")
     return s
 
+# %% ../nbs/09_negatives.ipynb #54fdf418
 def hard_negatives(scores, # [B, N] the current model's scores over the catalog
                    mask:np.ndarray, # [B, N] from `exclusion_mask`
                    k:int=1) -> np.ndarray:
@@ -76,6 +78,7 @@ def topk_pool(scores, mask:np.ndarray, pool_size:int=50) -> np.ndarray:
     s = _allowed_scores(scores, mask)
     return s.topk(min(pool_size, s.shape[1]), dim=1).indices.numpy()  # a pool as large as the catalog at most
 
+# %% ../nbs/09_negatives.ipynb #19c98457
 def stochastic_topk_negatives(rng:np.random.Generator, pool:np.ndarray, # [B, K] from `topk_pool`
                               k:int=1, # negatives per sample
                               pool_scores:np.ndarray|None=None, # [B, K] scores of the pool, for temperature sampling
@@ -131,6 +134,7 @@ def excluded_items(samples:Samples, idx:np.ndarray, n_items:int, # [B] sample in
 
 _COUNT_KEYS = {Purpose.FILLERS: "prompt_candidates", Purpose.SHORTLIST: "negatives.shortlist", Purpose.NEGATIVES: "negatives.k"}
 
+# %% ../nbs/09_negatives.ipynb #36d917d6
 def fixed_items(samples:Samples, idx:np.ndarray, n_items:int, count:int, seed:int,
                 purpose:Purpose=Purpose.FILLERS) -> np.ndarray: # FILLERS for prompts, SHORTLIST, NEGATIVES
     "[B, count] fixed random items each sample's user never touched, the same at every step."
@@ -162,6 +166,7 @@ def _draw_popularity(sampler, idx, step, excluded, fillers):
 def _draw_hard(sampler, idx, step, excluded, fillers):
     with torch.no_grad(): return hard_negatives(sampler.score_fn(idx), excluded, sampler.cfg.k)
 
+# %% ../nbs/09_negatives.ipynb #07c4a5ca
 def _draw_stochastic_topk(sampler, idx, step, excluded, fillers):
     c = sampler.cfg
     with torch.no_grad(): pools, scores = sampler.pool.get(idx, excluded, step)
@@ -173,6 +178,7 @@ def _draw_candidates(sampler, idx, step, excluded, fillers):
     if fillers is None or fillers.shape[1] < k: raise HanorecError(f"the candidates strategy needs {k} fillers per sample", hint="raise prompt_candidates")
     return fillers[:, :k]
 
+# %% ../nbs/09_negatives.ipynb #a565c73a
 STRATEGIES = {
     "random": Strategy(_draw_random, about="uniform over the items the user never touched"),
     "popularity": Strategy(_draw_popularity, about="in proportion to training popularity ** popularity_alpha"),

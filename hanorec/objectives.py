@@ -34,6 +34,7 @@ def _as_beta(beta, batch:int, like:torch.Tensor) -> torch.Tensor:
     b = torch.as_tensor(beta, dtype=like.dtype, device=like.device)
     return b.expand(batch) if b.ndim == 0 else b
 
+# %% ../nbs/10_objectives.ipynb #348afb07
 def _likelihoods(policy_logp, reference_logp=None) -> dict:
     "Mean log-probs of the chosen (column 0) and rejected (columns 1..) answers, the policy's and the reference's."
     out = {"logp_chosen": policy_logp[:, 0].detach().mean()}
@@ -63,6 +64,7 @@ def preference_logits(policy_logp:torch.Tensor, reference_logp:torch.Tensor) -> 
     ratio = policy_logp - reference_logp
     return ratio[:, :1] - ratio[:, 1:]
 
+# %% ../nbs/10_objectives.ipynb #24cb3ab9
 def dpo_loss(policy_logp:torch.Tensor, # [B, 2]: positive, negative
              reference_logp:torch.Tensor, # [B, 2], from the frozen reference
              beta=0.1) -> tuple[torch.Tensor, dict]: # a number, or a [B] tensor of per-sample betas
@@ -98,6 +100,7 @@ def fuse_item_embeddings(text:torch.Tensor, # [N, Dt] text embeddings (e.g. Mini
         e = e + F.normalize(image.float(), dim=-1)
     return F.normalize(e, dim=-1)
 
+# %% ../nbs/10_objectives.ipynb #50fc44e3
 def topk_neighbour_scores(emb:torch.Tensor, # [N, D] normalised item embeddings
                           k:int=10, chunk:int=4096) -> torch.Tensor: # rows per matrix product
     "Each item's top-k cosine scores to other items (itself excluded), sorted descending: [N, k]."
@@ -109,6 +112,7 @@ def topk_neighbour_scores(emb:torch.Tensor, # [N, D] normalised item embeddings
         out.append(sims.topk(k, dim=1).values)
     return torch.cat(out)
 
+# %% ../nbs/10_objectives.ipynb #cd3ec2ed
 def pair_delta(neigh:torch.Tensor, # [N, k] from `topk_neighbour_scores`
                pos:torch.Tensor, # [B] positive item indices
                neg:torch.Tensor) -> torch.Tensor: # [B] or [B, M] negative item indices
@@ -117,6 +121,7 @@ def pair_delta(neigh:torch.Tensor, # [N, k] from `topk_neighbour_scores`
     neg = neg[:, None] if neg.ndim == 1 else neg
     return (p[pos][:, None, :] - p[neg]).norm(dim=-1).mean(1)
 
+# %% ../nbs/10_objectives.ipynb #e2ef945d
 def hardness(delta:torch.Tensor, # [B] deltas of the samples
              mean_delta:float|None=None) -> torch.Tensor: # the mean delta over the training set (default: the mean of `delta`)
     "h_i = s(delta_i) / s(mean delta) over the training set (HaNoRec eq. 6)."
@@ -137,12 +142,14 @@ def responsiveness(logits:torch.Tensor, # [B] preference logits of the whole glo
     trimmed = g.sort().values[1:-1]
     return torch.sigmoid(trimmed.mean()) / torch.sigmoid(g.mean())
 
+# %% ../nbs/10_objectives.ipynb #06ff7a0b
 def hanorec_loss(policy_logp:torch.Tensor, # [B, 2] (or [B, C]: the mean over negatives)
                  reference_logp:torch.Tensor, # [B, C]
                  beta:torch.Tensor) -> tuple[torch.Tensor, dict]: # [B] per-sample beta from `hars_beta`
     "HaNoRec's loss: DPO with the per-sample, detached beta of HaRS."
     return dpo_loss(policy_logp, reference_logp, beta.detach())
 
+# %% ../nbs/10_objectives.ipynb #631b9bc0
 def hars_beta(h:torch.Tensor, # [B] offline hardness of the samples
               logits:torch.Tensor, # [B] (or gathered [G]) preference logits for responsiveness
               beta0:float=0.1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,6 +166,7 @@ def _lora_linears(model:torch.nn.Module) -> list[torch.nn.Linear]:
         if isinstance(m, torch.nn.Linear) and len(parts) >= 2 and parts[-2] in ("lora_A", "lora_B"): out.append(m)
     return out
 
+# %% ../nbs/10_objectives.ipynb #64707c55
 @contextmanager
 def nodo(model:torch.nn.Module, # the policy (a peft model for mode="lora")
          sigma:float=0.1, # std of the Gaussian noise
@@ -215,6 +223,7 @@ class HarsConfig:
     images: bool = True # fuse image features into the item embeddings when the dataset has images
     mean_samples: int = 4096 # training samples whose mean delta normalises the hardness
 
+# %% ../nbs/10_objectives.ipynb #80b0e519
 @dataclass
 class NodoConfig:
     "HaNoRec's noise during policy forwards (0 turns it off)."

@@ -43,6 +43,7 @@ class LoraConfig:
     dropout: float = 0.05 # dropout on the adapter's input
     train_projector: bool = True # composed MLLM, SFT stage: train the image projector too (preference stages never do)
 
+# %% ../nbs/10b_policies.ipynb #37127f63
 @dataclass
 class PolicyConfig:
     "What a policy is: the data it reads, its model, its prompts, and how an answer is scored."
@@ -114,6 +115,7 @@ def _histories(samples:Samples, idx, length:int, device) -> torch.Tensor:
         if len(h): out[b, length - len(h):] = torch.from_numpy(h)
     return out.to(device)
 
+# %% ../nbs/10b_policies.ipynb #9daba785
 class SeqRecPolicy:
     "A sequential encoder (SASRec / GRU4Rec, sparse MoE) as a policy; the reference is a frozen copy."
     family = "seqrec"
@@ -155,6 +157,7 @@ class SeqRecPolicy:
             scores, _ = self.ref(*self._inputs(self.samples, idx))
             return scores.float().log_softmax(-1).gather(1, torch.as_tensor(self._columns(idx, negatives), device=scores.device))
 
+# %% ../nbs/10b_policies.ipynb #e94edab6
 def _no_dropout(*modules):
     "Switch every dropout off (so a preference stage's first forward equals its reference's)."
     for module in modules:
@@ -182,6 +185,7 @@ def catalog_scores(self:SeqRecPolicy, idx:np.ndarray, samples:Samples|None=None)
     "[B, N] the current model's scores of every item (model-based negatives, full-catalog evaluation)."
     return self.module.scores_all(*self._inputs(samples or self.samples, idx)).float().cpu()
 
+# %% ../nbs/10b_policies.ipynb #0d683ec4
 @patch
 def eval_scores(self:SeqRecPolicy, samples:Samples, idx:np.ndarray, batch_size:int=64) -> torch.Tensor:
     "[U, C] scores of the fixed candidates."
@@ -198,6 +202,7 @@ def item_embeddings(self:SeqRecPolicy) -> torch.Tensor:
 
 @patch
 def disable_dropout(self:SeqRecPolicy): _no_dropout(self.module, self.ref)
+
 @patch
 def save(self:SeqRecPolicy, folder:Path): save_seqrec(self.module, folder)
 
@@ -206,12 +211,14 @@ def evaluation_users(n:int, users:int, seed:int) -> np.ndarray: # the split's si
     "The sorted indices of the fixed seeded subset of validation (and test) users a run is scored on while training."
     return np.sort(sample_rng(seed, Purpose.EVAL_USERS).choice(n, min(users or n, n), replace=False))
 
+# %% ../nbs/10b_policies.ipynb #e363e5ce
 def training_counts(ds:PreparedDataset) -> np.ndarray:
     "[N] each item's interactions in the training split, in `items.parquet` order."
     rows = item_rows(ds)
     train = ds.interactions[ds.interactions.split == "train"].item_id.map(rows).to_numpy()
     return np.bincount(train, minlength=len(ds.items)).astype(np.float64)
 
+# %% ../nbs/10b_policies.ipynb #e17fe1b6
 class PopularityPolicy:
     "Training popularity as a policy: every user's score of an item is its training count."
     family, needs_fillers = "popularity", False
@@ -347,6 +354,7 @@ def score(self:LMPolicy, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.n
     prompts, rows, right = self.task.prompts(self, self.samples, idx, negatives, fillers)
     return Scored(self.task.logp(self, prompts, right), self.task.keys(self, prompts, right), rows)
 
+# %% ../nbs/10b_policies.ipynb #cec419fc
 @patch
 def reference(self:LMPolicy, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> torch.Tensor:
     "The same columns under the frozen reference: adapter off, eval mode, no noise."
@@ -357,6 +365,7 @@ def reference(self:LMPolicy, idx:np.ndarray, negatives:np.ndarray|None, fillers:
         with torch.no_grad(), adapter_disabled(self.rec): return self.task.logp(self, prompts, right)
     finally: self.module.train(was)
 
+# %% ../nbs/10b_policies.ipynb #04d7ca5d
 @patch
 def item_embeddings(self:LMPolicy, batch_size:int=64) -> torch.Tensor:
     "[N, d] HaRS's `hars.text=model` vectors: the reference LM's last hidden state averaged over each title's tokens."
@@ -414,6 +423,7 @@ def describe_base(model:str, # the run's model setting (a name or a folder)
                            hint="use composed-tiny, composed-smollm2, seqrec or the path of a model folder on this disk")
     return {"kind": "local", "path": str(Path(model).resolve())}
 
+# %% ../nbs/10b_policies.ipynb #e30bfa56
 def load_base_model(base:dict, device) -> Recommender:
     "The base language model a `base.json` describes, on `device`, without any adapter."
     if base["kind"] == "composed-smollm2":
@@ -425,6 +435,7 @@ def lm_images(cfg:PolicyConfig, ds:PreparedDataset, rec:Recommender):
     if not cfg.images: return None
     return item_images(ds.path, ds.items, rec.family, getattr(rec.model.config, "encoder", None) if rec.family == "composed" else None)
 
+# %% ../nbs/10b_policies.ipynb #e900e5cd
 def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
     "(user, prefix) -> summary for the prompt's summary slot, filled for every prefix up to the test targets; None for backend none."
     if cfg.backend == "none": return None
@@ -437,6 +448,7 @@ def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
                                hint=f"run: hanorec summarize users {ds.path} --backend lm --block-size {cfg.block_size} --split test (with the same ablation flags)")
     return {(str(u), int(p)): str(t) for u, p, t in zip(s.table.user_id, s.table.prefix, s.table.summary)}
 
+# %% ../nbs/10b_policies.ipynb #6c870cfb
 @dataclass
 class SummaryVectors:
     "User summaries as an encoder reads them: (user, prefix) -> a row of `table`, the summaries' MiniLM embeddings (row 0: none)."
@@ -467,12 +479,14 @@ class SummaryVectors:
                 rows[r, k] = row
         return self.table[torch.from_numpy(rows)]
 
+# %% ../nbs/10b_policies.ipynb #64e34871
 def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
     "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
     from hanorec.summarize import _needed_prefixes
     test = ds.interactions[ds.interactions.split == "test"]
     return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in _needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
 
+# %% ../nbs/10b_policies.ipynb #260d4f59
 def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
     "[len(texts), 384] normalised MiniLM embeddings, cached in `folder/vectors.npz` (texts and vectors in one file; only new texts are embedded)."
     from hanorec.assets import load_minilm
@@ -491,6 +505,7 @@ def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
             np.savez(tmp/"vectors.npz", texts=np.array(keep, dtype=str), features=np.stack([cache[t] for t in keep]))
     return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
+# %% ../nbs/10b_policies.ipynb #618ebf6c
 def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors:
     "The user summaries `cfg` names (statistical: made now; lm: read from `hanorec summarize users`), embedded by MiniLM, for an encoder with `summaries=True`."
     from hanorec.summarize import users_folder
@@ -508,6 +523,7 @@ def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors
     table = torch.cat([torch.zeros(1, emb.shape[1] if len(emb) else 384), torch.from_numpy(emb)])
     return SummaryVectors({k: n + 1 for n, k in enumerate(keys)}, table, cfg.block_size)
 
+# %% ../nbs/10b_policies.ipynb #162a386a
 def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:str|None=None) -> SummaryVectors|None:
     """The summaries an encoder reads: None unless it was built with `summaries=True`. A stage that continues one and
     names no backend reads the summaries of the run that trained them (its start's, or its start's start's ...)."""
@@ -553,6 +569,7 @@ def run_data(run:str|Path) -> Path:
         if (above/data/"manifest.json").exists(): return above/data
     return data  # load_prepared then says what is missing
 
+# %% ../nbs/10b_policies.ipynb #41b3a9a0
 def load_policy(run:str|Path, # a finished run folder
                 device:str="cpu", # auto, cpu, cuda, cuda:N or mps
                 which:str="model"): # the weights' folder inside the run: "model" (the final, best validated weights)

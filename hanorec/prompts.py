@@ -51,6 +51,7 @@ def _letters(n:int) -> list[str]:
         out.append(s)
     return out
 
+# %% ../nbs/04_prompts.ipynb #a0ce090e
 def _history_block(history:Sequence[str], titles:dict, t:PromptTemplates, images:bool, image_items:list) -> str:
     if not history: return ""
     lines = []
@@ -87,6 +88,7 @@ def multiple_choice_prompt(history:Sequence[str], # item ids the user interacted
     answers = [t.multiple_choice_answer.format(title=_title(titles, c)) for c in candidates]
     return Prompt(text, image_items, answers, list(candidates), "multiple_choice")
 
+# %% ../nbs/04_prompts.ipynb #a988f653
 def yes_no_prompt(history:Sequence[str], # item ids the user interacted with, oldest first
                   candidate:str, # the one candidate item id
                   titles:dict, # item id -> title

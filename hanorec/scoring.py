@@ -31,6 +31,7 @@ def _answers(rec:Recommender, prompts:Sequence[Prompt], end:bool) -> list[list[l
                            hint="give each prompt the same number of candidates")
     return [[rec.answer_ids(a, end) for a in p.answers] for p in prompts]
 
+# %% ../nbs/07_scoring.ipynb #dc023fc6
 def _pad_right(seqs:list[list[int]], pad:int, device) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -42,6 +43,7 @@ def _token_logp(logits:torch.Tensor, targets:torch.Tensor) -> torch.Tensor:
     logits = logits.float()
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
+# %% ../nbs/07_scoring.ipynb #12c311c2
 def _reduce(token_logp:torch.Tensor, mask:torch.Tensor, reduce:str) -> torch.Tensor:
     total = (token_logp * mask).sum(-1)
     if reduce == "sum": return total
@@ -58,6 +60,7 @@ def _extend(inputs:dict, ids:torch.Tensor, mask:torch.Tensor) -> dict:
     if "image_mask" in inputs: out["image_mask"] = torch.cat([inputs["image_mask"], torch.zeros_like(ids, dtype=torch.bool)], 1)
     return out
 
+# %% ../nbs/07_scoring.ipynb #9529dd0a
 def logp_naive(rec:Recommender,
                prompts:Sequence[Prompt], # each with the same number C of answers
                images:ItemImages|None=None, # item id -> image (or features) for the prompts' image_items
@@ -78,6 +81,7 @@ def _caches_dropped(rec:Recommender) -> bool:
     "True when a layer would drop the KV cache (gradient checkpointing while training)."
     return rec.model.training and any(getattr(m, "gradient_checkpointing", False) for m in rec.model.modules())
 
+# %% ../nbs/07_scoring.ipynb #5efb8464
 def _continue_repeat(rec, out, inputs, ids, mask, after, C, mrope):
     "Log-probs of answer tokens 1.. as B*C rows continuing a repeated copy of the prompt's cache."
     cache = out.past_key_values
@@ -88,6 +92,7 @@ def _continue_repeat(rec, out, inputs, ids, mask, after, C, mrope):
     cont = rec(input_ids=ids[:, :-1], attention_mask=attention, position_ids=pos, past_key_values=cache, use_cache=True)
     return _token_logp(cont.logits, ids[:, 1:])
 
+# %% ../nbs/07_scoring.ipynb #180966a2
 def _continue_packed(rec, out, inputs, ids, mask, after, C, mrope):
     "Log-probs of answer tokens 1.. with each prompt's C answers packed in one row under a block-diagonal causal mask."
     B, L, dev = ids.shape[0] // C, ids.shape[1] - 1, ids.device
@@ -103,6 +108,7 @@ def _continue_packed(rec, out, inputs, ids, mask, after, C, mrope):
                past_key_values=out.past_key_values, use_cache=True)
     return _token_logp(cont.logits.view(B * C, L, -1), ids[:, 1:])
 
+# %% ../nbs/07_scoring.ipynb #36329792
 def _shared(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:bool, share:str) -> torch.Tensor:
     answers = _answers(rec, prompts, end)
     B, C = len(prompts), len(answers[0])
@@ -118,6 +124,7 @@ def _shared(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:b
         lp = torch.cat([lp, rest], 1)
     return _reduce(lp, mask, reduce).view(B, C)
 
+# %% ../nbs/07_scoring.ipynb #70898515
 def _single(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:bool) -> torch.Tensor:
     "The prompt and its C packed answers in one forward pass, no KV cache: what runs under gradient checkpointing."
     answers = _answers(rec, prompts, end)
@@ -144,6 +151,7 @@ def _single(rec:Recommender, prompts:Sequence[Prompt], images, reduce:str, end:b
     if L: lp = torch.cat([lp, _token_logp(logits[:, 1:].reshape(B * C, L, -1), ids[:, 1:])], 1)
     return _reduce(lp, mask, reduce).view(B, C)
 
+# %% ../nbs/07_scoring.ipynb #cc7a67b1
 def _share_method(rec:Recommender, share:str) -> str:
     if share not in ("auto", "packed", "repeat", "single"): raise HanorecError(f"unknown share {share!r}", hint="use auto, packed, repeat or single")
     if share != "auto": return share
@@ -151,6 +159,7 @@ def _share_method(rec:Recommender, share:str) -> str:
     attention = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
     return "repeat" if "flash" in attention else "packed"
 
+# %% ../nbs/07_scoring.ipynb #57e0135e
 def logp(rec:Recommender,
          prompts:Sequence[Prompt], # each with the same number C of answers (index 0 the positive, where there is one)
          images:ItemImages|None=None, # item id -> image (or features) for the prompts' image_items
@@ -185,6 +194,7 @@ def _normalise(s:str) -> str:
     s = re.sub(r"[\"'`\u2018\u2019\u201c\u201d]", "", s)
     return " ".join(re.sub(r"[^\w]+", " ", s).split())
 
+# %% ../nbs/07_scoring.ipynb #551c4a6b
 def match_title(answer:str, # the generated text
                 titles:Sequence[str]) -> int|None: # the candidates' titles (or answer texts), in order
     "The index of the one candidate `answer` names (exact title, else a title contained in it), or None."
@@ -214,6 +224,7 @@ def generate(rec:Recommender,
         out += [rec.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
     return out
 
+# %% ../nbs/07_scoring.ipynb #1849df6e
 def generative_choices(rec:Recommender,
                        prompts:Sequence[Prompt], # multiple-choice prompts
                        images:ItemImages|None=None,
@@ -227,6 +238,7 @@ def generative_choices(rec:Recommender,
 _WORDS = ("Star Night Return Last City Love Dark Story Man Woman King Lost House River Summer War Dream Secret Blue Road "
           "Island Ghost Heart Shadow Time Game Family Day Fire Wild Stone Little Big Golden").split()
 
+# %% ../nbs/07_scoring.ipynb #a2a4d6ac
 def synthetic_titles(n:int, # how many titles
                      seed:int=0) -> list[str]:
     "`n` made-up film titles with years, e.g. 'Lost River Dream (1987)', the same for the same seed (benchmark catalogs)."
@@ -234,6 +246,7 @@ def synthetic_titles(n:int, # how many titles
     pick = lambda hi, k=1: torch.randint(0, hi, (k,), generator=g).tolist()
     return [f"{' '.join(_WORDS[j] for j in pick(len(_WORDS), 2 + pick(3)[0]))} ({1950 + pick(70)[0]})" for _ in range(n)]
 
+# %% ../nbs/07_scoring.ipynb #63898b20
 def _synthetic_images(rec:Recommender, items:Sequence[str], side:int=56, seed:int=0) -> dict|None:
     if rec.family == "text": return None
     g = torch.Generator().manual_seed(seed)
@@ -241,6 +254,7 @@ def _synthetic_images(rec:Recommender, items:Sequence[str], side:int=56, seed:in
     from PIL import Image
     return {i: Image.fromarray((torch.rand(side, side, 3, generator=g) * 255).byte().numpy()) for i in items}
 
+# %% ../nbs/07_scoring.ipynb #f52eb2ed
 def bench_prompt(rec:Recommender, n_candidates:int=20, prompt_tokens:int=512, seed:int=0, image_side:int=56) -> tuple:
     "A multiple-choice prompt of at least `prompt_tokens` tokens (or 300 history items), its images, and its length."
     titles = {str(i): t for i, t in enumerate(synthetic_titles(300 + n_candidates, seed))}
@@ -256,6 +270,7 @@ def bench_prompt(rec:Recommender, n_candidates:int=20, prompt_tokens:int=512, se
 def _sync(device:torch.device):
     if device.type == "cuda": torch.cuda.synchronize(device)
 
+# %% ../nbs/07_scoring.ipynb #c0d1e6a0
 def bench_scoring(rec:Recommender,
                   n_candidates:int=20, # candidate titles per prompt
                   prompt_tokens:int=512, # the prompt's length, about (history items are added until it is reached)
@@ -288,6 +303,7 @@ def item_titles(items) -> dict[str, str]:
     years = items["year"] if "year" in items else [None] * len(items)
     return {str(i): f"{t} ({int(y)})" if pd.notna(y) else str(t) for i, t, y in zip(items.item_id, items.title, years)}
 
+# %% ../nbs/07_scoring.ipynb #b1724494
 def models_check(dataset_dir:str|Path, # a prepared dataset (`hanorec data prepare movielens-small`)
                  model:str|Path="composed-smollm2", # "composed-smollm2", "composed-tiny", or a local model folder
                  user:str|None=None, # the user whose test candidates are scored (default: the first)
@@ -338,6 +354,7 @@ _TINY_QWEN = dict(
     vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14, spatial_merge_size=2,
                 temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1]))
 
+# %% ../nbs/07_scoring.ipynb #db11b619
 def _real_size_recommender(size:str, device:torch.device, dtype:torch.dtype, image_side:int, seed:int) -> Recommender:
     import transformers as T
     sizes = QWEN2_5_VL_3B if size == "3b" else _TINY_QWEN
@@ -357,6 +374,7 @@ def _real_size_recommender(size:str, device:torch.device, dtype:torch.dtype, ima
 def _peak_gb(device:torch.device) -> float|None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
+# %% ../nbs/07_scoring.ipynb #2a5525e4
 def bench_real_size(size:str="3b", # "3b": Qwen2.5-VL-3B's sizes (needs CUDA); "tiny": the same code, tiny, on any device
                     device:str="cuda",
                     dtype:str="bfloat16",

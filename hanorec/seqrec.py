@@ -30,6 +30,7 @@ __all__ = ['PAD', 'item_text', 'text_embeddings', 'ItemFeatures', 'item_features
 # %% ../nbs/06_seqrec.ipynb #b6e4479d
 PAD = -1  # the history index of an empty slot
 
+# %% ../nbs/06_seqrec.ipynb #8de7ad48
 def item_text(items:pd.DataFrame) -> list[str]: # a catalog with `title` and `categories`
     "The text MiniLM embeds for each item: `title. cat1, cat2`."
     def one(title, cats):
@@ -37,6 +38,7 @@ def item_text(items:pd.DataFrame) -> list[str]: # a catalog with `title` and `ca
         return f"{title}. {', '.join(cats)}" if cats else str(title)
     return [one(t, c) for t, c in zip(items["title"], items["categories"])]
 
+# %% ../nbs/06_seqrec.ipynb #8acc9acd
 def text_embeddings(dataset_dir:str|Path, # a prepared folder (the cache goes in `features/minilm/`)
                     items:pd.DataFrame, # the catalog, `item_id`, `title`, `categories`
                     batch_size:int=64, # texts per MiniLM forward
@@ -80,6 +82,7 @@ class ItemFeatures:
         "Item ids of `rows`."
         return [self.item_ids[int(r)] for r in np.asarray(rows).ravel()]
 
+# %% ../nbs/06_seqrec.ipynb #5046637b
 def item_features(dataset_dir:str|Path, # a prepared folder
                   text:bool=True, # MiniLM text embeddings (cached in features/minilm/)
                   images:bool=False, # EfficientNet-Lite0 image features (cached in features/efficientnet-lite0/)
@@ -94,6 +97,7 @@ def item_features(dataset_dir:str|Path, # a prepared folder
         im = torch.from_numpy(np.ascontiguousarray(image_features(dataset_dir, items)))
     return ItemFeatures([str(i) for i in items["item_id"]], t, im)
 
+# %% ../nbs/06_seqrec.ipynb #426bfcac
 def encode_histories(features:ItemFeatures, histories, # one list of item ids per user
                      history:int=50) -> torch.Tensor: # the history length: keep the most recent `history` items
     "Left-padded `[B, history]` rows of the histories' items (PAD where empty)."
@@ -255,6 +259,7 @@ def _attention_mask(real:torch.Tensor, heads:int) -> torch.Tensor:
     allowed = allowed | torch.eye(L, dtype=torch.bool, device=real.device)[None]
     return (~allowed).repeat_interleave(heads, 0)
 
+# %% ../nbs/06_seqrec.ipynb #39961ea7
 @torch.no_grad()
 def _right_src(history:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "For left-padded [B, L]: the slot each right-padded slot reads, and the lengths (at least 1)."
@@ -273,6 +278,7 @@ def _sasrec_outputs(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor
 def _sasrec_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     return _sasrec_outputs(model, x, history)[:, -1]
 
+# %% ../nbs/06_seqrec.ipynb #16553a06
 def _gru_run(model, x:torch.Tensor, history:torch.Tensor):
     "The GRU over the real slots of left-padded inputs x [B, L, d]: (outputs, last hidden), the source slots and the lengths."
     src, lengths = _right_src(history)
@@ -283,6 +289,7 @@ def _gru_run(model, x:torch.Tensor, history:torch.Tensor):
 def _gru_state(model, x:torch.Tensor, history:torch.Tensor) -> torch.Tensor:
     return model.gru_out(_gru_run(model, x, history)[0][1][-1])
 
+# %% ../nbs/06_seqrec.ipynb #23e495cb
 @torch.no_grad()
 def _check_history(model, history:torch.Tensor):
     if history.ndim != 2: raise HanorecError(f"history must be [batch, length], got {tuple(history.shape)}")
@@ -290,6 +297,7 @@ def _check_history(model, history:torch.Tensor):
         raise HanorecError(f"history holds item rows outside 0..{model.n_items - 1} (and PAD={PAD})",
                            hint="encode histories with encode_histories and the features the model was built with")
 
+# %% ../nbs/06_seqrec.ipynb #1e486441
 def _inputs(model, history:torch.Tensor, summary:torch.Tensor|None, table:torch.Tensor) -> torch.Tensor:
     "[B, L, d] each slot's input: its item's table vector (zero for padding), plus its projected summary vector."
     padded = torch.cat([table.new_zeros(1, table.shape[1]), table])  # row 0: the padding slot
@@ -305,6 +313,7 @@ def _inputs(model, history:torch.Tensor, summary:torch.Tensor|None, table:torch.
         raise HanorecError(f"summary must be [batch, length, {model.config.summary_dim}] like the history {tuple(history.shape)}, got {tuple(summary.shape)}")
     return x + model.summary_proj(summary.to(x.dtype)) * (history != PAD)[..., None]
 
+# %% ../nbs/06_seqrec.ipynb #0f1d9e58
 def _states(model, history:torch.Tensor, summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "User states [B, d], the item table [N, d] and the balance loss."
     _check_history(model, history)
@@ -315,6 +324,7 @@ def _states(model, history:torch.Tensor, summary:torch.Tensor|None=None) -> tupl
     else: state = _gru_state(model, x, history)
     return state, table, balance
 
+# %% ../nbs/06_seqrec.ipynb #b90ef208
 def all_states(model, history:torch.Tensor, # [B, L] left-padded rows
                summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # [B, L, summary_dim] (`summaries=True`)
     "The backbone's output at every position [B, L, d], the input rows aligned with it [B, L] (PAD where empty), the item table and the balance loss."
@@ -328,12 +338,14 @@ def all_states(model, history:torch.Tensor, # [B, L] left-padded rows
     aligned = history.gather(1, src).masked_fill(torch.arange(history.shape[1], device=history.device)[None] >= lengths[:, None], PAD)
     return out, aligned, table, balance
 
+# %% ../nbs/06_seqrec.ipynb #3355c396
 @patch
 def user_state(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
                summary:torch.Tensor|None=None) -> torch.Tensor: # [B, L, summary_dim]: each slot's user summary (`summaries=True`)
     "The user vector [B, d]: the backbone's output at the most recent item."
     return _states(self, history, summary)[0]
 
+# %% ../nbs/06_seqrec.ipynb #5513b984
 @patch
 def forward(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
             summary:torch.Tensor|None=None) -> tuple[torch.Tensor, torch.Tensor]: # [B, L, summary_dim] (`summaries=True`)
@@ -341,6 +353,7 @@ def forward(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
     state, table, balance = _states(self, history, summary)
     return state @ table.T, balance
 
+# %% ../nbs/06_seqrec.ipynb #02e9f286
 @patch
 def scores_all(self:SeqRec, history:torch.Tensor, # [B, L] left-padded item rows
                summary:torch.Tensor|None=None) -> torch.Tensor: # [B, L, summary_dim] (`summaries=True`)
@@ -382,6 +395,7 @@ def save_seqrec(model:SeqRec, folder:str|Path): # the model folder to write (rep
 
 _RENAMED = {"max_len": "history", "use_text": "text", "use_image": "images"} # config keys of models saved before the renaming
 
+# %% ../nbs/06_seqrec.ipynb #087e4781
 def load_seqrec(folder:str|Path, # a folder written by `save_seqrec`
                 device:str="cpu") -> SeqRec:
     "The saved encoder, in eval mode."

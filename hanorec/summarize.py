@@ -74,6 +74,7 @@ def _append_lines(path:Path, records:Sequence[dict]):
     with open(path, "a", encoding="utf-8") as f:
         f.write(text); f.flush(); os.fsync(f.fileno())
 
+# %% ../nbs/08_summarize.ipynb #e8405a01
 def _read_lines(path:Path) -> list[dict]:
     "The complete records in a JSON-lines file (a torn last line, left by a kill, is dropped)."
     if not path.exists(): return []
@@ -84,6 +85,7 @@ def _read_lines(path:Path) -> list[dict]:
             get_logger("hanorec.summarize").warning("%s:%d: dropping a torn line (a run was stopped mid-write)", path, n)
     return out
 
+# %% ../nbs/08_summarize.ipynb #ffec298b
 def _open_cache(folder:Path, expected:Manifest, force:bool, what:str) -> Path:
     "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent, damaged or holding no record."
     empty = not any(p.stat().st_size for p in folder.glob("*.jsonl"))  # a run that failed before its first chunk: nothing to keep
@@ -112,6 +114,7 @@ PALETTE = {"black": (20, 20, 20), "white": (240, 240, 240), "grey": (128, 128, 1
            "blue": (40, 90, 210), "navy": (20, 30, 90), "purple": (120, 50, 160), "pink": (240, 130, 180),
            "brown": (120, 70, 30), "beige": (215, 195, 160)}
 
+# %% ../nbs/08_summarize.ipynb #08ad514a
 def image_measures(im:Image.Image, # any PIL image
                    min_share:float=0.15) -> dict: # the least share of pixels for a colour to be named
     "Dominant colour names, brightness, contrast and text-like edge density of `im`, measured."
@@ -146,6 +149,7 @@ def _vision_classifier():
     for p in model.parameters(): p.requires_grad_(False)
     return model
 
+# %% ../nbs/08_summarize.ipynb #565c9fdd
 def vision_summaries(images:Sequence[Image.Image], # item images
                      model=None, # EfficientNet-Lite0 with its ImageNet head (loaded when None)
                      labels:Sequence[str]|None=None, # ImageNet class names (`imagenet_labels()` when None)
@@ -170,6 +174,7 @@ def _chat_text(rec, text:str) -> str:
     if not getattr(tok, "chat_template", None): return text + "\n"
     return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
 
+# %% ../nbs/08_summarize.ipynb #03776e92
 def generate_texts(rec, # a `hanorec.models.Recommender` (any family)
                    texts:Sequence[str], # the instructions, one per row
                    prefix:str="", # forced start of every answer; it is part of the returned text
@@ -265,6 +270,7 @@ def _item_backend(backend:str, model, rephrase:bool, device:str, prompts:Summary
         return dict(backend="hf", model=_model_hash(path), prompt=prompts.item, max_new_tokens=max_new_tokens), run
     raise HanorecError(f"unknown item summary backend {backend!r}", hint=f"choose from {', '.join(ITEM_BACKENDS)}")
 
+# %% ../nbs/08_summarize.ipynb #4dc18bb5
 def _lm_path(model) -> Path:
     from hanorec.assets import smollm2_path
     path = Path(model) if model is not None else smollm2_path()
@@ -277,12 +283,14 @@ def _at_least_one(key:str, value:int|None, default:int, flag:str|None=None): # f
     if value is not None and value < 1:
         raise HanorecError(f"{key}={value} is below 1", hint=f"set {key}{f' ({flag})' if flag else ''} to 1 or more, for example its default {default}")
 
+# %% ../nbs/08_summarize.ipynb #e7dbc470
 def _unread(key:str, value, backend:str, reader:str, fix:str): # reader: the backend that reads it; fix: how to have it read
     "Refuse a setting the chosen backend never reads, instead of ignoring it silently."
     if value is not None and value is not False:
         raise HanorecError(f"{key}={value} is not read by the {backend} backend (--{key.replace('_', '-')} needs {reader})",
                            hint=f"{fix}, or drop {key} (--{key.replace('_', '-')})")
 
+# %% ../nbs/08_summarize.ipynb #93acfc1b
 def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its image cache)
                     backend:str="vision", # "vision" (offline default) or "hf" (an image-text model folder)
                     model:str|Path|None=None, # hf: the model folder; vision with rephrase: the LM folder (SmolLM2 when None)
@@ -357,6 +365,7 @@ def _weighted(counts:dict, k:int) -> list[str]:
 def _join(words:Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
+# %% ../nbs/08_summarize.ipynb #3c81340b
 def statistical_backend(steps:Sequence[Step], cfg:UserSummaryConfig) -> list[tuple[str, dict]]:
     "Recency-weighted genre, colour and image-label counts, written as a sentence; (summary, state) per step."
     out = []
@@ -390,6 +399,7 @@ def block_prompt(step:Step, cfg:UserSummaryConfig) -> str:
     previous = p.previous.format(summary=step.previous) if step.previous else ""
     return p.user_block.format(items="\n".join(lines), previous=previous)
 
+# %% ../nbs/08_summarize.ipynb #495fb471
 def lm_backend(rec, stats:dict|None=None): # a loaded causal LM (`load_recommender`); `stats` collects tokens and seconds
     "The `lm` backend for `rec`: batched greedy summaries with the forced answer prefix."
     def run(steps:Sequence[Step], cfg:UserSummaryConfig) -> list[tuple[str, dict|None]]:
@@ -442,12 +452,14 @@ def _history_key(items:Sequence[dict]) -> str:
 # %% ../nbs/08_summarize.ipynb #eb3376c9
 USER_BACKENDS = ("statistical", "lm")
 
+# %% ../nbs/08_summarize.ipynb #c373fbad
 def users_folder(dataset_dir:str|Path, backend:str="statistical", cfg:UserSummaryConfig|None=None) -> Path:
     "Where user summaries of `backend` made with `cfg`'s block size and ablation switches are cached."
     cfg = cfg or UserSummaryConfig()
     name = f"users-{backend}-b{cfg.block_size}" + ("" if cfg.recurrent else "-flat") + ("" if cfg.item_summaries else "-titles")
     return Path(dataset_dir)/"summaries"/name
 
+# %% ../nbs/08_summarize.ipynb #351f3c16
 @dataclass
 class UserSummaries:
     "Cached user summaries: `table` (user_id, prefix, summary) and `at(user, position)` under the leakage rule."
@@ -464,6 +476,7 @@ class UserSummaries:
         hit = self.table[(self.table.user_id == str(user_id)) & (self.table.prefix == p)]
         return hit.summary.iloc[-1] if len(hit) and p else None
 
+# %% ../nbs/08_summarize.ipynb #32965be8
 def load_user_summaries(dataset_dir:str|Path, backend:str="statistical", cfg:UserSummaryConfig|None=None) -> UserSummaries:
     "The cached user summaries of `backend` and `cfg`, as far as they are filled."
     cfg = cfg or UserSummaryConfig()

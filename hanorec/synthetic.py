@@ -37,6 +37,7 @@ class AttributeGroup:
     kind: Literal["text", "visual"] # text: named in title/description; visual: only visible in the image
     values: tuple[str, ...]
 
+# %% ../nbs/03_synthetic.ipynb #9a93a3d0
 ATTRIBUTE_GROUPS = (
     AttributeGroup("genre", "text", ("mystery", "comedy", "romance", "western", "fantasy", "horror", "documentary", "adventure")),
     AttributeGroup("mood", "text", ("cheerful", "gloomy", "tense", "calm")),
@@ -142,6 +143,7 @@ class Truth:
         order = np.argsort(keys, kind="stable")
         return keys[order], order
 
+# %% ../nbs/03_synthetic.ipynb #d9e19623
 def _positions(index:pd.Index, ids, what:str) -> np.ndarray:
     ids = np.asarray(ids, dtype=object)
     pos = index.get_indexer(ids.ravel())
@@ -157,6 +159,7 @@ def _first_bad(bad:np.ndarray, *arrays) -> list:
     i = int(np.argmax(np.ravel(bad)))
     return [np.broadcast_to(np.asarray(a, dtype=object), np.shape(bad)).ravel()[i] for a in arrays]
 
+# %% ../nbs/03_synthetic.ipynb #0649c2ca
 def _rows(truth:Truth, users:np.ndarray, steps) -> np.ndarray:
     "Rows of (user index, step) pairs; a step outside the user's sequence is an error."
     steps = np.asarray(steps, dtype=np.int64)
@@ -168,6 +171,7 @@ def _rows(truth:Truth, users:np.ndarray, steps) -> np.ndarray:
                            hint="a step counts the user's wanted items from 0; step_of(truth, user_id, timestamp) finds it")
     return truth.offsets[users] + steps
 
+# %% ../nbs/03_synthetic.ipynb #12deee2c
 def step_of(truth:Truth, # the world's ground truth
             user_id, # a user id, or an array of them
             timestamp): # the interaction's timestamp (broadcast with `user_id`)
@@ -182,6 +186,7 @@ def step_of(truth:Truth, # the world's ground truth
         raise HanorecError(f"user {u!r} has no step at timestamp {t}", hint="timestamps must come unchanged from this world's interactions")
     return i - truth.offsets[users]
 
+# %% ../nbs/03_synthetic.ipynb #cc402b88
 def _wanted_step(truth:Truth, users:np.ndarray, items:np.ndarray) -> np.ndarray:
     "The step at which each user wanted each item, or -1 where the user never wanted it."
     keys, order = truth._wanted_keys
@@ -196,6 +201,7 @@ _DAY = 86_400
 def _ids(prefix:str, n:int) -> np.ndarray:
     return np.array([f"{prefix}{k:0{len(str(max(n - 1, 0)))}d}" for k in range(n)])
 
+# %% ../nbs/03_synthetic.ipynb #b306eaf1
 def _catalog(n_items:int, rng:np.random.Generator, popularity_skew:float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     "The items table, each item's value index per group [items, groups], and the popularity term b [items]."
     values = np.stack([rng.integers(0, len(g.values), n_items) for g in ATTRIBUTE_GROUPS], 1).astype(np.int8)
@@ -253,6 +259,7 @@ def _choose(z:np.ndarray, keep:np.ndarray, u:np.ndarray, block:int) -> np.ndarra
     x = np.minimum(x, cw[:, -1])  # a rounding difference between the two sums must not step past the block
     return b*block + np.count_nonzero(cw < x[:, None], axis=1)
 
+# %% ../nbs/03_synthetic.ipynb #582022c2
 def _log_weights(theta:np.ndarray, a_t:np.ndarray, log_popularity:np.ndarray, slices:list, temperature:float) -> np.ndarray:
     "(U - an upper bound of U) / temperature for every item: at most 0, so exp never overflows."
     shifted = theta.copy()
@@ -262,6 +269,7 @@ def _log_weights(theta:np.ndarray, a_t:np.ndarray, log_popularity:np.ndarray, sl
     if temperature != 1: z /= temperature
     return z
 
+# %% ../nbs/03_synthetic.ipynb #b0a57734
 def _simulate_chunk(users, offsets, a_t, log_popularity, n_items, slices, scale, drift, temperature, block, rng, tastes, wanted):
     "Simulate the users of one chunk (sorted by length, longest first), writing their rows of `tastes` and `wanted`."
     length = np.diff(offsets)[users]
@@ -279,6 +287,7 @@ def _simulate_chunk(users, offsets, a_t, log_popularity, n_items, slices, scale,
         wanted[rows] = k
         theta[:n] = _quantize(keep_old*theta[:n] + drift*scale*rng.standard_normal((n, len(scale))))
 
+# %% ../nbs/03_synthetic.ipynb #10f4857e
 def _simulate(attributes:np.ndarray, log_popularity:np.ndarray, offsets:np.ndarray, scale:np.ndarray, drift:float,
               temperature:float, seed:np.random.SeedSequence, workers:int|None=None) -> tuple[np.ndarray, np.ndarray]:
     "Tastes [steps, dims] float32 and wanted item indices [steps] int32 for every user's planned steps."
@@ -302,6 +311,7 @@ def _simulate(attributes:np.ndarray, log_popularity:np.ndarray, offsets:np.ndarr
         for _ in progress(pool.map(run, range(len(chunks))), desc="simulating users", total=len(chunks), leave=False): pass
     return tastes, wanted
 
+# %% ../nbs/03_synthetic.ipynb #e98a3b23
 def _single_threaded_blas():
     "BLAS threads fight the chunk threads (and anything else running): one each is several times faster here."
     try:
@@ -321,6 +331,7 @@ class World:
 
 _LENGTHS = dict(min_length=5, max_length=40, mean_length=10.0)  # the defaults of `generate_world`, for catalogs of more than 40 items
 
+# %% ../nbs/03_synthetic.ipynb #b8ab192a
 def _fit_lengths(items, min_length, max_length, mean_length) -> tuple:
     "The lengths a small catalog can hold: a default that does not fit shrinks to half the catalog (negatives and candidates need the rest)."
     if max_length == _LENGTHS["max_length"] and max_length >= items: max_length = max(1, items // 2)
@@ -328,6 +339,7 @@ def _fit_lengths(items, min_length, max_length, mean_length) -> tuple:
     if mean_length == _LENGTHS["mean_length"]: mean_length = float(min(max(mean_length, min_length), max_length))
     return min_length, max_length, mean_length
 
+# %% ../nbs/03_synthetic.ipynb #8b0dfab6
 def _check_settings(users, items, seed, visual_signal, drift, popularity_skew, observe_prob, temperature, taste_scale,
                     min_length, max_length, mean_length):
     min_length, max_length, mean_length = _fit_lengths(items, min_length, max_length, mean_length)
@@ -384,6 +396,7 @@ def generate_world(users:int=1000, # how many users
     truth.tastes, truth.wanted = _simulate(truth.attributes, log_popularity, offsets, scale, drift, temperature, seed_users)
     return World(items_df, _interactions(truth), truth)
 
+# %% ../nbs/03_synthetic.ipynb #5ebfaeec
 def _interactions(truth:Truth) -> pd.DataFrame:
     "The observed steps as canonical interactions, by user and time."
     rows = np.flatnonzero(truth.observed)
@@ -401,12 +414,14 @@ def _batch(truth:Truth, user_id, step, item_ids) -> tuple[np.ndarray, np.ndarray
                            hint="item_ids must have the users' shape plus one axis of candidates, e.g. [B, C] for B users")
     return _rows(truth, users, steps), users, items
 
+# %% ../nbs/03_synthetic.ipynb #55d94e50
 def _utility(truth:Truth, rows:np.ndarray, items:np.ndarray) -> np.ndarray:
     "U at step rows [*batch] for item indices [*batch, C], exactly as the generator computed it."
     theta = truth.tastes[rows].astype(np.float64)
     dims = truth.item_values[items] + _group_offsets(truth.groups)  # [*batch, C, groups]
     return np.take_along_axis(theta[..., None, :], dims, axis=-1).sum(-1) + truth.log_popularity[items]
 
+# %% ../nbs/03_synthetic.ipynb #d4aba9de
 def true_utility(truth:Truth, # the world's ground truth
                  user_id, # a user id, or an array of them [*batch]
                  step, # the user's step (0 = first wanted item), broadcast with `user_id`
@@ -429,6 +444,7 @@ def choice_probabilities(truth:Truth, # the world's ground truth
 # %% ../nbs/03_synthetic.ipynb #46a4932a
 FALSE_NEGATIVE_KINDS = {-1: "positive", 0: "negative", 1: "missed", 2: "logged", 3: "preferred"}
 
+# %% ../nbs/03_synthetic.ipynb #06e1e671
 def false_negative_kind(truth:Truth, # the world's ground truth
                         user_id, # a user id, or an array of them [*batch]
                         step, # the step of the training example (its positive is the item wanted then)
@@ -443,6 +459,7 @@ def false_negative_kind(truth:Truth, # the world's ground truth
     kind = np.where(when < 0, np.where(preferred, 3, 0), np.where(logged, 2, 1))
     return np.where(when == steps[..., None], -1, kind).astype(np.int8)
 
+# %% ../nbs/03_synthetic.ipynb #4b476ecc
 def false_negative_mask(truth:Truth, # the world's ground truth
                         user_id, # a user id, or an array of them [*batch]
                         step, # the step of the training example
@@ -453,6 +470,7 @@ def false_negative_mask(truth:Truth, # the world's ground truth
 # %% ../nbs/03_synthetic.ipynb #bb6e0853
 def _sigmoid(x:np.ndarray) -> np.ndarray: return np.exp(-np.logaddexp(0.0, -x))
 
+# %% ../nbs/03_synthetic.ipynb #14717b17
 def pair_hardness(truth:Truth, # the world's ground truth
                   user_id, # a user id, or an array of them [*batch]
                   step, # the step of the training example
@@ -476,18 +494,21 @@ def _icon_files() -> dict:
     from hanorec.assets import twemoji_icons
     return {p.stem: p for p in twemoji_icons()}
 
+# %% ../nbs/03_synthetic.ipynb #55f0f663
 @lru_cache(maxsize=64)
 def _icon(subject:str, px:int):
     from PIL import Image
     with Image.open(_icon_files()[_ICON_CODEPOINTS[subject]]) as im:
         return im.convert("RGBA").resize((px, px), Image.Resampling.LANCZOS)
 
+# %% ../nbs/03_synthetic.ipynb #cd8fc307
 def _polygon(shape:str, cx:float, cy:float, r:float, rotation:float) -> list[tuple[float, float]]:
     n, start = {"square": (4, math.pi/4), "triangle": (3, -math.pi/2), "star": (10, -math.pi/2)}[shape]
     radius = [r*(0.45 if shape == "star" and k % 2 else 1.0) for k in range(n)]
     return [(cx + radius[k]*math.cos(start + rotation + 2*math.pi*k/n), cy + radius[k]*math.sin(start + rotation + 2*math.pi*k/n))
             for k in range(n)]
 
+# %% ../nbs/03_synthetic.ipynb #c57a010e
 def render_item_image(truth:Truth, # the world's ground truth
                       item_id:str, # the item to draw
                       size:int=128): # width and height in pixels
@@ -537,6 +558,7 @@ def image_grid(images:list, # PIL images, all the same size
 # %% ../nbs/03_synthetic.ipynb #631dd134
 _TRUTH_ARRAYS = ("item_ids", "item_values", "log_popularity", "user_ids", "offsets", "tastes", "wanted", "observed", "times")
 
+# %% ../nbs/03_synthetic.ipynb #8f2ca524
 def write_truth(truth:Truth, # the ground truth to save
                 folder:str|Path) -> list[str]: # the folder to write into (created)
     "Write the truth's arrays and `world.json` into `folder`; returns the file names written."
@@ -553,6 +575,7 @@ def write_truth(truth:Truth, # the ground truth to save
     atomic_write_json(folder/"world.json", about)
     return sorted(["world.json", *(f"{n}.npy" for n in _TRUTH_ARRAYS)])
 
+# %% ../nbs/03_synthetic.ipynb #d8d4daf0
 def load_truth(folder:str|Path, # a truth folder, or a world or prepared folder that holds `truth/`
                mmap:bool=False) -> Truth: # memory-map the arrays instead of reading them
     "The ground truth saved by `write_truth` (or copied into a prepared folder)."
@@ -584,6 +607,7 @@ def write_world(world:World, # a generated world
         write_manifest(tmp, Manifest("synthetic-world", config={**world.truth.config, "image_size": image_size}), outputs=files)
     return folder
 
+# %% ../nbs/03_synthetic.ipynb #bd15bf28
 def load_world(folder:str|Path, # a folder written by `write_world`
                mmap:bool=False) -> World: # memory-map the truth's arrays
     "A world written by `write_world`."
@@ -600,10 +624,12 @@ from .data import RawData, canonical_interactions, canonical_items, prepare, reg
 _WORLD_OPTIONS = ("users", "items", "seed", "visual_signal", "drift", "popularity_skew", "observe_prob", "temperature",
                   "taste_scale", "min_length", "max_length", "mean_length")
 
+# %% ../nbs/03_synthetic.ipynb #57cadd0d
 def _copy_truth(src:Path, out:Path) -> list[str]:
     shutil.copytree(src, out/"truth")
     return sorted(f"truth/{p.name}" for p in (out/"truth").iterdir())
 
+# %% ../nbs/03_synthetic.ipynb #af079cfa
 @register_loader("synthetic", "a generated world with known preferences: text and image-only attributes, drifting tastes, "
                  "unobserved positives; ground truth kept in truth/", files="none (generated), or --path: a folder written by write_world")
 def load_synthetic(path=None, reviews=None, meta=None, images=None, strict:bool=False,
@@ -750,6 +776,7 @@ class ModalityAblation:
     timestamps: np.ndarray # the time of each test user's last (test) item
     scores: dict # model name -> [test users, items] scores, -inf on the user's history
 
+# %% ../nbs/03_synthetic.ipynb #eb522a4f
 def _profile_features(truth:Truth, counts:dict, n:np.ndarray, items:np.ndarray, groups:list[int], log_pop:np.ndarray) -> np.ndarray:
     feats = []
     for g in groups:
@@ -758,6 +785,7 @@ def _profile_features(truth:Truth, counts:dict, n:np.ndarray, items:np.ndarray, 
         feats.append(np.log((c + 0.5)/(n[:, None] + 0.5*k)))
     return np.stack([*feats, log_pop[items]], axis=-1)
 
+# %% ../nbs/03_synthetic.ipynb #d0eb4a07
 def _logistic_regression(x:np.ndarray, y:np.ndarray, l2:float=1e-3, iters:int=50) -> np.ndarray:
     "Weights (without the intercept) of an L2-regularised logistic regression, fitted by Newton's method."
     x = np.hstack([x, np.ones((len(x), 1))])
@@ -771,12 +799,14 @@ def _logistic_regression(x:np.ndarray, y:np.ndarray, l2:float=1e-3, iters:int=50
         if np.abs(step).max() < 1e-9: break
     return w[:-1]
 
+# %% ../nbs/03_synthetic.ipynb #d259e3a4
 def _score_test_items(scores:np.ndarray, target:np.ndarray, history:np.ndarray) -> tuple[dict, np.ndarray]:
     "HR@10 and mean AUC of each user's target column against the catalog less the history; and the per-user AUC."
     aucs = auc(scores, target, exclude=history)
     m = rank_metrics(target_ranks(scores, target, exclude=history), ks=(10,), aucs=aucs)
     return {"hr@10": m["hr@10"], "auc": m["auc"]}, aucs
 
+# %% ../nbs/03_synthetic.ipynb #1e907394
 def modality_ablation(world:World, # a generated world
                       negatives:int=4, # random negatives per training positive
                       seed:int=0) -> ModalityAblation: # seeds the negatives

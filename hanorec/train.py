@@ -58,6 +58,7 @@ class OptimConfig:
 
 EVAL_METRICS = ("auc",) + tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in (1, 5, 10))  # what eval.metric may name
 
+# %% ../nbs/11_train.ipynb #bc5a3ee7
 @dataclass
 class EvalConfig:
     "Validation on the fixed candidate sets while training."
@@ -68,6 +69,7 @@ class EvalConfig:
     batch_size: int = 8 # prompts (or users) per forward
     test: bool = True # at the end, also score the same users' test candidates
 
+# %% ../nbs/11_train.ipynb #6b0888e0
 @dataclass
 class CheckpointConfig:
     "When checkpoints are written and how many are kept."
@@ -112,6 +114,7 @@ class RunState:
 
 _RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json", "pairs")
 
+# %% ../nbs/11_train.ipynb #0c8bf6e6
 def _resolve_model(cfg:TrainConfig) -> TrainConfig:
     "The config with `model` filled in: the init run's model (and, for an encoder, its `seqrec` settings) for a preference stage, else composed-smollm2."
     if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
@@ -154,6 +157,7 @@ def _flat(d:dict, prefix:str="") -> dict:
     "A nested dict as {dotted key: value}."
     return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
 
+# %% ../nbs/11_train.ipynb #f1768753
 def check_ranges(cfg, # a config dataclass
                  ranges:dict=SETTING_RANGES): # dotted key -> its range in interval notation
     "Refuse a setting outside its range, naming the key, the range and a value inside it."
@@ -207,6 +211,7 @@ def _family(cfg:TrainConfig) -> str:
         model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
     return model if model in ("seqrec", "popularity") else "language model"
 
+# %% ../nbs/11_train.ipynb #934c0552
 def catalog_limits(cfg:TrainConfig, n_items:int, # the stage's settings, its catalog's size
                    unseen:int) -> dict[str, int]: # the fewest items a user of the catalog has not interacted with
     "The largest value of each catalog-bound setting this stage reads that the catalog can fill."
@@ -226,6 +231,7 @@ def _room(n:int, interactions:pd.DataFrame) -> tuple[int, int, str]:
     seen = interactions.groupby("user_id").item_id.nunique()
     return n, n - int(seen.max()), str(seen.idxmax())
 
+# %% ../nbs/11_train.ipynb #4e0bd144
 def _catalog(data:str|Path) -> tuple[int, int, str]|None:
     "`_room` of a prepared dataset, read from its files alone (None: no dataset there yet)."
     data = Path(data)
@@ -233,6 +239,7 @@ def _catalog(data:str|Path) -> tuple[int, int, str]|None:
     import pyarrow.parquet as pq
     return _room(pq.read_metadata(data/"items.parquet").num_rows, pd.read_parquet(data/"interactions.parquet", columns=["user_id", "item_id"]))
 
+# %% ../nbs/11_train.ipynb #ba4edd62
 def fit_catalog(cfg:TrainConfig, catalog:tuple[int, int, str], # the settings; `_catalog`'s answer
                 given:set[str]|None=None) -> list[str]: # keys the user set (None: every key counts as set)
     "`key=value` settings that lower defaults to what the catalog can fill; a value the user set that does not fit is an error."
@@ -336,6 +343,7 @@ def _write_run_files(self:Trainer) -> dict:
     self.acc.wait_for_everyone()
     return read_json(self.run/"base.json")
 
+# %% ../nbs/11_train.ipynb #dd45d6a0
 @patch
 def _main_first(self:Trainer, build):
     "Run `build` on the main process first (it fills a cache), then on the others (they read it)."
@@ -353,6 +361,7 @@ def _init_hash(self:Trainer) -> str:
         self._init_digest = hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
     return self._init_digest
 
+# %% ../nbs/11_train.ipynb #a95923f1
 @patch
 def _reference_manifest(self:Trainer) -> Manifest:
     "What the stored reference log-probs depend on: the reference's weights, the data and every setting that changes a prompt."
@@ -362,6 +371,7 @@ def _reference_manifest(self:Trainer) -> Manifest:
                                 summary=config_to_dict(c.summary) if c.summary.backend != "none" else None,
                                 prompt_candidates=c.prompt_candidates, seed=c.seed, precision=self.precision))
 
+# %% ../nbs/11_train.ipynb #4be0ef11
 @patch
 def _hardness(self:Trainer) -> Hardness:
     "HaRS's offline stage: neighbours, and the mean delta over `hars.mean_samples` training samples drawn once."
@@ -400,6 +410,7 @@ def _batch_indices(self:Trainer, step:int) -> np.ndarray:
     c = self.cfg.optim
     return perm[k * self.per_step:(k + 1) * self.per_step].reshape(c.grad_accum, self.acc.num_processes, c.batch_size)
 
+# %% ../nbs/11_train.ipynb #ca4faac4
 @patch
 def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
     "[B, F] the samples' fixed fillers: enough for a prompt of `prompt_candidates` items, and for k negatives."
@@ -409,6 +420,7 @@ def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
 def _step_seed(seed:int, step:int, rank:int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
 
+# %% ../nbs/11_train.ipynb #b1451b2e
 @patch
 def _noise(self:Trainer, step:int, micro:int):
     c = self.cfg.nodo
@@ -416,6 +428,7 @@ def _noise(self:Trainer, step:int, micro:int):
     gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
     return nodo(self.policy.module, c.sigma, c.mode, gen)  # an encoder has no LoRA: nodo.mode=logits noises its scores
 
+# %% ../nbs/11_train.ipynb #51775c68
 @patch
 def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     "The objective's beta: the config's, or HaRS's per sample (with the batch's responsiveness to log)."
@@ -426,6 +439,7 @@ def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     self._hardness_rows = h.detach().float().cpu().numpy()  # for pairs/ (the demo's hardness view)
     return beta, {"responsiveness": r}
 
+# %% ../nbs/11_train.ipynb #b842db08
 @patch
 def _record_pairs(self:Trainer, step:int, idx:np.ndarray, negs:np.ndarray, batch_row:np.ndarray, beta, responsiveness):
     "Keep each scored pair of this step: who, the positive, the first negative, the beta it got, HaRS's h and R (NaN without HaRS)."
@@ -439,6 +453,7 @@ def _record_pairs(self:Trainer, step:int, idx:np.ndarray, negs:np.ndarray, batch
                                      "beta": b.astype(np.float32), "hardness": np.asarray(h, np.float32),
                                      "responsiveness": np.float32(math.nan if responsiveness is None else float(responsiveness))}))
 
+# %% ../nbs/11_train.ipynb #a9145172
 @patch
 def _flush_pairs(self:Trainer, step:int):
     "Write the pairs kept since the last flush to pairs/upto-NNNNNN.parquet (at each checkpoint and at the end)."
@@ -471,6 +486,7 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
     if negs is not None and self.truth is not None: extra["false_negative_rate"] = self._false_negative_rate(idx, negs)
     return {k: float(v) for k, v in {**metrics, **extra}.items()}
 
+# %% ../nbs/11_train.ipynb #ef3bcb26
 @patch
 def _false_negative_rate(self:Trainer, idx:np.ndarray, negs:np.ndarray) -> float:
     "Share of drawn negatives the synthetic user truly wanted (the world's ground truth)."
@@ -490,6 +506,7 @@ def _sync_gradients(self:Trainer):
         if p.grad is None: p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad); p.grad /= self.acc.num_processes
 
+# %% ../nbs/11_train.ipynb #4abe982f
 @patch
 def _step(self:Trainer, step:int) -> dict:
     "One optimizer step: micro-steps, gradient sync, clipping, optimizer and scheduler; returns the step's log record."
@@ -516,6 +533,7 @@ def _step(self:Trainer, step:int) -> dict:
             "samples_per_second": round(self.per_step / seconds, 3), "seconds": round(seconds, 3),
             **({"reference_computed": self.store.computed} if self.store else {}), **({"skipped": self.state.skipped} if c.skip_nonfinite else {})}
 
+# %% ../nbs/11_train.ipynb #207d1569
 @patch
 def _diverged(self:Trainer, step:int, batch:np.ndarray, loss:float, norm:float) -> HanorecError:
     "The error that stops a diverged run: the step, its samples and users, and the checkpoint to go back to."
@@ -537,6 +555,7 @@ def evaluate(self:Trainer, split:str="validation") -> dict:
     with torch.no_grad(), self.autocast(): scores = self.policy.eval_scores(samples, self.eval_idx, self.cfg.eval.batch_size)
     return evaluate_scores(scores, samples.target_index[self.eval_idx], ks=(1, 5, 10))
 
+# %% ../nbs/11_train.ipynb #4759f3e2
 @patch
 def _write_log(self:Trainer, record:dict):
     if not self.acc.is_main_process: return
@@ -545,6 +564,7 @@ def _write_log(self:Trainer, record:dict):
         with open(self.run/"log.jsonl", "a", encoding="utf-8") as f:
             f.write(line); f.flush(); os.fsync(f.fileno())
 
+# %% ../nbs/11_train.ipynb #e99f045f
 @patch
 def _validate(self:Trainer, step:int) -> bool:
     "Validate, keep the best weights, log; True when early stopping says stop."
@@ -587,6 +607,7 @@ def save_checkpoint(self:Trainer, step:int):
         _prune(ckpts, self.cfg.checkpoint.keep)
     acc.wait_for_everyone()
 
+# %% ../nbs/11_train.ipynb #afecbc71
 @patch
 def _checkpoint_files(self:Trainer, step:int, weights:dict) -> dict[str, bytes]:
     "The bytes of each file of the checkpoint after `step`."
@@ -609,6 +630,7 @@ def _write_bytes(path:Path, data:bytes):
 
 def _mb(n:int) -> str: return f"{n / 2**20:.1f} MB"
 
+# %% ../nbs/11_train.ipynb #9476c6c2
 @contextmanager
 def _space_for(folder:Path, need:int, what:str, run:Path):
     "Refuse a write of `need` bytes that cannot fit in `folder`, and turn a disk that fills while writing into an error that says so."
@@ -626,12 +648,14 @@ def _checkpoints(folder:Path) -> list[Path]:
     "The checkpoint folders in `folder`, newest first."
     return sorted((p for p in folder.glob("step-*") if p.is_dir()), reverse=True)
 
+# %% ../nbs/11_train.ipynb #27b846bb
 def _checkpoint_damage(folder:Path) -> list[str]:
     "What is wrong with a checkpoint folder: [] when its manifest is there and every file it lists holds the bytes written."
     try: m = read_manifest(folder)
     except HanorecError: return ["manifest.json (torn)"]
     return ["manifest.json (missing)"] if m is None else damaged_outputs(folder, m)
 
+# %% ../nbs/11_train.ipynb #97716025
 def _prune(folder:Path, keep:int):
     "Keep the newest `keep` intact checkpoints and remove the rest, damaged ones included; with none intact, remove nothing."
     if keep <= 0: return
@@ -674,6 +698,7 @@ def _load_checkpoint(self:Trainer):
     self._drop_records_after(self.state.step)
     self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
 
+# %% ../nbs/11_train.ipynb #a3e4c362
 @patch
 def _drop_records_after(self:Trainer, step:int):
     "The log and pairs/ continue from the checkpoint: drop what the stopped run wrote after `step`."
@@ -722,6 +747,7 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError): pass  # no git on this machine: the version below
     return f"hanorec {package_version()}"
 
+# %% ../nbs/11_train.ipynb #6e1495e9
 def run_environment(device:torch.device, precision:str) -> dict:
     "Where and how a stage ran: the code, the CPU, the cores this process may use, torch's threads, the device and its precision."
     import platform
@@ -731,6 +757,7 @@ def run_environment(device:torch.device, precision:str) -> dict:
     return {"code": code_version(), "cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "precision": precision, "torch": torch.__version__}
 
+# %% ../nbs/11_train.ipynb #1321384a
 def weight_change(start:dict, # name -> tensor: the trained parameters where the stage started
                   now:dict) -> float: # the same names, now
     "‖w − w₀‖ / ‖w₀‖ over all the trained parameters together: how far training moved them (0: not at all)."
@@ -784,6 +811,7 @@ RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
            "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
 
+# %% ../nbs/11_train.ipynb #78e34097
 def _recipe(cfg:TrainConfig, family:str, path, overrides) -> tuple:
     "The model family's recipe for this stage (micro-batches for a language model only when the user set neither batch key)."
     if family == "seqrec":
@@ -809,6 +837,7 @@ def _given(path, overrides, recipe=()) -> set[str]:
         given |= {k for k in written if mine.get(k) != base.get(k)}
     return given
 
+# %% ../nbs/11_train.ipynb #47e0fecc
 IGNORED = {  # family: (the keys it never reads, why)
     "seqrec": (("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
                "a language model's setting, and model=seqrec (a sequential encoder) never reads it"),
@@ -817,6 +846,7 @@ IGNORED = {  # family: (the keys it never reads, why)
                    "a model's setting, and model=popularity only counts items"),
     "continuing encoder": (("seqrec",), "an encoder's shape, and a stage with init= continues the init run's encoder as it was built")}
 
+# %% ../nbs/11_train.ipynb #924d1f87
 def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
     "Refuse a setting the user gave (at other than its default, or a continuing encoder's init run's value) that this stage's model never reads."
     if not cfg.model and cfg.init and not (Path(cfg.init)/"config.yaml").exists(): return  # its model is known once init has run
@@ -832,6 +862,7 @@ def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
             if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
                 raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
 
+# %% ../nbs/11_train.ipynb #b48b7ddd
 OBJECTIVE_KEYS = (  # (keys, which objectives read them, a note): the other objectives never do
     (("negatives",), lambda o: o.negatives, " (and task=yes_no's SFT)"),
     (("hars",), lambda o: o.hars, ""),
@@ -839,6 +870,7 @@ OBJECTIVE_KEYS = (  # (keys, which objectives read them, a note): the other obje
     (("sft_weight", "disable_dropout"), lambda o: o.reference, ""),
     (("every_position",), lambda o: not o.negatives, ""))
 
+# %% ../nbs/11_train.ipynb #1add503a
 def _warn_unread(cfg:TrainConfig, family:str, given:set[str]) -> list[str]:
     """Warn, a log line per key, about a setting the user gave at other than its default that this stage's objective never
     reads; a warning, not an error, since a grid's stages share settings across objectives. Returns the lines."""
