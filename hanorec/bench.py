@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .core import HanorecError, atomic_write_json, get_logger, package_version
-from .data import prepare, write_sample_files
+from .data import prepare
+from .sources import write_sample_files
 from .models import build_composed
 from .summarize import UserSummaryConfig, bench_summaries, summarize_items
 import hanorec.synthetic  # registers the synthetic source (the quick benchmarks' data)
