@@ -549,7 +549,7 @@ def _check_port(host:str, port:int):
             raise HanorecError(f"cannot serve on {host}:{port} ({e.strerror})", hint="pass --host 127.0.0.1 (this machine only) or --port N above 1023") from None
 
 # %% ../nbs/13_demo.ipynb #4dd526d8
-def launch(paths=(), # runs or folders of runs; none: the latest quickstart's folder
+def launch(paths=(), # runs or folders of runs; none: the quickstart last run from this directory
            host:str="127.0.0.1", # the address to bind: localhost unless told otherwise
            port:int=7860, share:bool=False, # a public gradio.live link only when asked
            block:bool=True): # False: return the running app (tests, benchmarks)
