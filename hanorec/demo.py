@@ -31,7 +31,7 @@ from .assets import require_use
 from .core import HanorecError, read_json
 from .data import load_prepared, load_samples
 from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
-from .experiments import last_quickstart
+from .experiments import QUICKSTART_RECORD, last_quickstart
 from .policies import PolicyConfig, load_policy, run_data
 
 # %% auto #0
@@ -63,11 +63,15 @@ def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs 
     return runs
 
 # %% ../nbs/13_demo.ipynb #019df904
-def latest_quickstart() -> Path:
-    "The last quickstart's folder (`experiments.last_quickstart`, or ./quickstart); an error saying how to make one where there is none."
-    for p in [x for x in (last_quickstart(), Path("quickstart")) if x is not None]:
+def latest_quickstart(where:str|Path=".") -> Path: # the directory the demo is started in
+    "The last quickstart run from `where` (its record there, else `where`/quickstart); an error saying how to make one where there is none."
+    where = Path(where)
+    recorded = last_quickstart(where)
+    for p in [x for x in (recorded, where/"quickstart") if x is not None]:
         if p.is_dir() and any(_is_run(q) for q in p.iterdir() if q.is_dir()): return p
-    raise HanorecError("there is no quickstart output to show", hint="make one with: hanorec quickstart (or give run folders: hanorec demo RUN ...)")
+    gone = f" ({QUICKSTART_RECORD} names {recorded}, which holds no finished run)" if recorded else ""
+    raise HanorecError(f"there is no quickstart output to show in {where.resolve()}{gone}",
+                       hint="make one with: hanorec quickstart, run from this directory (or give run folders: hanorec demo RUN ...)")
 
 # %% ../nbs/13_demo.ipynb #de000011
 def natural_key(s:str) -> list:
