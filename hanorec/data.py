@@ -252,6 +252,78 @@ def _show_rejects(rejects:list[dict], first:int=5):
     for r in rejects[:first]: _LOG.warning("skipped %s:%d: %s%s", r["file"], r["line"], r["reason"], f" ({r['detail']})" if r.get("detail") else "")
     if len(rejects) > first: _LOG.warning("... and %d more skipped lines (all in rejects.jsonl)", len(rejects) - first)
 
+# %% ../nbs/02_data.ipynb #6c6268b3
+def _read_source(source:str, loader:Loader, options:dict, **files) -> RawData:
+    "The source read by its loader (`files`: path, reviews, meta, images, strict), its skipped lines shown; no interactions is an error."
+    _check_options(loader, options)
+    raw = loader.load(**files, **options)
+    _show_rejects(raw.rejects)
+    if not len(raw.interactions): _no_interactions(source, raw)
+    return raw
+
+# %% ../nbs/02_data.ipynb #40d08e71
+def _clean(source:str, raw:RawData, min_rating:float|None) -> tuple[pd.DataFrame, dict, list[dict]]:
+    "`clean_interactions` on a loaded source: the rows kept, the counts, and every skipped line (the loader's, then the dropped rows)."
+    dropped = []
+    inter, counts = clean_interactions(raw.interactions, raw.items.item_id, min_rating, dropped)
+    cleaned = _dropped_rejects(source, raw, dropped)
+    _show_rejects(cleaned)
+    if counts["interactions_without_item"] == len(raw.interactions):
+        raise HanorecError(f"{source}: none of the {len(raw.interactions):,} interactions' items is in the items file "
+                           f"({len(raw.items):,} items)", hint="check that the reviews and meta files are of the same dataset")
+    if not len(inter):
+        r = raw.interactions.rating
+        raise HanorecError(f"the filter min_rating={min_rating} left no interactions (ratings range from {r.min()} to {r.max()})",
+                           hint="lower --min-rating, or leave it out to keep every interaction")
+    return inter, counts, raw.rejects + cleaned
+
+# %% ../nbs/02_data.ipynb #7c1bb78a
+def _sequences(inter:pd.DataFrame, min_user:int, min_item:int) -> tuple[pd.DataFrame, dict]:
+    "k-core, then chronological leave-one-out; and what each removed, for the stats. A filter that leaves nothing is named."
+    core, rounds = kcore(inter, min_user, min_item)
+    if not len(core):
+        most_u, most_i = inter.user_id.value_counts().iloc[0], inter.item_id.value_counts().iloc[0]
+        raise HanorecError(f"the k-core filter (min_user={min_user}, min_item={min_item}) left none of {len(inter):,} interactions",
+                           hint=f"lower --min-user and --min-item (the busiest user has {most_u}, the most popular item {most_i} interactions)")
+    seq, too_short = leave_one_out(core)
+    if not len(seq):
+        raise HanorecError(f"no user has 3 or more interactions after filtering (min_user={min_user}, min_item={min_item})",
+                           hint="leave-one-out needs 3 interactions per user: raise --min-user to 3, or lower --min-item")
+    return seq, dict(removed_by_kcore=len(inter) - len(core), kcore_rounds=rounds, users_too_short=too_short)
+
+# %% ../nbs/02_data.ipynb #5b994a8d
+def _item_images(items:pd.DataFrame, tmp:Path, out:Path, raw:RawData, image_size, with_images:bool, strict:bool) -> tuple[pd.DataFrame, dict]:
+    "The items with the images room's columns, cached into `tmp` (an earlier `out`'s cache lent by hard links), and the counts."
+    if not with_images: return _no_images(items)
+    if (out/"images").is_dir(): _link_tree(out/"images", tmp/"images")
+    from hanorec.images import cache_item_images
+    return cache_item_images(items, tmp, images_dir=raw.images_dir, size=tuple(image_size), strict=strict)
+
+# %% ../nbs/02_data.ipynb #fe1af92a
+def _write_tables(tmp:Path, items:pd.DataFrame, seq:pd.DataFrame, splits:dict, cands:dict, rejects:list[dict]):
+    "The prepared folder's tables and `rejects.jsonl`, written into `tmp`."
+    (tmp/"splits").mkdir(parents=True, exist_ok=True); (tmp/"candidates").mkdir(exist_ok=True)
+    pq.write_table(_typed(pa.Table.from_pandas(items, preserve_index=False)), tmp/"items.parquet")
+    seq.to_parquet(tmp/"interactions.parquet", index=False)
+    for name, table in splits.items(): pq.write_table(table, tmp/"splits"/f"{name}.parquet")
+    for name, table in cands.items(): pq.write_table(table, tmp/"candidates"/f"{name}.parquet")
+    with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
+        for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+# %% ../nbs/02_data.ipynb #4cbe0d8a
+def _prepared_stats(source:str, raw:RawData, seq:pd.DataFrame, items:pd.DataFrame, splits:dict, image_counts:dict,
+                    rejects:list[dict], counts:dict, removed:dict, filters:dict) -> dict:
+    "The numbers of `stats.json`: what is left, what the images room did, what was read and skipped, what each filter removed."
+    users = int(seq.user_id.nunique())
+    return dict(source=source, users=users, items=len(items), interactions=len(seq),
+                train_examples=splits["train"].num_rows, validation_examples=splits["validation"].num_rows,
+                test_examples=splits["test"].num_rows, **{k: int(v) for k, v in image_counts.items()},
+                lines_read=int(raw.lines_read), lines_skipped=len(rejects),
+                skipped_by_reason=dict(Counter(r["reason"] for r in rejects).most_common()),
+                raw_users=int(raw.interactions.user_id.nunique()), raw_items=len(raw.items),
+                raw_interactions=len(raw.interactions), **counts, **removed,
+                density=round(len(seq) / (users * len(items)), 6), filters=filters)
+
 # %% ../nbs/02_data.ipynb #7dc88a7c
 def prepare(source:str, # a registered source: movielens-small, movielens-1m, amazon-2018, amazon-2023, microlens, ...
             out:str|Path, # the prepared folder to write
@@ -280,61 +352,18 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                   image_size=list(image_size), with_images=with_images, options=options or {})
     config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
 
-    _check_options(loader, options or {})
-    raw = loader.load(path=path, reviews=reviews, meta=meta, images=images, strict=strict, **(options or {}))
-    _show_rejects(raw.rejects)
-    if not len(raw.interactions): _no_interactions(source, raw)
-    dropped = []
-    inter, counts = clean_interactions(raw.interactions, raw.items.item_id, min_rating, dropped)
-    cleaned = _dropped_rejects(source, raw, dropped)
-    _show_rejects(cleaned)
-    rejects = raw.rejects + cleaned
-    if counts["interactions_without_item"] == len(raw.interactions):
-        raise HanorecError(f"{source}: none of the {len(raw.interactions):,} interactions' items is in the items file "
-                           f"({len(raw.items):,} items)", hint="check that the reviews and meta files are of the same dataset")
-    if not len(inter):
-        r = raw.interactions.rating
-        raise HanorecError(f"the filter min_rating={min_rating} left no interactions (ratings range from {r.min()} to {r.max()})",
-                           hint="lower --min-rating, or leave it out to keep every interaction")
-    core, rounds = kcore(inter, min_user, min_item)
-    if not len(core):
-        most_u, most_i = inter.user_id.value_counts().iloc[0], inter.item_id.value_counts().iloc[0]
-        raise HanorecError(f"the k-core filter (min_user={min_user}, min_item={min_item}) left none of {len(inter):,} interactions",
-                           hint=f"lower --min-user and --min-item (the busiest user has {most_u}, the most popular item {most_i} interactions)")
-    seq, too_short = leave_one_out(core)
-    if not len(seq):
-        raise HanorecError(f"no user has 3 or more interactions after filtering (min_user={min_user}, min_item={min_item})",
-                           hint="leave-one-out needs 3 interactions per user: raise --min-user to 3, or lower --min-item")
-    item_ids = np.sort(seq.item_id.unique().astype(object))
-    items = raw.items.set_index("item_id").loc[item_ids].reset_index()
-    splits = history_examples(seq, history)
-    cands = candidate_sets(seq, candidates, seed)
+    raw = _read_source(source, loader, options or {}, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
+    inter, counts, rejects = _clean(source, raw, min_rating)
+    seq, removed = _sequences(inter, min_user, min_item)
+    items = raw.items.set_index("item_id").loc[np.sort(seq.item_id.unique().astype(object))].reset_index()
+    splits, cands = history_examples(seq, history), candidate_sets(seq, candidates, seed)
 
     with atomic_path(out) as tmp:
-        (tmp/"splits").mkdir(parents=True); (tmp/"candidates").mkdir()
-        if with_images and (out/"images").is_dir(): _link_tree(out/"images", tmp/"images")
-        if with_images:
-            from hanorec.images import cache_item_images
-            items, image_counts = cache_item_images(items, tmp, images_dir=raw.images_dir, size=tuple(image_size), strict=strict)
-        else: items, image_counts = _no_images(items)
-        pq.write_table(_typed(pa.Table.from_pandas(items, preserve_index=False)), tmp/"items.parquet")
-        seq.to_parquet(tmp/"interactions.parquet", index=False)
-        for name, table in splits.items(): pq.write_table(table, tmp/"splits"/f"{name}.parquet")
-        for name, table in cands.items(): pq.write_table(table, tmp/"candidates"/f"{name}.parquet")
-        with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
-            for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        items, image_counts = _item_images(items, tmp, out, raw, image_size, with_images, strict)
+        _write_tables(tmp, items, seq, splits, cands, rejects)
         extras = raw.write_extras(tmp) if raw.write_extras else []
-        stats = dict(source=source, users=int(seq.user_id.nunique()), items=len(items), interactions=len(seq),
-                     train_examples=splits["train"].num_rows, validation_examples=splits["validation"].num_rows,
-                     test_examples=splits["test"].num_rows, **{k: int(v) for k, v in image_counts.items()},
-                     lines_read=int(raw.lines_read), lines_skipped=len(rejects),
-                     skipped_by_reason=dict(Counter(r["reason"] for r in rejects).most_common()),
-                     raw_users=int(raw.interactions.user_id.nunique()), raw_items=len(raw.items),
-                     raw_interactions=len(raw.interactions), **counts, removed_by_kcore=len(inter) - len(core),
-                     kcore_rounds=rounds, users_too_short=too_short,
-                     density=round(len(seq) / (seq.user_id.nunique() * len(items)), 6),
-                     filters=dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history,
-                                  candidates=candidates, seed=seed))
+        filters = dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history, candidates=candidates, seed=seed)
+        stats = _prepared_stats(source, raw, seq, items, splits, image_counts, rejects, counts, removed, filters)
         atomic_write_json(tmp/"stats.json", stats)
         outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
         sizes = {o: (tmp/o).stat().st_size for o in outputs}

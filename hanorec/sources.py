@@ -658,6 +658,74 @@ def _sample_ids(source:str, n:int, kind:str) -> list[str]:
     if source.startswith("amazon"): return [f"{'B' if kind == 'item' else 'A'}{i:09d}" for i in range(1, n + 1)]
     return [str(i) for i in range(1, n + 1)]
 
+# %% ../nbs/01a_sources.ipynb #afd5c5f6
+def _sample_draw(source:str, users:int, items:int, per_user:int, seed:int) -> dict:
+    "Who clicked what, when, with which rating (Zipf-like popularity, increasing times), and the catalog's ids and titles."
+    rng = np.random.default_rng(seed)
+    n = rng.integers(max(1, per_user // 2), per_user * 3 // 2 + 1, size=users)
+    p = 1 / (np.arange(items) + 5.0); p /= p.sum()
+    u = np.repeat(np.arange(users), n)
+    i = rng.choice(items, size=len(u), p=p)
+    t = 1_000_000_000 + np.cumsum(rng.integers(1, 10_000, size=len(u)))
+    r = rng.integers(1, 6, size=len(u))
+    special = _LATIN1_TITLES if source == "movielens-1m" else _SAMPLE_TITLES
+    return dict(u=u, i=i, t=t, r=r, uid=_sample_ids(source, users, "user"), iid=_sample_ids(source, items, "item"),
+                titles=[special[k] if k < len(special) else f"Item number {k + 1}" for k in range(items)],
+                genres=["Drama", "Comedy", "Action", "Animation", "Documentary"])
+
+def _line_writer(folder:Path, gz:bool) -> Callable[..., Path]:
+    "`write(name, lines, encoding)`: the lines as a file in `folder` (`name.gz`, gzip-compressed, when `gz`); returns its path."
+    def write(name, lines, encoding="utf-8"):
+        data = "".join(l + "\n" for l in lines).encode(encoding)
+        path = folder/(name + (".gz" if gz else ""))
+        if gz:
+            with gzip.open(path, "wb") as f: f.write(data)
+        else: path.write_bytes(data)
+        return path
+    return write
+
+# %% ../nbs/01a_sources.ipynb #8248f40a
+def _movielens_1m_files(write, s:dict) -> tuple[Path, Path]:
+    "ratings.dat and movies.dat (Latin-1) from a `_sample_draw`; returns (reviews, meta)."
+    iid, titles, genres = s["iid"], s["titles"], s["genres"]
+    meta = write("movies.dat", [f"{iid[k]}::{titles[k]} ({1950 + k % 50})::{genres[k % 5]}|{genres[(k + 2) % 5]}"
+                                for k in range(len(iid))], encoding="latin-1")
+    return write("ratings.dat", [f"{s['uid'][a]}::{iid[b]}::{c}::{d}" for a, b, c, d in zip(s["u"], s["i"], s["r"], s["t"])]), meta
+
+def _amazon_2018_files(write, s:dict, python_literals:bool=False) -> tuple[Path, Path]:
+    "An Amazon 2018 category (2014-style Python-literal meta with `python_literals`); returns (reviews, meta)."
+    iid, titles, genres = s["iid"], s["titles"], s["genres"]
+    recs = [{"asin": iid[k], "title": titles[k], "description": [f"About {titles[k]}.", "Second paragraph."],
+             "category": ["Video Games", genres[k % 5]], "price": f"${k}.99", "image": [f"https://example.com/{iid[k]}.jpg"]}
+            for k in range(len(iid))]
+    if python_literals:
+        for rec in recs: rec["categories"] = [rec.pop("category")]; rec["imUrl"] = rec.pop("image")[0]
+    meta = write("meta_Video_Games.json", [repr(x) if python_literals else json.dumps(x, ensure_ascii=False) for x in recs])
+    return write("Video_Games.json", [f'{{"overall": {c}.0, "verified": true, "reviewerID": "{s["uid"][a]}", "asin": "{iid[b]}", '
+                                      f'"reviewText": "fine", "unixReviewTime": {d}}}' for a, b, c, d in zip(s["u"], s["i"], s["r"], s["t"])]), meta
+
+# %% ../nbs/01a_sources.ipynb #1169e29c
+def _amazon_2023_files(write, s:dict) -> tuple[Path, Path]:
+    "An Amazon Reviews 2023 category (parent ASINs, millisecond times, some items without categories); returns (reviews, meta)."
+    iid, titles, genres = s["iid"], s["titles"], s["genres"]
+    meta = write("meta_Video_Games.jsonl", [json.dumps({"main_category": "Video Games", "title": titles[k], "average_rating": 4.5,
+                 "features": ["Fun"], "description": [f"About {titles[k]}."], "categories": [] if k % 3 == 0 else ["Video Games", genres[k % 5]],
+                 "images": [{"large": f"https://example.com/{iid[k]}.jpg", "variant": "MAIN"}], "store": "Shop",
+                 "details": {"Release": str(2000 + k % 20)}, "parent_asin": iid[k]}, ensure_ascii=False) for k in range(len(iid))])
+    return write("Video_Games.jsonl", [f'{{"rating": {c}.0, "title": "ok", "text": "fine", "images": [], "asin": "{iid[b]}X", '
+                                       f'"parent_asin": "{iid[b]}", "user_id": "{s["uid"][a]}", "timestamp": {d * 1000 + 123}, '
+                                       f'"helpful_vote": 0, "verified_purchase": true}}' for a, b, c, d in zip(s["u"], s["i"], s["r"], s["t"])]), meta
+
+def _microlens_files(write, s:dict, tsv:bool=False) -> tuple[Path, Path]:
+    "MicroLens titles (quoted where a title holds a comma or quote) and pairs (`.tsv` sequences with `tsv`); returns (reviews, meta)."
+    iid, uid, u, i = s["iid"], s["uid"], s["u"], s["i"]
+    def q(x): return '"' + x.replace('"', '""') + '"' if any(c in x for c in ',"') else x
+    meta = write("MicroLens-50k_titles.csv", ["item,title"] + [f"{iid[k]},{q(s['titles'][k])}" for k in range(len(iid))])
+    if tsv:
+        seqs = pd.Series(i).groupby(u).agg(lambda x: " ".join(iid[k] for k in x))
+        return write("MicroLens-50k_pairs.tsv", [f"{uid[a]}\t{x}" for a, x in seqs.items()]), meta
+    return write("MicroLens-50k_pairs.csv", ["user,item,timestamp"] + [f"{uid[a]},{iid[b]},{d * 1000}" for a, b, d in zip(u, i, s["t"])]), meta
+
 # %% ../nbs/01a_sources.ipynb #34024a2f
 def write_sample_files(source:str, # movielens-1m, amazon-2018, amazon-2023 or microlens
                        folder:str|Path, # where to write (created)
@@ -669,56 +737,10 @@ def write_sample_files(source:str, # movielens-1m, amazon-2018, amazon-2023 or m
                        python_literals:bool=False, # amazon-2018: write the meta as 2014-style Python literal lines
                        tsv:bool=False) -> dict[str, Path]: # microlens: the .tsv pairs form instead of .csv
     "Write a small dataset in `source`'s real file format; returns {'path', 'reviews', 'meta'}."
+    writers = {"movielens-1m": _movielens_1m_files, "amazon-2018": lambda w, s: _amazon_2018_files(w, s, python_literals),
+               "amazon-2023": _amazon_2023_files, "microlens": lambda w, s: _microlens_files(w, s, tsv)}
+    if source not in writers:
+        raise HanorecError(f"no sample writer for source {source!r}", hint=f"choose {', '.join(writers)}")
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n = rng.integers(max(1, per_user // 2), per_user * 3 // 2 + 1, size=users)
-    p = 1 / (np.arange(items) + 5.0); p /= p.sum()
-    u = np.repeat(np.arange(users), n)
-    i = rng.choice(items, size=len(u), p=p)
-    t = 1_000_000_000 + np.cumsum(rng.integers(1, 10_000, size=len(u)))
-    r = rng.integers(1, 6, size=len(u))
-    uid, iid = _sample_ids(source, users, "user"), _sample_ids(source, items, "item")
-    special = _LATIN1_TITLES if source == "movielens-1m" else _SAMPLE_TITLES
-    titles = [special[k] if k < len(special) else f"Item number {k + 1}" for k in range(items)]
-    genres = ["Drama", "Comedy", "Action", "Animation", "Documentary"]
-
-    def write(name, lines, encoding="utf-8"):
-        data = "".join(l + "\n" for l in lines).encode(encoding)
-        path = folder/(name + (".gz" if gz else ""))
-        if gz:
-            with gzip.open(path, "wb") as f: f.write(data)
-        else: path.write_bytes(data)
-        return path
-
-    if source == "movielens-1m":
-        meta = write("movies.dat", [f"{iid[k]}::{titles[k]} ({1950 + k % 50})::{genres[k % 5]}|{genres[(k + 2) % 5]}"
-                                    for k in range(items)], encoding="latin-1")
-        reviews = write("ratings.dat", [f"{uid[a]}::{iid[b]}::{c}::{d}" for a, b, c, d in zip(u, i, r, t)])
-    elif source == "amazon-2018":
-        recs = [{"asin": iid[k], "title": titles[k], "description": [f"About {titles[k]}.", "Second paragraph."],
-                 "category": ["Video Games", genres[k % 5]], "price": f"${k}.99", "image": [f"https://example.com/{iid[k]}.jpg"]}
-                for k in range(items)]
-        if python_literals:
-            for rec in recs: rec["categories"] = [rec.pop("category")]; rec["imUrl"] = rec.pop("image")[0]
-        meta = write("meta_Video_Games.json", [repr(x) if python_literals else json.dumps(x, ensure_ascii=False) for x in recs])
-        reviews = write("Video_Games.json", [f'{{"overall": {c}.0, "verified": true, "reviewerID": "{uid[a]}", "asin": "{iid[b]}", '
-                                            f'"reviewText": "fine", "unixReviewTime": {d}}}' for a, b, c, d in zip(u, i, r, t)])
-    elif source == "amazon-2023":
-        meta = write("meta_Video_Games.jsonl", [json.dumps({"main_category": "Video Games", "title": titles[k], "average_rating": 4.5,
-                     "features": ["Fun"], "description": [f"About {titles[k]}."], "categories": [] if k % 3 == 0 else ["Video Games", genres[k % 5]],
-                     "images": [{"large": f"https://example.com/{iid[k]}.jpg", "variant": "MAIN"}], "store": "Shop",
-                     "details": {"Release": str(2000 + k % 20)}, "parent_asin": iid[k]}, ensure_ascii=False) for k in range(items)])
-        reviews = write("Video_Games.jsonl", [f'{{"rating": {c}.0, "title": "ok", "text": "fine", "images": [], "asin": "{iid[b]}X", '
-                                             f'"parent_asin": "{iid[b]}", "user_id": "{uid[a]}", "timestamp": {d * 1000 + 123}, '
-                                             f'"helpful_vote": 0, "verified_purchase": true}}' for a, b, c, d in zip(u, i, r, t)])
-    elif source == "microlens":
-        def q(s): return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"') else s
-        meta = write("MicroLens-50k_titles.csv", ["item,title"] + [f"{iid[k]},{q(titles[k])}" for k in range(items)])
-        if tsv:
-            seqs = pd.Series(i).groupby(u).agg(lambda s: " ".join(iid[x] for x in s))
-            reviews = write("MicroLens-50k_pairs.tsv", [f"{uid[a]}\t{s}" for a, s in seqs.items()])
-        else:
-            reviews = write("MicroLens-50k_pairs.csv", ["user,item,timestamp"] + [f"{uid[a]},{iid[b]},{d * 1000}" for a, b, d in zip(u, i, t)])
-    else:
-        raise HanorecError(f"no sample writer for source {source!r}", hint="choose movielens-1m, amazon-2018, amazon-2023 or microlens")
+    reviews, meta = writers[source](_line_writer(folder, gz), _sample_draw(source, users, items, per_user, seed))
     return {"path": folder, "reviews": reviews, "meta": meta}
