@@ -21,7 +21,8 @@ from .data import load_prepared, prepare
 from .images import image_features
 from .objectives import neighbour_scores
 from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluation
-from .train import TrainConfig, train, train_config
+from .settings import TrainConfig, train_config
+from .train import train
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'FEATURES', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings',

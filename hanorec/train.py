@@ -5,13 +5,7 @@
 # %% ../nbs/11_train.ipynb #c43b185f
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
-import os
-import shutil
-import time
+import dataclasses, hashlib, json, math, os, time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -19,90 +13,64 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import (HanorecError, Manifest, Purpose, atomic_write_json, config_to_dict, get_logger, hash_file, hash_obj, load_config,
-                          pick_device, progress, read_json, remove_stale_temps, sample_rng, save_config, seed_everything)
+from .core import (HanorecError, Manifest, Purpose, config_to_dict, get_logger, hash_file, hash_obj, pick_device, progress,
+                          sample_rng, save_config, seed_everything)
+from .runs import RunFolder
 from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, fixed_items
 from .objectives import OBJECTIVES, Hardness, hars_beta, neighbour_scores, nodo, preference_logits
-from .policies import PolicyConfig, ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
-from .evaluation import plot_curves, read_log
+from .policies import ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
+from .evaluation import plot_curves
 from .observers import MicroBatch, Observer, PairRecorder
+from .settings import RunState, TrainConfig, catalog_room, check_settings, fit_catalog, resolve_model
 from .checkpoints import (Checkpoint, checkpoint_damage, drop_log_after, list_checkpoints, newest_intact, read_checkpoint,
-                                 restore_rng, rng_snapshot, space_for, write_checkpoint)
-from .settings import RunState, TrainConfig, catalog_room, check_settings, fit_catalog, flat
+                                 restore_rng, rng_snapshot, space_for, start_run, write_checkpoint)
+from .provenance import run_environment, weight_change
 
 # %% auto #0
-__all__ = ['Trainer', 'code_version', 'run_environment', 'weight_change', 'train']
-
-# %% ../nbs/11_train.ipynb #0c8bf6e6
-_RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "base", "reference", "checkpoints", "plots", "metrics.json", "pairs")
-
-def _resolve_model(cfg:TrainConfig) -> TrainConfig:
-    "The config with `model` filled in: the init run's model (and, for an encoder, its `seqrec` settings) for a preference stage, else composed-smollm2."
-    if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
-    init = Path(cfg.init)
-    if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
-        raise HanorecError(f"init run {init} has no finished model (config.yaml, base.json and model/)", hint="finish that run first, or check the path")
-    started = load_config(PolicyConfig, init/"config.yaml", part=True)
-    trained = started.model
-    same = cfg.model == trained or (Path(cfg.model).is_dir() and Path(trained).is_dir() and Path(cfg.model).resolve() == Path(trained).resolve())
-    if cfg.model and not same:
-        raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
-                           hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
-    if trained == "seqrec": return dataclasses.replace(cfg, model=trained, seqrec=started.seqrec)  # it continues that encoder as it was built
-    return dataclasses.replace(cfg, model=trained)
+__all__ = ['Trainer', 'train']
 
 # %% ../nbs/11_train.ipynb #33fb7f55
 class Trainer:
-    "One stage of training on one prepared dataset, in one run folder, watched by `observers`."
+    "One stage of training on one prepared dataset, in one run folder (one writer at a time), watched by `observers`."
     def __init__(self, cfg:TrainConfig, resume:bool=False,
                  observers=()): # `observers.Observer`s, called after the stage's own
         from accelerate import Accelerator
         self.log = get_logger("hanorec.train")
-        cfg = _resolve_model(cfg)
-        self.cfg, self.objective, self.run, self.resume = cfg, OBJECTIVES[cfg.objective], Path(cfg.out), resume
+        cfg = resolve_model(cfg)
+        self.cfg, self.objective, self.run, self.folder = cfg, OBJECTIVES[cfg.objective], Path(cfg.out), RunFolder(cfg.out)
         self.observers = list(observers)
         device = pick_device(cfg.device)
         self.acc = Accelerator(cpu=device.type == "cpu")
         self.device = device if self.acc.num_processes == 1 else self.acc.device
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
         check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
-        self._check_run_folder()
+        self.lock = self.folder.writer("hanorec train").__enter__() if self.acc.is_main_process else None  # held until fit() ends
+        main, wait = self.acc.is_main_process, self.acc.wait_for_everyone
+        self.resume, self.finished = self._holding(lambda: start_run(self.folder, cfg, resume, main, wait, self.log))
 
     def autocast(self):
         "The run's precision: bf16 autocast (weights stay fp32), or nothing."
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def _check_run_folder(self):
-        saved, self.finished = self.run/"config.yaml", False
-        if self.acc.is_main_process:  # a kill in the middle of a write leaves hidden temporaries: clear them before anything reads
-            for folder in (self.run, self.run/"checkpoints", self.run/"pairs"):
-                if cleared := remove_stale_temps(folder): self.log.warning("%s: cleared %s, left by a stopped write", folder, ", ".join(cleared))
-        self.acc.wait_for_everyone()
-        if saved.exists() and not read_log(self.run) and not list_checkpoints(self.run/"checkpoints") and not (self.run/"model").exists():
-            # it stopped before it logged anything (a crash while loading, a kill): nothing to keep, start it again
-            self.log.info("%s holds a run that stopped before its first step: starting it again", self.run)
-            if self.acc.is_main_process:
-                for name in _RUN_FILES: shutil.rmtree(self.run/name, ignore_errors=True) if (self.run/name).is_dir() else (self.run/name).unlink(missing_ok=True)
-            self.acc.wait_for_everyone()
-            self.resume = False
-        elif self.resume:
-            if not saved.exists(): raise HanorecError(f"{self.run} holds no run to resume (no config.yaml)", hint="start it without --resume")
-            old, new = flat(config_to_dict(load_config(TrainConfig, saved))), flat(config_to_dict(self.cfg))
-            old["optim.skip_nonfinite"] = new["optim.skip_nonfinite"]  # the one switch a resume may change (after a divergence)
-            diff = [f"{k}: {old[k]} in {saved}, {new.get(k)} now" for k in old if old[k] != new.get(k)]
-            if diff: raise HanorecError(f"{self.run} was started with other settings: {'; '.join(diff)}",
-                                        hint=f"resume with its own settings (hanorec train --resume out={self.run}), or start a new run with another out=")
-            self.finished = (self.run/"metrics.json").exists()  # written last: the run is done
-        elif saved.exists():
-            raise HanorecError(f"{self.run} already holds a run", hint="add --resume to continue it, or choose another out=")
+    def _holding(self, work):
+        "Run `work`; when it fails, let go of the run folder for the next writer."
+        try: return work()
+        except BaseException: self.release(); raise
+
+    def release(self):
+        "Let go of the run folder's lock (`fit` does as it ends)."
+        if self.lock is not None: self.lock.__exit__(None, None, None); self.lock = None
 
 # %% ../nbs/11_train.ipynb #bfd306a7
 @patch
 def setup(self:Trainer):
     "Load the data, build or load the model, and make the run folder (nothing, for a finished run)."
-    if self.finished: return self
+    return self if self.finished else self._holding(self._build)
+
+@patch
+def _build(self:Trainer):
     c = self.cfg
     seed_everything(c.seed, c.deterministic)
     ds = self.ds = load_prepared(c.data)
@@ -117,7 +85,7 @@ def setup(self:Trainer):
                                shortlist=c.negatives.shortlist, every_position=c.every_position)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
     self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, training_counts(ds), c.seed, self.policy.catalog_scores)
-    self.store = ReferenceStore(self.run/"reference", self._reference_manifest()) if self.objective.reference else None
+    self.store = ReferenceStore(self.folder.reference, self._reference_manifest()) if self.objective.reference else None
     self.hardness = self._main_first(self._hardness) if self.objective.hars else None
     self._make_optimizer()
     self.state, self.best_weights = RunState(), None
@@ -147,14 +115,15 @@ def _observe(self:Trainer, moment:str, *args) -> dict:
 # %% ../nbs/11_train.ipynb #tr000004
 @patch
 def _write_run_files(self:Trainer) -> dict:
-    "Write config.yaml and base.json (main process, new runs); every process reads the base description back."
+    "Write config.yaml, and for a new run base.json and the data's fingerprint (main process); every process reads the base description back."
     if self.acc.is_main_process:
         self.run.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.run/"config.yaml")  # on resume the same, but for optim.skip_nonfinite
+        save_config(self.cfg, self.folder.config_file)  # on resume the same, but for optim.skip_nonfinite
         if not self.resume:
-            atomic_write_json(self.run/"base.json", describe_base(self.cfg.model, self.cfg.init, self.ds, self.run, self.cfg.seed))
+            self.folder.write_base(describe_base(self.cfg.model, self.cfg.init, self.ds, self.run, self.cfg.seed))
+            self.folder.record_data(self.cfg.data)  # what --resume checks the data against
     self.acc.wait_for_everyone()
-    return read_json(self.run/"base.json")
+    return self.folder.read_base()
 
 # %% ../nbs/11_train.ipynb #dd45d6a0
 @patch
@@ -165,7 +134,7 @@ def _main_first(self:Trainer, build):
     if self.acc.is_main_process: self.acc.wait_for_everyone()
     return out
 
-# %% ../nbs/11_train.ipynb #tr000020
+# %% ../nbs/11_train.ipynb #a95923f1
 @patch
 def _init_hash(self:Trainer) -> str:
     "A hash of the reference's weights (the init run's model files), read once per run."
@@ -174,7 +143,6 @@ def _init_hash(self:Trainer) -> str:
         self._init_digest = hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
     return self._init_digest
 
-# %% ../nbs/11_train.ipynb #a95923f1
 @patch
 def _reference_manifest(self:Trainer) -> Manifest:
     "What the stored reference log-probs depend on: the reference's weights, the data and every setting that changes a prompt."
@@ -223,7 +191,6 @@ def _batch_indices(self:Trainer, step:int) -> np.ndarray:
     c = self.cfg.optim
     return perm[k * self.per_step:(k + 1) * self.per_step].reshape(c.grad_accum, self.acc.num_processes, c.batch_size)
 
-# %% ../nbs/11_train.ipynb #ca4faac4
 @patch
 def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
     "[B, F] the samples' fixed fillers: enough for a prompt of `prompt_candidates` items, and for k negatives."
@@ -233,9 +200,9 @@ def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
 def _step_seed(seed:int, step:int, rank:int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
 
-# %% ../nbs/11_train.ipynb #b1451b2e
 @patch
 def _noise(self:Trainer, step:int, micro:int):
+    "NoDO's noise on this micro-step's forward (nothing at nodo.sigma=0)."
     c = self.cfg.nodo
     if c.sigma <= 0: return nullcontext()
     gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
@@ -317,14 +284,14 @@ def _diverged(self:Trainer, step:int, batch:np.ndarray, loss:float, norm:float) 
     "The error that stops a diverged run: the step, its samples and users, and the checkpoint to go back to."
     samples = batch.reshape(-1)
     name = lambda xs: ", ".join(map(str, xs[:8])) + (f" and {len(xs) - 8} more" if len(xs) > 8 else "")
-    intact = [f for f in list_checkpoints(self.run/"checkpoints") if not checkpoint_damage(f)]
+    intact = [f for f in list_checkpoints(self.folder.checkpoints) if not checkpoint_damage(f)]
     where = f"the last good checkpoint, {intact[0]}, is intact" if intact else "no checkpoint was written before it"
     return HanorecError(f"training diverged at step {step + 1}: the loss is {loss} and the gradient norm {norm} on training samples "
                         f"{name(samples.tolist())} (users {name(self.samples.users[samples].tolist())}); {where}",
                         hint=f"lower optim.lr (now {self.cfg.optim.lr}) or clip with optim.max_grad_norm, and train again with a new out=; "
-                             f"or skip such steps: hanorec train {self.run/'config.yaml'} --resume optim.skip_nonfinite=true")
+                             f"or skip such steps: hanorec train {self.folder.config_file} --resume optim.skip_nonfinite=true")
 
-# %% ../nbs/11_train.ipynb #b97885e7
+# %% ../nbs/11_train.ipynb #e99f045f
 @patch
 def evaluate(self:Trainer, split:str="validation") -> dict:
     "Metrics of the current policy on the evaluation users' fixed candidates of `split`."
@@ -333,16 +300,6 @@ def evaluate(self:Trainer, split:str="validation") -> dict:
     with torch.no_grad(), self.autocast(): scores = self.policy.eval_scores(samples, self.eval_idx, self.cfg.eval.batch_size)
     return evaluate_scores(scores, samples.target_index[self.eval_idx], ks=(1, 5, 10))
 
-# %% ../nbs/11_train.ipynb #4759f3e2
-@patch
-def _write_log(self:Trainer, record:dict):
-    if not self.acc.is_main_process: return
-    line = json.dumps(record) + "\n"
-    with space_for(self.run, len(line), "log.jsonl", self.run):
-        with open(self.run/"log.jsonl", "a", encoding="utf-8") as f:
-            f.write(line); f.flush(); os.fsync(f.fileno())
-
-# %% ../nbs/11_train.ipynb #e99f045f
 @patch
 def _validate(self:Trainer, step:int) -> bool:
     "Validate, keep the best weights, log; True when early stopping says stop."
@@ -356,6 +313,16 @@ def _validate(self:Trainer, step:int) -> bool:
     self._write_log({"step": step, "split": "validation", **m, "best": s.best})
     self.log.info("step %d validation %s %.4f (best %.4f at step %s)", step, c.metric, m[c.metric], s.best, s.best_step)
     return bool(c.patience) and s.bad_evals >= c.patience
+
+# %% ../nbs/11_train.ipynb #4759f3e2
+@patch
+def _write_log(self:Trainer, record:dict):
+    "Append one record to log.jsonl, flushed to disk (main process), refused with the space it needs on a full disk."
+    if not self.acc.is_main_process: return
+    line = json.dumps(record) + "\n"
+    with space_for(self.run, len(line), "log.jsonl", self.run):
+        with open(self.folder.log_file, "a", encoding="utf-8") as f:
+            f.write(line); f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/11_train.ipynb #e6e711d0
 @patch
@@ -377,16 +344,15 @@ def save_checkpoint(self:Trainer, step:int):
     if acc.is_main_process:
         state = dataclasses.asdict(dataclasses.replace(self.state, step=step))
         ck = Checkpoint(weights, self.optimizer.state_dict(), self.scheduler.state_dict(), state, self.sampler.state(), rng_snapshot(), self.best_weights)
-        write_checkpoint(self.run/"checkpoints", step, ck, self.cfg.checkpoint.keep, self.run, before)
+        write_checkpoint(self.folder.checkpoints, step, ck, self.cfg.checkpoint.keep, self.run, before)
     acc.wait_for_everyone()
 
 # %% ../nbs/11_train.ipynb #tr000014
 @patch
 def _load_checkpoint(self:Trainer):
     "Continue from the newest intact checkpoint: weights, optimizer, scheduler, random states, negative pools and the run state."
-    ckpts = self.run/"checkpoints"
-    if (folder := newest_intact(ckpts, self.log)) is None:
-        if list_checkpoints(ckpts): self.log.warning("%s has no intact checkpoint: starting again from step 0", self.run)
+    if (folder := newest_intact(self.folder.checkpoints, self.log)) is None:
+        if list_checkpoints(self.folder.checkpoints): self.log.warning("%s has no intact checkpoint: starting again from step 0", self.run)
         else: self.log.info("%s has no checkpoint yet: starting from step 0", self.run)
         return self._drop_records_after(-1)  # step 0 runs again, its validation too
     ck, own = read_checkpoint(folder), _trainable(self.policy.module)
@@ -402,70 +368,41 @@ def _load_checkpoint(self:Trainer):
     self._drop_records_after(self.state.step)
     self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
 
-# %% ../nbs/11_train.ipynb #a3e4c362
 @patch
 def _drop_records_after(self:Trainer, step:int):
     "The log and the observers' files continue from the checkpoint: drop what the stopped run wrote after `step`."
     if not self.acc.is_main_process: return
-    drop_log_after(self.run, step)
+    drop_log_after(self.folder, step)
     self._observe("on_resume", step)
 
 # %% ../nbs/11_train.ipynb #5c1c10be
 @patch
 def fit(self:Trainer) -> dict:
     "Train to `optim.max_steps` or `optim.epochs` (or early stop), then write model/, metrics.json and plots/; returns the metrics."
-    if self.finished:  # resumed after its end: say so, and leave model/ and metrics.json as they are
-        self.log.warning("%s finished already (metrics.json is written): nothing to resume, nothing rewritten; "
-                         "to train it again, start a new run with another out=", self.run)
-        return read_json(self.run/"metrics.json")
-    if not hasattr(self, "policy"): self.setup()
-    c, s = self.cfg, self.state
-    ev, ck = c.eval.every, c.checkpoint.every
-    from tqdm import tqdm
-    bar = (progress(total=self.max_steps, initial=s.step, desc=f"{c.objective} {self.run.name}") if self.acc.is_main_process
-           else tqdm(disable=True))  # one bar, from the main process
-    if s.step == 0 and ev and self.objective.reference:  # the starting (SFT) model is the baseline a preference stage must beat
-        self._validate(0)
-    while s.step < self.max_steps and not s.stopped_early:
-        record = self._step(s.step)
-        self._write_log(record)
-        step = record["step"]
-        bar.update(1); bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if ev and step % ev == 0: s.stopped_early = self._validate(step)
-        s.step = step
-        if (ck and step % ck == 0) or s.stopped_early or step == self.max_steps: self.save_checkpoint(step)
-    bar.close()
-    return self.finish()
-
-# %% ../nbs/11_train.ipynb #trmv002
-def code_version() -> str:
-    "The code's git commit (`+changes` where the package's files differ from it) in a checkout of hanorec, else `hanorec VERSION`."
-    import subprocess, hanorec
-    from hanorec.core import package_version
-    pkg = Path(hanorec.__file__).resolve().parent
-    if (pkg.parent/".git").exists() and (pkg.parent/"settings.ini").exists():  # a checkout (an editable install), not an installed copy
-        git = lambda *a: subprocess.run(["git", "-C", str(pkg.parent), *a], capture_output=True, text=True, timeout=20, check=True).stdout.strip()
-        try: return git("rev-parse", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", pkg.name) else "")
-        except (OSError, subprocess.SubprocessError): pass  # no git on this machine: the version below
-    return f"hanorec {package_version()}"
-
-# %% ../nbs/11_train.ipynb #6e1495e9
-def run_environment(device:torch.device, precision:str) -> dict:
-    "Where and how a stage ran: the code, the CPU, the cores this process may use, torch's threads, the device and its precision."
-    import platform
-    try: cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
-    except (OSError, StopIteration): cpu = platform.processor() or platform.machine()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"code": code_version(), "cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "precision": precision, "torch": torch.__version__}
-
-# %% ../nbs/11_train.ipynb #1321384a
-def weight_change(start:dict, # name -> tensor: the trained parameters where the stage started
-                  now:dict) -> float: # the same names, now
-    "‖w − w₀‖ / ‖w₀‖ over all the trained parameters together: how far training moved them (0: not at all)."
-    moved = sum(float((now[k].detach().float().cpu() - w0.float()).pow(2).sum()) for k, w0 in start.items())
-    norm = sum(float(w0.float().pow(2).sum()) for w0 in start.values())
-    return math.sqrt(moved / norm) if norm else math.nan
+    try:
+        if self.finished:  # resumed after its end: say so, and leave model/ and metrics.json as they are
+            self.log.warning("%s finished already (metrics.json is written): nothing to resume, nothing rewritten; "
+                             "to train it again, start a new run with another out=", self.run)
+            return self.folder.read_metrics()
+        if not hasattr(self, "policy"): self.setup()
+        c, s = self.cfg, self.state
+        ev, ck = c.eval.every, c.checkpoint.every
+        from tqdm import tqdm
+        bar = (progress(total=self.max_steps, initial=s.step, desc=f"{c.objective} {self.run.name}") if self.acc.is_main_process
+               else tqdm(disable=True))  # one bar, from the main process
+        if s.step == 0 and ev and self.objective.reference:  # the starting (SFT) model is the baseline a preference stage must beat
+            self._validate(0)
+        while s.step < self.max_steps and not s.stopped_early:
+            record = self._step(s.step)
+            self._write_log(record)
+            step = record["step"]
+            bar.update(1); bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if ev and step % ev == 0: s.stopped_early = self._validate(step)
+            s.step = step
+            if (ck and step % ck == 0) or s.stopped_early or step == self.max_steps: self.save_checkpoint(step)
+        bar.close()
+        return self.finish()
+    finally: self.release()  # the run folder is free for the next writer
 
 # %% ../nbs/11_train.ipynb #tr000022
 @patch
@@ -492,8 +429,8 @@ def finish(self:Trainer) -> dict:
         self.log.warning("%s: %s", self.run, metrics["note"])
     if self.acc.is_main_process:
         self._observe("on_finish", metrics)
-        self.policy.save(self.run/"model")
-        atomic_write_json(self.run/"metrics.json", metrics)
+        self.policy.save(self.folder.model())
+        self.folder.write_metrics(metrics)
         plot_curves(self.run)
     self.acc.wait_for_everyone()
     return metrics
@@ -501,5 +438,6 @@ def finish(self:Trainer) -> dict:
 def train(cfg:TrainConfig, resume:bool=False,
           observers=()) -> dict: # `observers.Observer`s watching the stage, beside its own
     "Run one stage: `Trainer(cfg, resume, observers).setup().fit()` (a popularity baseline: `fit_popularity`)."
-    if cfg.model == "popularity": return fit_popularity(cfg)
+    if cfg.model == "popularity":
+        with RunFolder(cfg.out).writer("hanorec train"): return fit_popularity(cfg)
     return Trainer(cfg, resume, observers).setup().fit()
