@@ -523,7 +523,7 @@ def cmd_demo(args):
 # %% ../nbs/17_cli.ipynb #bed2e33e
 def _add_demo(sub):
     d = sub.add_parser("demo", help="a Gradio page: users' histories with images, each run's ranking, hardness and beta, metrics",
-                       description="Serve the demo over finished runs. With no argument it opens the latest quickstart's folder.")
+                       description="Serve the demo over finished runs. With no argument it opens the quickstart last run from this directory (else ./quickstart).")
     d.add_argument("paths", nargs="*", help="run folders, or folders holding runs (a quickstart's, a grid's)")
     d.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
     d.add_argument("--port", type=int, default=7860, help="default 7860")
