@@ -121,7 +121,7 @@ def _flat(d:dict, prefix:str="") -> dict:
 # %% ../nbs/12_experiments.ipynb #ex0did2
 def changed_settings(run:Path) -> list[str]:
     "The run's settings that differ from `TrainConfig`'s defaults, as key=value (paths and device aside; a continuing stage's encoder is its start's)."
-    from hanorec.train import TrainConfig
+    from hanorec.settings import TrainConfig
     saved = config_to_dict(load_config(TrainConfig, run/"config.yaml"))
     now, default = _flat(saved), _flat(config_to_dict(TrainConfig()))
     skip = lambda k: k in ("data", "out", "init", "device") or (saved["init"] and (k == "model" or k.startswith("seqrec.")))
@@ -147,7 +147,7 @@ def _log_end(run:Path, keys:tuple, last:int=10) -> dict:
 def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     "What the stage did, from its folder: settings, steps and epochs, the kept step, reward margin, weights moved, environment, identical rankings."
     from hanorec.objectives import OBJECTIVES
-    from hanorec.train import TrainConfig
+    from hanorec.settings import TrainConfig
     run = out/stage.name
     cfg, m = load_config(TrainConfig, run/"config.yaml"), read_json(run/"metrics.json")
     rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",

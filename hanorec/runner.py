@@ -40,7 +40,7 @@ class Stage:
 # %% ../nbs/12_runner.ipynb #ex000011
 def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
     "The stage's settings: the model family's recipe, the stage's settings, its data, folder and device."
-    from hanorec.train import train_config
+    from hanorec.settings import train_config
     settings = [s if not s.startswith("init=") else f"init={out/s[5:]}" for s in stage.settings]
     return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *settings])
 
@@ -52,7 +52,7 @@ def _flat(d:dict, prefix:str="") -> dict:
 def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     "`{key: (saved, now)}` where the stage's run folder was made with other settings than the stage has now (paths and device aside)."
     if not (out/stage.name/"config.yaml").exists(): return {}
-    from hanorec.train import TrainConfig
+    from hanorec.settings import TrainConfig
     now = config_to_dict(stage_config(stage, data, out, device))
     saved = config_to_dict(load_config(TrainConfig, out/stage.name/"config.yaml"))  # keys added since then read as their defaults
     ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
