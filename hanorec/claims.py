@@ -153,24 +153,24 @@ def summary_variants(block_sizes=(2, 3, 6), # recurrent block sizes, each dividi
 def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path, lm:Callable, force:bool) -> dict[str, dict]:
     "user -> prefix -> record: the variant's summaries of `hist[user]`, from its cache in `out/summaries/<name>/`, writing what is missing (`lm()`: the loaded LM)."
     from hanorec.core import Manifest, config_to_dict, progress, read_manifest
-    from hanorec.summarize import (_append_lines, _history_key, _model_hash, _needed_prefixes, _open_cache, _read_lines,
+    from hanorec.summarize import (append_records, history_key, model_hash, needed_prefixes, open_cache, read_records,
                                    items_folder, lm_backend, run_user_steps, statistical_backend)
     settings = config_to_dict(cfg)
     settings.pop("batch_size")  # how many users go together changes no summary
-    if backend == "lm": settings["lm"] = _model_hash(lm_path)
+    if backend == "lm": settings["lm"] = model_hash(lm_path)
     described = read_manifest(items_folder(ds.path, "vision"))  # the image descriptions the items are written with
     expected = Manifest("claim-summaries", inputs={"dataset": hash_obj(ds.manifest.config), "items": hash_obj(sorted(map(str, ds.items.item_id))),
                                                    "descriptions": hash_obj(dict(described.inputs, **described.config))},
                         config=dict(variant=name, **settings))
-    folder = _open_cache(out/"summaries"/name, expected, force, f"{name} summaries")
+    folder = open_cache(out/"summaries"/name, expected, force, f"{name} summaries")
     at = {u: len(h) for u, h in hist.items()}
     done = {}
-    for r in _read_lines(folder/"users.jsonl"):
-        if r["user_id"] in hist and r["history"] == _history_key(hist[r["user_id"]][:r["prefix"]]): done.setdefault(r["user_id"], {})[r["prefix"]] = r
-    missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in _needed_prefixes(t, cfg))
+    for r in read_records(folder/"users.jsonl"):
+        if r["user_id"] in hist and r["history"] == history_key(hist[r["user_id"]][:r["prefix"]]): done.setdefault(r["user_id"], {})[r["prefix"]] = r
+    missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in needed_prefixes(t, cfg))
     run = lm_backend(lm()) if backend == "lm" and missing else statistical_backend
     with progress(total=missing, desc=f"claim 5: {name}") as bar:
-        return run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
+        return run_user_steps(hist, at, run, cfg, done, lambda recs: append_records(folder/"users.jsonl", recs), bar=bar)
 
 # %% ../nbs/12b_claims.ipynb #507a84ba
 def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with truth/) adds the Spearman column
@@ -186,24 +186,24 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
     from hanorec.assets import load_minilm
     from hanorec.evaluation import bootstrap_interval, user_metrics
     from hanorec.seqrec import item_text
-    from hanorec.summarize import _histories, _lm_path, load_item_summaries, summarize_items
+    from hanorec.summarize import target_histories, lm_folder, load_item_summaries, summarize_items
     from hanorec.core import atomic_write_text
     ds, out = load_prepared(data), Path(out)
     variants = summary_variants(block_sizes, history, max_new_tokens, batch_size)
     if users < 2: raise HanorecError(f"users {users} is below 2", hint="a paired interval needs at least 2 users (100 by default)")
     test = ds.splits["test"].set_index("user_id")
-    _, pos = _histories(ds, "test", None, {})
+    _, pos = target_histories(ds, "test", None, {})
     chosen = sorted(u for u, t in pos.items() if t >= history)[:users]
     if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have at least {history} items before the target; 2 are needed",
                                            hint="lower --history (MLLM-MSR cuts users to 6 items), or use a dataset with longer histories")
     cands = ds.candidates["test"].set_index("user_id").loc[chosen]
     summarize_items(ds.path, "vision", items=sorted({str(i) for c in cands.candidates for i in c} | {str(i) for i in ds.interactions[ds.interactions.user_id.isin(chosen)].item_id}))
     records = load_item_summaries(ds.path, "vision")
-    hist, _ = _histories(ds, "test", chosen, records)
+    hist, _ = target_histories(ds, "test", chosen, records)
     text = dict(zip(ds.items.item_id.astype(str), item_text(ds.items)))  # title. genres: what the encoder's MiniLM reads
     hist = {u: [dict(it, title=text[it["item_id"]]) for it in hist[u][-history:]] for u in chosen}
     out.mkdir(parents=True, exist_ok=True)
-    lm_path = _lm_path(model) if any(b == "lm" for _, b, _ in variants.values()) else None
+    lm_path = lm_folder(model) if any(b == "lm" for _, b, _ in variants.values()) else None
     @functools.cache
     def lm():  # loaded once, and only when a summary is missing
         from hanorec.models import load_recommender

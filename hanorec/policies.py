@@ -482,9 +482,9 @@ class SummaryVectors:
 # %% ../nbs/10b_policies.ipynb #64e34871
 def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
     "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
-    from hanorec.summarize import _needed_prefixes
+    from hanorec.summarize import needed_prefixes
     test = ds.interactions[ds.interactions.split == "test"]
-    return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in _needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
+    return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
 
 # %% ../nbs/10b_policies.ipynb #260d4f59
 def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
