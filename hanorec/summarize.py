@@ -28,8 +28,7 @@ __all__ = ['PALETTE', 'ITEM_BACKENDS', 'USER_BACKENDS', 'SummaryPrompts', 'UserS
            'open_cache', 'imagenet_labels', 'image_measures', 'describe_measured', 'vision_summaries', 'generate_texts',
            'model_hash', 'items_folder', 'load_item_summaries', 'lm_folder', 'summarize_items', 'summary_prefix',
            'Step', 'needed_prefixes', 'statistical_backend', 'block_prompt', 'lm_backend', 'run_user_steps',
-           'history_key', 'users_folder', 'UserSummaries', 'load_user_summaries', 'target_histories', 'summarize_users',
-           'bench_summaries']
+           'history_key', 'users_folder', 'UserSummaries', 'load_user_summaries', 'target_histories', 'summarize_users']
 
 # %% ../nbs/08_summarize.ipynb #99277d8e
 @dataclass
@@ -590,29 +589,3 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
     with progress(total=total, desc=f"user summaries ({backend})") as bar:
         run_user_steps(histories, positions, run, cfg, done, emit, limit, bar)
     return dataclasses.replace(load_user_summaries(ds.path, backend, cfg), computed=count[0], reused=reused)
-
-# %% ../nbs/08_summarize.ipynb #6d8ee637
-def bench_summaries(dataset_dir:str|Path, # a prepared dataset folder
-                    users:int=8, # how many users (the first of the test split with enough history)
-                    blocks:int=2, # blocks summarised per user
-                    model:str|Path|None=None, # the LM folder (SmolLM2-135M-Instruct when None)
-                    config:UserSummaryConfig|None=None, # item summaries are read from the cache if there, else titles only
-                    device:str="cpu") -> dict:
-    "Summary generation throughput of the `lm` backend against the `statistical` one: tokens/s and users/min."
-    import torch
-    from hanorec.models import load_recommender
-    cfg = config or UserSummaryConfig()
-    ds = load_prepared(dataset_dir)
-    histories, positions = target_histories(ds, "test", None, load_item_summaries(ds.path, cfg.item_backend))
-    chosen = [u for u, t in positions.items() if t >= blocks*cfg.block_size][:users]
-    if not chosen: raise HanorecError(f"no test user in {ds.path} has {blocks*cfg.block_size} items of history", hint="ask for fewer blocks")
-    pos = {u: blocks*cfg.block_size for u in chosen}
-    t0 = time.perf_counter(); run_user_steps(histories, pos, statistical_backend, cfg); stat_s = time.perf_counter() - t0
-    rec = load_recommender(lm_folder(model), device=device, dtype="float32")
-    stats = {}
-    t0 = time.perf_counter(); run_user_steps(histories, pos, lm_backend(rec, stats), cfg); lm_s = time.perf_counter() - t0
-    return dict(users=len(chosen), blocks=blocks, block_size=cfg.block_size, batch_size=cfg.batch_size,
-                max_new_tokens=cfg.max_new_tokens, lm_tokens=stats["tokens"], lm_seconds=round(lm_s, 3),
-                lm_tokens_per_s=round(stats["tokens"]/stats["seconds"], 2), lm_users_per_min=round(60*len(chosen)/lm_s, 2),
-                statistical_seconds=round(stat_s, 4), statistical_users_per_min=round(60*len(chosen)/max(stat_s, 1e-9), 1),
-                speedup=round(lm_s/max(stat_s, 1e-9), 1), torch_threads=torch.get_num_threads())
