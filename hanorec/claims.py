@@ -184,7 +184,8 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
                     n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "Claim 5: each summary variant's test NDCG@5 and truth Spearman (cosine ranking of the fixed candidates), against `one`."
     from hanorec.assets import load_minilm
-    from hanorec.evaluation import bootstrap_interval, user_metrics
+    from hanorec.evaluation import bootstrap_interval
+    from hanorec.metrics import target_ranks, user_metrics
     from hanorec.seqrec import item_text
     from hanorec.summarize import target_histories, lm_folder, load_item_summaries, summarize_items
     from hanorec.core import atomic_write_text
@@ -233,7 +234,7 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
                 same = [done[u][p]["summary"] == done[u][p - cfg.block_size]["summary"] for u in chosen for p in range(2*cfg.block_size, history + 1, cfg.block_size)]
                 repeats = float(np.mean(same))
         scores = np.einsum("ucd,ud->uc", C, e / np.linalg.norm(e, axis=1, keepdims=True))
-        rank = (scores >= scores[np.arange(len(chosen)), target][:, None]).sum(1)  # 1-based; ties count against the target
+        rank = target_ranks(scores, target)  # 1-based; ties count against the target
         v = user_metrics(rank, ("ndcg@5", "hr@5"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a user whose scores are all equal has no rank correlation: NaN, not counted
