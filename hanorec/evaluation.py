@@ -19,7 +19,7 @@ import yaml
 
 from .core import HanorecError, atomic_path, atomic_write_json, atomic_write_text, package_version, progress, read_json
 from .data import PreparedDataset, Samples, item_rows, load_samples
-from .metrics import auc, target_ranks, user_metrics
+from .metrics import auc, parse_rank_metric, target_ranks, user_metrics
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
@@ -409,7 +409,7 @@ def _metric_cut(m:str, protocol:str) -> tuple[str, int]|None:
     if protocol == "full":
         m, _, variant = m.partition("/")
         if variant not in VARIANTS: raise HanorecError(f"full-catalog metric {m!r} needs a variant", hint=f"write {m}/excluded or {m}/included")
-    return _rank_metric(m)
+    return parse_rank_metric(m)
 
 # %% ../nbs/10c_evaluation.ipynb #25367b77
 def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 from .core import HanorecError
 
 # %% auto #0
-__all__ = ['target_ranks', 'user_metrics', 'auc', 'rank_metrics', 'evaluate_scores']
+__all__ = ['target_ranks', 'parse_rank_metric', 'user_metrics', 'auc', 'rank_metrics', 'evaluate_scores']
 
 # %% ../nbs/02a_metrics.ipynb #47272c63
 def _as_scores(scores, target_index, exclude):
@@ -48,7 +48,9 @@ _RANK_METRICS = {"hr": lambda r, hit: hit.astype(np.float64),
                  "mrr": lambda r, hit: np.where(hit, 1 / r, 0.0)}
 
 # %% ../nbs/02a_metrics.ipynb #025b2c4a
-def _rank_metric(name:str) -> tuple[str, int]:
+def parse_rank_metric(name:str, # e.g. "ndcg@10"
+                      ) -> tuple[str, int]:
+    "A rank metric's kind (hr, ndcg or mrr) and cut-off K, checked: an unknown name is refused with how to write one."
     kind, _, k = name.partition("@")
     if kind not in _RANK_METRICS or not k.isdigit() or int(k) < 1:
         raise HanorecError(f"unknown rank metric {name!r}", hint="write hr@K, ndcg@K or mrr@K with K >= 1 (e.g. ndcg@10)")
@@ -61,7 +63,7 @@ def user_metrics(ranks, # [U] 1-based target ranks
     r = np.asarray(ranks, dtype=np.float64)
     out = {}
     for m in metrics:
-        kind, k = _rank_metric(m)
+        kind, k = parse_rank_metric(m)
         out[m] = _RANK_METRICS[kind](r, r <= k)
     return pd.DataFrame(out)
 

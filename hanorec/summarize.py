@@ -520,6 +520,61 @@ def target_histories(ds:PreparedDataset, split:str, # the dataset, and the split
     seqs = {u: [info[i] for i in g.item_id] for u, g in inter[inter.user_id.isin(list(positions))].groupby("user_id", sort=False)}
     return {u: seqs[u][:positions[u]] for u in positions}, positions
 
+# %% ../nbs/08_summarize.ipynb #hb0su001
+def _user_config(backend:str, config:UserSummaryConfig|None, model, **shortcuts) -> UserSummaryConfig:
+    "`config` with the shortcuts given applied, and every count and setting checked before the LM is converted or a cache is opened."
+    cfg = config or UserSummaryConfig()
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in shortcuts.items() if v is not None})
+    if backend not in USER_BACKENDS: raise HanorecError(f"unknown user summary backend {backend!r}", hint=f"choose from {', '.join(USER_BACKENDS)}")
+    d = UserSummaryConfig()
+    for key in ("block_size", "batch_size", "max_new_tokens"): _at_least_one(key, getattr(cfg, key), getattr(d, key), "--" + key.replace("_", "-"))
+    if backend == "statistical":
+        for key, value in (("model", model), ("max_new_tokens", shortcuts["max_new_tokens"])): _unread(key, value, "statistical", "--backend lm", "add backend='lm' (--backend lm)")
+    return cfg
+
+# %% ../nbs/08_summarize.ipynb #hb0su002
+def _described_histories(ds:PreparedDataset, split:str, users, cfg:UserSummaryConfig) -> tuple[dict, dict, str|None]:
+    "The users' histories and target positions, with their items' summaries when `cfg` reads them (missing `vision` ones written first), and those summaries' catalog hash."
+    histories, positions = target_histories(ds, split, users, {})
+    if not cfg.item_summaries: return histories, positions, None
+    needed = sorted({it["item_id"] for h in histories.values() for it in h})
+    item_records = load_item_summaries(ds.path, cfg.item_backend)
+    missing = [i for i in needed if i not in item_records]
+    if missing and cfg.item_backend != "vision":
+        raise HanorecError(f"{len(missing)} items of these histories have no {cfg.item_backend!r} summary, e.g. {missing[0]!r}",
+                           hint=f"run summarize_items(DATA, backend={cfg.item_backend!r}, model=...) first (hanorec summarize items)")
+    if missing: summarize_items(ds.path, "vision", items=missing)
+    item_records = load_item_summaries(ds.path, cfg.item_backend)
+    item_hash = read_manifest(items_folder(ds.path, cfg.item_backend)).inputs["items"]
+    if item_hash != hash_obj(_catalog_keys(ds)):
+        raise StaleArtifactError(f"{items_folder(ds.path, cfg.item_backend)} was made for another catalog",
+                                 hint="run summarize_items with force=True (--force) to redo the item summaries")
+    histories, positions = target_histories(ds, split, users, item_records)
+    return histories, positions, item_hash
+
+# %% ../nbs/08_summarize.ipynb #hb0su003
+def _users_manifest(ds:PreparedDataset, backend:str, cfg:UserSummaryConfig, lm_path:Path|None, item_hash:str|None) -> Manifest:
+    "What a user-summary cache's records are made from: the items, and the settings that change a summary (the LM's hash for `lm`)."
+    settings = config_to_dict(cfg)
+    settings.pop("backend")  # the trainer's choice of cache, not a setting of this one (the `backend` argument is)
+    if backend == "lm": settings["lm"] = model_hash(lm_path)
+    else:
+        for k in ("max_new_tokens", "batch_size"): settings.pop(k)
+        settings["prompts"] = {"answer_prefix": cfg.prompts.answer_prefix}
+    return Manifest("user-summaries", inputs={"items": item_hash or hash_obj(sorted(map(str, ds.items.item_id)))},
+                    config=dict(backend=backend, **settings))
+
+# %% ../nbs/08_summarize.ipynb #hb0su004
+def _reusable(folder:Path, histories:dict, positions:dict, cfg:UserSummaryConfig) -> tuple[dict, int, int]:
+    "The cached records still valid (user -> prefix -> record), how many of the needed summaries they cover, and how many are left."
+    latest = {(r["user_id"], r["prefix"]): r for r in read_records(folder/"users.jsonl")}
+    done = {}
+    for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
+        if u in histories and r["history"] == history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
+    needed = [(u, p) for u, t in positions.items() for p in needed_prefixes(t, cfg)]
+    reused = sum(p in done.get(u, {}) for u, p in needed)
+    return done, reused, len(needed) - reused
+
 # %% ../nbs/08_summarize.ipynb #e4d17a59
 def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
                     backend:str="statistical", # "statistical" (fast, counts) or "lm" (a causal LM)
@@ -536,48 +591,12 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
                     device:str="cpu", # torch device for the LM
                     on_chunk:Callable[[int, int], None]|None=None) -> UserSummaries: # called (done, total) after each round
     "Fill the user-summary cache of `backend` for `split`'s targets, resuming where a stopped run left off."
-    cfg = config or UserSummaryConfig()
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in dict(block_size=block_size, max_new_tokens=max_new_tokens, recurrent=recurrent,
-                                                      item_summaries=item_summaries).items() if v is not None})
-    if backend not in USER_BACKENDS: raise HanorecError(f"unknown user summary backend {backend!r}", hint=f"choose from {', '.join(USER_BACKENDS)}")
-    d = UserSummaryConfig()  # every count checked before the LM is converted or a cache is opened
-    for key in ("block_size", "batch_size", "max_new_tokens"): _at_least_one(key, getattr(cfg, key), getattr(d, key), "--" + key.replace("_", "-"))
-    if backend == "statistical":
-        for key, value in (("model", model), ("max_new_tokens", max_new_tokens)): _unread(key, value, "statistical", "--backend lm", "add backend='lm' (--backend lm)")
+    cfg = _user_config(backend, config, model, block_size=block_size, max_new_tokens=max_new_tokens, recurrent=recurrent, item_summaries=item_summaries)
     ds = load_prepared(dataset_dir)
-    histories, positions = target_histories(ds, split, users, {})
-    item_records, item_hash = {}, None
-    if cfg.item_summaries:
-        needed = sorted({it["item_id"] for h in histories.values() for it in h})
-        item_records = load_item_summaries(ds.path, cfg.item_backend)
-        missing = [i for i in needed if i not in item_records]
-        if missing and cfg.item_backend != "vision":
-            raise HanorecError(f"{len(missing)} items of these histories have no {cfg.item_backend!r} summary, e.g. {missing[0]!r}",
-                               hint=f"run summarize_items(DATA, backend={cfg.item_backend!r}, model=...) first (hanorec summarize items)")
-        if missing: summarize_items(ds.path, "vision", items=missing)
-        item_records = load_item_summaries(ds.path, cfg.item_backend)
-        item_hash = read_manifest(items_folder(ds.path, cfg.item_backend)).inputs["items"]
-        if item_hash != hash_obj(_catalog_keys(ds)):
-            raise StaleArtifactError(f"{items_folder(ds.path, cfg.item_backend)} was made for another catalog",
-                                     hint="run summarize_items with force=True (--force) to redo the item summaries")
-        histories, positions = target_histories(ds, split, users, item_records)
-    settings = config_to_dict(cfg)
-    settings.pop("backend")  # the trainer's choice of cache, not a setting of this one (the `backend` argument is)
-    if backend == "lm":
-        path = lm_folder(model); settings["lm"] = model_hash(path)
-    else:
-        for k in ("max_new_tokens", "batch_size"): settings.pop(k)
-        settings["prompts"] = {"answer_prefix": cfg.prompts.answer_prefix}
-    expected = Manifest("user-summaries", inputs={"items": item_hash or hash_obj(sorted(map(str, ds.items.item_id)))},
-                        config=dict(backend=backend, **settings))
-    folder = open_cache(users_folder(ds.path, backend, cfg), expected, force, "user summaries")
-    latest = {(r["user_id"], r["prefix"]): r for r in read_records(folder/"users.jsonl")}
-    done = {}
-    for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
-        if u in histories and r["history"] == history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
-    needed = [(u, p) for u, t in positions.items() for p in needed_prefixes(t, cfg)]
-    reused = sum(p in done.get(u, {}) for u, p in needed)
-    total = len(needed) - reused
+    histories, positions, item_hash = _described_histories(ds, split, users, cfg)
+    path = lm_folder(model) if backend == "lm" else None
+    folder = open_cache(users_folder(ds.path, backend, cfg), _users_manifest(ds, backend, cfg, path, item_hash), force, "user summaries")
+    done, reused, total = _reusable(folder, histories, positions, cfg)
     if backend == "lm" and total:  # loaded only when there is something to write
         from hanorec.models import load_recommender
         run = lm_backend(load_recommender(path, device=device, dtype="float32"))
