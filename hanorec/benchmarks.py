@@ -23,11 +23,12 @@ import torch
 from .bench import (check, fit_exponent, interleaved, measure, outcome, profile_lines, run_measured, top_functions,
                            top_ops)
 from .core import HanorecError, pick_device
-from .data import load_prepared, prepare, write_sample_files
+from .data import load_prepared, prepare
 from .models import (QWEN_TOKENS, Recommender, add_lora, build_composed, enable_gradient_checkpointing, image_only_processor,
                             train_tokenizer)
 from .prompts import multiple_choice_prompt
 from .scoring import logp, logp_naive, synthetic_titles
+from .sources import write_sample_files
 from .summarize import (UserSummaryConfig, lm_backend, lm_folder, load_item_summaries, run_user_steps, statistical_backend,
                                summarize_items, target_histories)
 import hanorec.synthetic  # registers the synthetic source (the quick benchmarks' data)
@@ -199,7 +200,8 @@ _CLI = "import sys; from hanorec.cli import main; sys.exit(main())"  # `hanorec 
 
 _QUICK_STAGES = """
 import sys
-from hanorec.experiments import Stage, quickstart
+from hanorec.experiments import quickstart
+from hanorec.runner import Stage
 from hanorec.synthetic import prepare_synthetic
 prepare_synthetic(sys.argv[1] + "/data", users=30, items=50, seed=0)
 quickstart(sys.argv[1], device="cpu", jobs=2, stages=[Stage("popularity", "popularity", ["model=popularity"]),
@@ -212,9 +214,9 @@ def bench_quickstart(quick:bool=False,
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-qs-"))
     try:
         cmd = [sys.executable, "-c", _QUICK_STAGES, str(work/"qs")] if quick else [sys.executable, "-c", _CLI, "quickstart", "--out", str(work/"qs")]
-        # empty caches, as a new user's: a fresh HANOREC_HOME (SmolLM2's fp32 conversion is redone) that is also where
-        # this throwaway quickstart is remembered, so `hanorec demo` keeps finding the user's own last quickstart
-        r = run_measured(cmd, env={**os.environ, "HANOREC_PROGRESS": "0", "HANOREC_HOME": str(work/"home")})
+        # empty caches, as a new user's: a fresh HANOREC_HOME (SmolLM2's fp32 conversion is redone); run from `work`, where this
+        # throwaway quickstart is then remembered, so `hanorec demo` here keeps finding the user's own last quickstart
+        r = run_measured(cmd, env={**os.environ, "HANOREC_PROGRESS": "0", "HANOREC_HOME": str(work/"home")}, cwd=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if r["returncode"]: raise HanorecError(f"the quickstart stopped with exit code {r['returncode']}:\n{r['tail']}")
@@ -427,7 +429,7 @@ def quantile(values:Sequence[float], q:float) -> float|None:
 
 # %% ../nbs/15b_benchmarks.ipynb #bmdemo03
 def _demo_folder(work:Path, quick:bool) -> tuple[Path, str]:
-    "The folder to serve: the last quickstart's (full runs), else a small synthetic experiment trained here."
+    "The folder to serve: the last quickstart run from this directory (full runs), else a small synthetic experiment trained here."
     if not quick:
         from hanorec.demo import latest_quickstart
         try: return latest_quickstart(), "the last quickstart's folder"

@@ -26,12 +26,12 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'parse_overrides', 'load_config', 'check_finite',
-           'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose', 'sample_rng',
-           'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps', 'read_json',
-           'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest', 'write_manifest', 'read_manifest',
-           'StaleArtifactError', 'manifest_diff', 'damaged_outputs', 'check_manifest', 'hanorec_home', 'tune_malloc',
-           'get_logger', 'progress_mode', 'progress']
+__all__ = ['LOCK_FILE', 'MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'parse_overrides', 'load_config',
+           'check_finite', 'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose',
+           'sample_rng', 'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps',
+           'read_json', 'FolderLock', 'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest',
+           'write_manifest', 'read_manifest', 'StaleArtifactError', 'manifest_diff', 'damaged_outputs',
+           'check_manifest', 'hanorec_home', 'tune_malloc', 'get_logger', 'progress_mode', 'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
 class HanorecError(Exception):
@@ -447,6 +447,68 @@ def read_json(path:str|Path):
     try: return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError: raise HanorecError(f"{path} does not exist") from None
     except json.JSONDecodeError as e: raise HanorecError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+# %% ../nbs/00_core.ipynb #f08970c5
+LOCK_FILE = ".hanorec.lock"  # the lock file inside a folder that one writer at a time writes (a run, a grid)
+_HELD: dict = {}  # lock file -> [fd, depth, holder, first folder the lock made]: this process's locks (a writer inside a writer re-enters)
+
+class FolderLock:
+    """One writer at a time: an exclusive `fcntl.flock` on a lock file inside `folder` (or beside it, for a folder that is
+    replaced whole). The OS drops the lock when its process dies, so a killed writer never leaves the folder locked."""
+    def __init__(self, folder:str|Path, # the folder to write
+                 command:str, # who writes, named to any other writer: "hanorec train"
+                 beside:bool=False): # lock `.NAME.lock` in the parent instead (a folder swapped whole, as prepare does)
+        self.folder, self.command = Path(folder), command
+        self.file = self.folder.parent/f".{self.folder.name}.lock" if beside else self.folder/LOCK_FILE
+
+    def holder(self) -> dict|None:
+        "Who holds the lock now (`pid`, `command`, `started`), or None when nobody does."
+        import fcntl
+        if str(self.file) in _HELD: return _HELD[str(self.file)][2]
+        try: fd = os.open(self.file, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError): return None
+        try:
+            try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return None
+            except BlockingIOError: pass
+            try: return json.loads(os.read(fd, 4096).decode() or "{}")
+            except ValueError: return {}
+        finally: os.close(fd)
+
+    def __enter__(self):
+        import fcntl, datetime
+        if (key := str(self.file)) in _HELD: _HELD[key][1] += 1; return self
+        where = self.file.parent
+        if where.exists() and not where.is_dir(): raise HanorecError(f"{where} is a file, not a folder", hint="give a folder's path")
+        made = ([p for p in (where, *where.parents) if not p.exists()] or [None])[-1]
+        where.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd); h = self.holder() or {}
+                raise HanorecError(f"{self.folder} is being written by {h.get('command', 'another hanorec command')} (pid {h.get('pid', '?')}, "
+                                   f"started {h.get('started', 'at an unknown time')}): one writer at a time, so {self.command} does not start",
+                                   hint="wait until it ends (a killed one lets go at once), or choose another folder (out=)") from None
+            try: same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError: same = False
+            if same: break
+            os.close(fd)  # its holder removed the file as we opened it: lock the one there now
+        holder = {"pid": os.getpid(), "command": self.command, "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+        os.ftruncate(fd, 0); os.write(fd, json.dumps(holder).encode())
+        _HELD[key] = [fd, 1, holder, made]
+        return self
+
+    def __exit__(self, *exc):
+        held = _HELD[str(self.file)]
+        held[1] -= 1
+        if held[1]: return
+        del _HELD[str(self.file)]
+        self.file.unlink(missing_ok=True)  # while still held: the next writer makes (and locks) a new file
+        os.close(held[0])
+        for p in (self.file.parent, *self.file.parent.parents) if held[3] else ():  # a refused writer leaves no folder behind
+            try: p.rmdir()
+            except OSError: break
+            if p == held[3]: break
 
 # %% ../nbs/00_core.ipynb #b6018da3
 def hash_bytes(b:bytes) -> str: return hashlib.sha256(b).hexdigest()

@@ -31,7 +31,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'lm_images', 'build_policy', 'run_data', 'load_policy']
+           'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy', 'build_lm_policy', 'build_policy',
+           'run_data', 'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -448,27 +449,43 @@ def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:
     return summary_vectors(ds, s)
 
 # %% ../nbs/10b_policies.ipynb #po000024
-def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
-                 base:dict, device, # from `describe_base`; a torch device
-                 train_projector:bool=True, # composed MLLM: train the image projector (SFT stages)
-                 shortlist:int=50, # language models: items ranked for model-based negatives
-                 every_position:bool=False): # encoders, SFT: a loss at every position of each window
-    "A trainable policy: the encoder (fresh, or the init run's with a frozen copy as reference), or the base LM with a fresh LoRA."
-    if base["kind"] == "seqrec":
-        if base.get("init"):
-            model = load_seqrec(base["init"], device=str(device)).train()
-            return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position,
-                                _encoder_summaries(model, cfg, ds, base["init"]))
-        s = cfg.seqrec
-        feats = item_features(ds.path, text=s.text, images=s.images, items=ds.items)
-        model = SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device)
-        return SeqRecPolicy(model, ds, samples, every_position=every_position, summaries=_encoder_summaries(model, cfg, ds))
+def build_seqrec_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
+                        base:dict, device, # from `describe_base`; a torch device
+                        every_position:bool=False, # SFT: a loss at every position of each window
+                        **_) -> SeqRecPolicy:
+    "A trainable encoder: fresh, or the init run's with a frozen copy as its reference."
+    if base.get("init"):
+        model = load_seqrec(base["init"], device=str(device)).train()
+        return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position,
+                            _encoder_summaries(model, cfg, ds, base["init"]))
+    s = cfg.seqrec
+    feats = item_features(ds.path, text=s.text, images=s.images, items=ds.items)
+    model = SeqRec(dataclasses.replace(s, history=min(s.history, cfg.history)), feats).to(device)
+    return SeqRecPolicy(model, ds, samples, every_position=every_position, summaries=_encoder_summaries(model, cfg, ds))
+
+
+# %% ../nbs/10b_policies.ipynb #6a421c7b
+def build_lm_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
+                    base:dict, device, # from `describe_base`; a torch device
+                    train_projector:bool=True, # composed MLLM: train the image projector (SFT stages)
+                    shortlist:int=50, # items ranked for model-based negatives
+                    **_) -> LMPolicy:
+    "A trainable language model: the base model (with the init run's adapter merged in) and a fresh LoRA."
     rec = load_base_model(base, device)
     if base.get("init"): load_lora(rec, base["init"])
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
     if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(device)
     return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary), shortlist)
+
+
+# %% ../nbs/10b_policies.ipynb #5e204793
+def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
+                 base:dict, device, # from `describe_base`; a torch device
+                 **options): # the family's builder's options (`every_position`, `train_projector`, `shortlist`)
+    "A trainable policy of the family `base.json` names: `build_seqrec_policy` or `build_lm_policy`."
+    return (build_seqrec_policy if base["kind"] == "seqrec" else build_lm_policy)(cfg, ds, samples, base, device, **options)
+
 
 # %% ../nbs/10b_policies.ipynb #po000026
 def run_data(run:str|Path) -> Path:
@@ -479,6 +496,23 @@ def run_data(run:str|Path) -> Path:
     for above in run.resolve().parents:  # `hanorec quickstart --out qs` writes data=qs/data: found from anywhere
         if (above/data/"manifest.json").exists(): return above/data
     return data  # load_prepared then says what is missing
+
+# %% ../nbs/10b_policies.ipynb #a0094fcd
+def load_popularity_policy(weights:Path, cfg:PolicyConfig, base:dict, ds:PreparedDataset, samples:Samples, device) -> PopularityPolicy:
+    "A popularity run's counts (`weights/popularity.npy`) as a policy."
+    return PopularityPolicy(np.load(weights/"popularity.npy"), ds, samples)
+
+def load_seqrec_policy(weights:Path, cfg:PolicyConfig, base:dict, ds:PreparedDataset, samples:Samples, device) -> SeqRecPolicy:
+    "A trained encoder (`weights`: its model.safetensors and config), with the user summaries it was trained to read."
+    model = load_seqrec(weights, device=str(device)).eval()
+    return SeqRecPolicy(model, ds, samples, summaries=_encoder_summaries(model, cfg, ds, base.get("init")))
+
+def load_lm_policy(weights:Path, cfg:PolicyConfig, base:dict, ds:PreparedDataset, samples:Samples, device) -> LMPolicy:
+    "A trained language model: the base model `base` names with the adapter in `weights`."
+    rec = load_base_model(base, device)
+    load_lora(rec, weights)
+    rec.model.eval()
+    return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary))
 
 # %% ../nbs/10b_policies.ipynb #41b3a9a0
 def load_policy(run:str|Path, # a finished run folder
@@ -491,11 +525,5 @@ def load_policy(run:str|Path, # a finished run folder
     cfg, base, dev = load_config(PolicyConfig, run/"config.yaml", part=True), read_json(run/"base.json"), pick_device(device)
     ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
-    if base["kind"] == "popularity": return PopularityPolicy(np.load(run/which/"popularity.npy"), ds, samples)
-    if base["kind"] == "seqrec":
-        model = load_seqrec(run/which, device=str(dev)).eval()
-        return SeqRecPolicy(model, ds, samples, summaries=_encoder_summaries(model, cfg, ds, base.get("init")))
-    rec = load_base_model(base, dev)
-    load_lora(rec, run/which)
-    rec.model.eval()
-    return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary))
+    load = {"popularity": load_popularity_policy, "seqrec": load_seqrec_policy}.get(base["kind"], load_lm_policy)
+    return load(run/which, cfg, base, ds, samples, dev)

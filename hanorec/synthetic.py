@@ -619,7 +619,8 @@ def load_world(folder:str|Path, # a folder written by `write_world`
     return World(pd.read_parquet(folder/"items.parquet"), pd.read_parquet(folder/"interactions.parquet"), load_truth(folder, mmap))
 
 # %% ../nbs/03_synthetic.ipynb #f9324155
-from .data import RawData, canonical_interactions, canonical_items, prepare, register_loader
+from .data import prepare
+from .sources import RawData, canonical_interactions, canonical_items
 
 _WORLD_OPTIONS = ("users", "items", "seed", "visual_signal", "drift", "popularity_skew", "observe_prob", "temperature",
                   "taste_scale", "min_length", "max_length", "mean_length")
@@ -630,8 +631,6 @@ def _copy_truth(src:Path, out:Path) -> list[str]:
     return sorted(f"truth/{p.name}" for p in (out/"truth").iterdir())
 
 # %% ../nbs/03_synthetic.ipynb #af079cfa
-@register_loader("synthetic", "a generated world with known preferences: text and image-only attributes, drifting tastes, "
-                 "unobserved positives; ground truth kept in truth/", files="none (generated), or --path: a folder written by write_world")
 def load_synthetic(path=None, reviews=None, meta=None, images=None, strict:bool=False,
                    users:int|None=None, items:int|None=None, seed:int|None=None, visual_signal:float|None=None,
                    drift:float|None=None, popularity_skew:float|None=None, observe_prob:float|None=None,
