@@ -314,7 +314,8 @@ def cmd_train(args) -> dict:
     import yaml
     from hanorec.core import config_to_dict, load_config
     from hanorec.objectives import OBJECTIVES
-    from hanorec.train import TrainConfig, train, train_config
+    from hanorec.settings import TrainConfig, train_config
+    from hanorec.train import train
     settings = list(args.settings)
     if spaced := _spaced_setting(settings):
         raise HanorecError(f"{' '.join(spaced[0])!r} has spaces around '=', so the shell split one setting into {len(spaced[0])} words",

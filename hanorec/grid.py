@@ -21,7 +21,7 @@ from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_ev
 from .experiments import REPORT_METRICS, markdown_html
 from .runner import Stage, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
-from .train import check_settings
+from .settings import check_settings
 
 # %% auto #0
 __all__ = ['SEEDS', 'ABLATION_DATASETS', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder',
