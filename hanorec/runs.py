@@ -15,7 +15,8 @@ from fastcore.basics import patch
 from .core import FolderLock, HanorecError, LOCK_FILE, atomic_write_json, hash_file, hash_obj, read_json, read_manifest
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'FolderState', 'folder_state', 'RunFolder', 'DatasetFolder', 'check_place']
+__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'EVAL_METRICS', 'EVAL_RANKS', 'FolderState', 'folder_state', 'RunFolder',
+           'DatasetFolder', 'check_place']
 
 # %% ../nbs/00b_runs.ipynb #b8b15492
 RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "data.json", "metrics.json")  # a run's own files; metrics.json is written last
@@ -170,6 +171,22 @@ def append_log(self:RunFolder, record:dict):
     "Add one record to log.jsonl as one line (`read_log` skips a line torn by a kill)."
     import json
     with open(self.log_file, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
+
+# %% ../nbs/00b_runs.ipynb #54bf4bd5
+EVAL_METRICS, EVAL_RANKS = "metrics.json", "ranks.parquet"  # an evaluation's files in eval/<split>-<protocol>/
+
+@patch
+def evaluated(self:RunFolder, split:str="test", protocol:str="sampled") -> bool:
+    "Whether `evaluate` has written this split and protocol's evaluation (both its files)."
+    return (self.eval_dir(split, protocol)/EVAL_METRICS).is_file() and (self.eval_dir(split, protocol)/EVAL_RANKS).is_file()
+
+@patch
+def pair_file(self:RunFolder, step:int) -> Path: return self.pairs/f"upto-{step:06d}.parquet" # the pairs trained on up to `step`
+
+@patch
+def pair_files(self:RunFolder) -> list[Path]:
+    "The pairs/ chunks in step order (the demo's and the claims lab's record of what a preference stage trained on)."
+    return sorted(self.pairs.glob("upto-*.parquet"))
 
 # %% ../nbs/00b_runs.ipynb #d548be3e
 class DatasetFolder:
