@@ -16,7 +16,7 @@ from .core import FolderLock, HanorecError, LOCK_FILE, atomic_write_json, hash_f
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'EVAL_METRICS', 'EVAL_RANKS', 'FolderState', 'folder_state', 'RunFolder',
-           'DatasetFolder', 'check_place']
+           'run_folders', 'DatasetFolder', 'check_place']
 
 # %% ../nbs/00b_runs.ipynb #b8b15492
 RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "data.json", "metrics.json")  # a run's own files; metrics.json is written last
@@ -187,6 +187,13 @@ def pair_file(self:RunFolder, step:int) -> Path: return self.pairs/f"upto-{step:
 def pair_files(self:RunFolder) -> list[Path]:
     "The pairs/ chunks in step order (the demo's and the claims lab's record of what a preference stage trained on)."
     return sorted(self.pairs.glob("upto-*.parquet"))
+
+# %% ../nbs/00b_runs.ipynb #e2f72f10
+def run_folders(path:str|Path) -> list[Path]: # a run folder, or a folder holding runs (a quickstart's, a grid's)
+    "Every run folder under `path`, finished or not (any of a run's own files), the outermost only; a run's own subfolders are never searched."
+    p = Path(path)
+    found = sorted({f.parent for name in RUN_FILES for f in p.rglob(name) if not set(RUN_FOLDERS) & set(f.relative_to(p).parts[:-1])})
+    return [r for r in found if not any(q in r.parents for q in found)]
 
 # %% ../nbs/00b_runs.ipynb #d548be3e
 class DatasetFolder:
