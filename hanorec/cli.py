@@ -322,6 +322,7 @@ def train_in_folder(cfg, # the run's TrainConfig
     from hanorec.core import save_config
     from hanorec.train import train
     check_place(cfg.out, "run", "hanorec train")
+    if cfg.init and not resume and RunFolder(cfg.init).started: RunFolder(cfg.init).check_catalog(cfg.data)  # before any file is written
     run = RunFolder(cfg.out)
     with run.writer("hanorec train --resume" if resume else "hanorec train"):
         if resume and run.started:

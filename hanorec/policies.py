@@ -547,7 +547,7 @@ def build_seqrec_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, #
                         **_) -> SeqRecPolicy:
     "A trainable encoder: fresh, or the init run's with a frozen copy as its reference."
     if base.get("init"):
-        model = load_seqrec(base["init"], device=str(device)).train()
+        model = load_weights(lambda: load_seqrec(base["init"], device=str(device)), Path(base["init"]), len(ds.items)).train()
         return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position,
                             _encoder_summaries(model, cfg, ds, base["init"]))
     s = cfg.seqrec
@@ -564,7 +564,7 @@ def build_lm_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the
                     **_) -> LMPolicy:
     "A trainable language model: the base model (with the init run's adapter merged in) and a fresh LoRA."
     rec = load_base_model(base, device)
-    if base.get("init"): load_lora(rec, base["init"])
+    if base.get("init"): load_weights(lambda: load_lora(rec, base["init"]), Path(base["init"]), len(ds.items))
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
     if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(device)
@@ -619,7 +619,8 @@ def load_policy(run:str|Path, # a finished run folder
                 device:str="cpu", # auto, cpu, cuda, cuda:N or mps
                 which:str="model"): # the weights' folder inside the run: "model" (the final, best validated weights)
     "The trained policy of a run, ready to score (the evaluation room and the demo read runs through this)."
-    folder = RunFolder(run).require_finished("load_policy", need=("base.json", which))
+    folder = RunFolder(run)
+    folder.require_finished("load_policy", need=(folder.base_file, folder.model(which)))
     folder.check_data(f"loading {folder.path}'s model")  # its weights index the catalog it was trained on
     cfg, base, dev = folder.config(PolicyConfig), folder.read_base(), pick_device(device)
     ds = load_prepared(run_data(run))

@@ -69,10 +69,10 @@ class RunFolder:
     finished = property(lambda self: self.started and self.metrics_file.is_file())
     def writer(self, command:str) -> FolderLock: return FolderLock(self.path, command) # e.g. "hanorec train": the lock to hold while writing
 
-# %% ../nbs/00b_runs.ipynb #ee5da7a8
+# %% ../nbs/00b_runs.ipynb #2591317e
 @patch
 def require_finished(self:RunFolder, command:str="hanorec evaluate", # what wants it, for the message
-                     need:tuple=("config.yaml", "base.json", "model", "metrics.json")): # what it must hold (compare of a scored run: config.yaml)
+                     need:tuple|None=None): # the paths it must hold; default: base.json, model/ and metrics.json (config.yaml always)
     "Refuse, before any work, what is not a finished run: a missing path, a prepared dataset, a grid, a folder train did not write, an unfinished run."
     run, state, made = self.path, self.state(), "give a folder made by hanorec train out=DIR"
     if state.kind in ("absent", "file"): raise HanorecError(state.about if state.kind == "file" else f"{run}: no such folder", hint=f"check the path; {made}" if state.kind == "absent" else made)
@@ -82,8 +82,9 @@ def require_finished(self:RunFolder, command:str="hanorec evaluate", # what want
         hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
                 f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
         raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
-    for n in need:
-        if not (run/n).exists(): raise HanorecError(f"{run} is not a finished run ({n} is missing), so {command} cannot read it", hint=f"finish it first: hanorec train --resume out={run}")
+    for p in (self.base_file, self.model(), self.metrics_file) if need is None else need:
+        if not p.exists(): raise HanorecError(f"{run} is not a finished run ({p.relative_to(run).as_posix()} is missing), so {command} cannot read it",
+                                              hint=f"finish it first: hanorec train --resume out={run}")
     return self
 
 # %% ../nbs/00b_runs.ipynb #d9498442
