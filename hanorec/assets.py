@@ -160,11 +160,9 @@ def load_efficientnet_lite0():
 # %% ../nbs/00a_assets.ipynb #fbda7c8b
 def load_minilm(device:str|None="cpu"):
     "The all-MiniLM-L6-v2 SentenceTransformer from the offline package."
-    import os
     path = asset("minilm").require()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
-    return SentenceTransformer(str(path), device=device)
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 # %% ../nbs/00a_assets.ipynb #b9fcb59f
 def load_movielens_small():

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .core import HanorecError, atomic_write_json, get_logger, package_version
-from .data import prepare, write_sample_files
+from .data import prepare
+from .sources import write_sample_files
 from .models import build_composed
 from .summarize import UserSummaryConfig, bench_summaries, summarize_items
 import hanorec.synthetic  # registers the synthetic source (the quick benchmarks' data)
@@ -333,7 +334,8 @@ _CLI = "import sys; from hanorec.cli import main; sys.exit(main())"  # `hanorec 
 
 _QUICK_STAGES = """
 import sys
-from hanorec.experiments import Stage, quickstart
+from hanorec.experiments import quickstart
+from hanorec.runner import Stage
 from hanorec.synthetic import prepare_synthetic
 prepare_synthetic(sys.argv[1] + "/data", users=30, items=50, seed=0)
 quickstart(sys.argv[1], device="cpu", jobs=2, stages=[Stage("popularity", "popularity", ["model=popularity"]),
@@ -347,9 +349,9 @@ def bench_quickstart(quick:bool=False,
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-qs-"))
     try:
         cmd = [sys.executable, "-c", _QUICK_STAGES, str(work/"qs")] if quick else [sys.executable, "-c", _CLI, "quickstart", "--out", str(work/"qs")]
-        # empty caches, as a new user's: a fresh HANOREC_HOME (SmolLM2's fp32 conversion is redone) that is also where
-        # this throwaway quickstart is remembered, so `hanorec demo` keeps finding the user's own last quickstart
-        r = run_measured(cmd, env={**os.environ, "HANOREC_PROGRESS": "0", "HANOREC_HOME": str(work/"home")})
+        # empty caches, as a new user's: a fresh HANOREC_HOME (SmolLM2's fp32 conversion is redone); run from `work`, where this
+        # throwaway quickstart is then remembered, so `hanorec demo` here keeps finding the user's own last quickstart
+        r = run_measured(cmd, env={**os.environ, "HANOREC_PROGRESS": "0", "HANOREC_HOME": str(work/"home")}, cwd=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if r["returncode"]: raise HanorecError(f"the quickstart stopped with exit code {r['returncode']}:\n{r['tail']}")
@@ -582,7 +584,7 @@ def quantile(values:Sequence[float], q:float) -> float|None:
 
 # %% ../nbs/15_bench.ipynb #bmdemo03
 def _demo_folder(work:Path, quick:bool) -> tuple[Path, str]:
-    "The folder to serve: the last quickstart's (full runs), else a small synthetic experiment trained here."
+    "The folder to serve: the last quickstart run from this directory (full runs), else a small synthetic experiment trained here."
     if not quick:
         from hanorec.demo import latest_quickstart
         try: return latest_quickstart(), "the last quickstart's folder"

@@ -17,8 +17,8 @@ from pathlib import Path
 from .assets import USES, asset_status, require_use, use_status
 from .core import HanorecError, get_logger, hanorec_home, package_version, progress_mode, tune_malloc
 from .runs import DatasetFolder, RunFolder, check_place
-from .data import LOADERS, dataset_stats, load_prepared, prepare
-import hanorec.synthetic  # registers the `synthetic` source
+from .data import dataset_stats, load_prepared, prepare
+from .sources import LOADERS
 from .summarize import UserSummaryConfig, items_folder, summarize_items, summarize_users
 
 # %% auto #0
@@ -139,7 +139,7 @@ _SYNTHETIC_OPTIONS = {"users": int, "items": int, "visual_signal": float, "drift
 
 # %% ../nbs/17_cli.ipynb #b85b5aa3
 def cmd_data_prepare(args):
-    from hanorec.data import get_loader
+    from hanorec.sources import get_loader
     get_loader(args.source)  # a misspelt source first ("did you mean"): the checks below would speak of the wrong one
     synthetic = args.source == "synthetic"
     options = {k: getattr(args, k) for k in _SYNTHETIC_OPTIONS if getattr(args, k) is not None}
@@ -338,7 +338,7 @@ def cmd_train(args) -> dict:
     import yaml
     from hanorec.core import config_to_dict, load_config
     from hanorec.objectives import OBJECTIVES
-    from hanorec.train import TrainConfig, train_config
+    from hanorec.settings import TrainConfig, train_config
     settings = list(args.settings)
     if spaced := _spaced_setting(settings):
         raise HanorecError(f"{' '.join(spaced[0])!r} has spaces around '=', so the shell split one setting into {len(spaced[0])} words",
@@ -551,7 +551,7 @@ def cmd_demo(args):
 # %% ../nbs/17_cli.ipynb #bed2e33e
 def _add_demo(sub):
     d = sub.add_parser("demo", help="a Gradio page: users' histories with images, each run's ranking, hardness and beta, metrics",
-                       description="Serve the demo over finished runs. With no argument it opens the latest quickstart's folder.")
+                       description="Serve the demo over finished runs. With no argument it opens the quickstart last run from this directory (else ./quickstart).")
     d.add_argument("paths", nargs="*", help="run folders, or folders holding runs (a quickstart's, a grid's)")
     d.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
     d.add_argument("--port", type=int, default=7860, help="default 7860")

@@ -31,7 +31,7 @@ from .assets import require_use
 from .core import HanorecError, read_json
 from .data import load_prepared, load_samples
 from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
-from .experiments import last_quickstart
+from .experiments import QUICKSTART_RECORD, last_quickstart
 from .policies import PolicyConfig, load_policy, run_data
 from .runs import RunFolder, run_folders
 
@@ -56,11 +56,15 @@ def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs 
     return runs
 
 # %% ../nbs/13_demo.ipynb #019df904
-def latest_quickstart() -> Path:
-    "The last quickstart's folder (`experiments.last_quickstart`, or ./quickstart); an error saying how to make one where there is none."
-    for p in [x for x in (last_quickstart(), Path("quickstart")) if x is not None]:
+def latest_quickstart(where:str|Path=".") -> Path: # the directory the demo is started in
+    "The last quickstart run from `where` (its record there, else `where`/quickstart); an error saying how to make one where there is none."
+    where = Path(where)
+    recorded = last_quickstart(where)
+    for p in [x for x in (recorded, where/"quickstart") if x is not None]:
         if p.is_dir() and any(_is_run(q) for q in p.iterdir() if q.is_dir()): return p
-    raise HanorecError("there is no quickstart output to show", hint="make one with: hanorec quickstart (or give run folders: hanorec demo RUN ...)")
+    gone = f" ({QUICKSTART_RECORD} names {recorded}, which holds no finished run)" if recorded else ""
+    raise HanorecError(f"there is no quickstart output to show in {where.resolve()}{gone}",
+                       hint="make one with: hanorec quickstart, run from this directory (or give run folders: hanorec demo RUN ...)")
 
 # %% ../nbs/13_demo.ipynb #de000011
 def natural_key(s:str) -> list:
@@ -212,20 +216,22 @@ class DemoRun:
         policy = load_policy(self.path)
         return policy, load_samples(policy.ds, "test", int(self.config.get("history", 10)), 0)
 
-    def top(self, user:str, k:int=10) -> pd.DataFrame|None:
-        "The k best items of the whole catalog for the user's test history, earlier items left out (encoders and popularity)."
-        if self.kind not in ("seqrec", "popularity"): return None
-        policy, samples = self._policy
-        where = np.flatnonzero(samples.users.astype(str) == user)
-        if not len(where): return None
-        import torch
-        with torch.no_grad(): scores = policy.catalog_scores(where[:1], samples)[0].float()
-        seen = samples.seen.get(samples.users[where[0]], np.array([], dtype=np.int64))
-        seen = np.asarray([i for i in seen if i != samples.target[where[0]]], dtype=np.int64)
-        if len(seen): scores[torch.as_tensor(seen)] = -math.inf
-        best = scores.topk(k)
-        ids = np.asarray(policy.ds.items.item_id.astype(str))
-        return pd.DataFrame({"item": ids[best.indices.numpy()], "score": best.values.numpy(), "rank": np.arange(1, k + 1)})
+# %% ../nbs/13_demo.ipynb #de0014t1
+@patch
+def top(self:DemoRun, user:str, k:int=10) -> pd.DataFrame|None:
+    "The k best items of the whole catalog for the user's test history, earlier items left out (encoders and popularity)."
+    if self.kind not in ("seqrec", "popularity"): return None
+    policy, samples = self._policy
+    where = np.flatnonzero(samples.users.astype(str) == user)
+    if not len(where): return None
+    import torch
+    with torch.no_grad(): scores = policy.catalog_scores(where[:1], samples)[0].float()
+    seen = samples.seen.get(samples.users[where[0]], np.array([], dtype=np.int64))
+    seen = np.asarray([i for i in seen if i != samples.target[where[0]]], dtype=np.int64)
+    if len(seen): scores[torch.as_tensor(seen)] = -math.inf
+    best = scores.topk(k)
+    ids = np.asarray(policy.ds.items.item_id.astype(str))
+    return pd.DataFrame({"item": ids[best.indices.numpy()], "score": best.values.numpy(), "rank": np.arange(1, k + 1)})
 
 # %% ../nbs/13_demo.ipynb #de000014b
 @patch
@@ -432,40 +438,46 @@ class Demo:
 
     def data(self, run:str) -> DemoData: return self._data[self.runs[run if run in self.runs else self.default_runs()[0]].data_folder]
 
-    def choices(self) -> list[tuple[str, str]]:
-        "(label, run) of every run for the run lists: a run that cannot be shown says why in its label."
-        return [(n if n in self.runs else f"{n} (cannot load: {self.broken[n]})", n) for n in sorted([*self.runs, *self.broken])]
+# %% ../nbs/13_demo.ipynb #de0022c1
+@patch
+def choices(self:Demo) -> list[tuple[str, str]]:
+    "(label, run) of every run for the run lists: a run that cannot be shown says why in its label."
+    return [(n if n in self.runs else f"{n} (cannot load: {self.broken[n]})", n) for n in sorted([*self.runs, *self.broken])]
 
-    def default_runs(self) -> tuple[str, str|None]:
-        "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with (HaNoRec if any)."
-        evaluated = [n for n, r in self.runs.items() if r.evaluation is not None] or list(self.runs)
-        sft = [n for n in evaluated if self.runs[n].kind != "popularity" and self.runs[n].config.get("objective", "sft") == "sft"]
-        a = (sft or evaluated)[0]
-        pref = [n for n in evaluated if self.runs[n].config.get("objective", "sft") != "sft" and self.runs[n].data_folder == self.runs[a].data_folder]
-        pref.sort(key=lambda n: self.runs[n].config.get("objective") != "hanorec")  # HaNoRec first: its pairs carry hardness
-        return a, (pref[0] if pref else None)
+@patch
+def default_runs(self:Demo) -> tuple[str, str|None]:
+    "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with (HaNoRec if any)."
+    evaluated = [n for n, r in self.runs.items() if r.evaluation is not None] or list(self.runs)
+    sft = [n for n in evaluated if self.runs[n].kind != "popularity" and self.runs[n].config.get("objective", "sft") == "sft"]
+    a = (sft or evaluated)[0]
+    pref = [n for n in evaluated if self.runs[n].config.get("objective", "sft") != "sft" and self.runs[n].data_folder == self.runs[a].data_folder]
+    pref.sort(key=lambda n: self.runs[n].config.get("objective") != "hanorec")  # HaNoRec first: its pairs carry hardness
+    return a, (pref[0] if pref else None)
 
-    def view(self, user:str, run:str, other:str|None=None) -> tuple:
-        "(message, summary, history, ranking, top-10, pairs, hardness plot, run metrics, curves plot) for the page; plots as plotly JSON."
-        try: return self._view(str(user or "").strip(), run, other or None)
-        except (HanorecError, OSError, ValueError, KeyError, AttributeError, TypeError, RuntimeError) as e:  # a file that parses but holds the wrong things
-            return (message_html(f"{run} cannot be shown for user {user}: {type(e).__name__}: {e}"),) + _NOTHING
+# %% ../nbs/13_demo.ipynb #de0022v1
+@patch
+def view(self:Demo, user:str, run:str, other:str|None=None) -> tuple:
+    "(message, summary, history, ranking, top-10, pairs, hardness plot, run metrics, curves plot) for the page; plots as plotly JSON."
+    try: return self._view(str(user or "").strip(), run, other or None)
+    except (HanorecError, OSError, ValueError, KeyError, AttributeError, TypeError, RuntimeError) as e:  # a file that parses but holds the wrong things
+        return (message_html(f"{run} cannot be shown for user {user}: {type(e).__name__}: {e}"),) + _NOTHING
 
-    def _answer(self, user:str, run:str, other:str|None) -> tuple:
-        if run in self.broken: return (message_html(f"{run} cannot be shown: {self.broken[run]}"),) + _NOTHING
-        if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + _NOTHING
-        r, data, note = self.runs[run], self.data(run), ""
-        if other in self.broken: other, note = None, f"{other} (compare with) cannot be shown: {self.broken[other]}"
-        o = self.runs.get(other) if other else None
-        if user not in data.test.index:
-            msg = message_html(f"user {user!r} is not a test user of {data.folder.name} (its {len(data.users)} test users run from "
-                               f"{data.users[0]!r}); choose one from the list or press 'random user'")
-            return (msg, "", "", "", "", "", None, run_html(r), r.curves)
-        if o is not None and o.data_folder != r.data_folder: o = None  # another dataset: nothing to pair
-        shown = o if o is not None and len(o.pairs) else r
-        fig = hardness_figure(shown, user)
-        return (message_html(note) if note else "", summary_html(data, user), history_html(data, user), ranking_html(data, r, user, o),
-                _guarded(top_html, data, r, user), pairs_html(data, shown, user), None if fig is None else json.dumps(fig), run_html(r), r.curves)
+@patch
+def _answer(self:Demo, user:str, run:str, other:str|None) -> tuple:
+    if run in self.broken: return (message_html(f"{run} cannot be shown: {self.broken[run]}"),) + _NOTHING
+    if run not in self.runs: return (message_html(f"unknown run {run!r}"),) + _NOTHING
+    r, data, note = self.runs[run], self.data(run), ""
+    if other in self.broken: other, note = None, f"{other} (compare with) cannot be shown: {self.broken[other]}"
+    o = self.runs.get(other) if other else None
+    if user not in data.test.index:
+        msg = message_html(f"user {user!r} is not a test user of {data.folder.name} (its {len(data.users)} test users run from "
+                           f"{data.users[0]!r}); choose one from the list or press 'random user'")
+        return (msg, "", "", "", "", "", None, run_html(r), r.curves)
+    if o is not None and o.data_folder != r.data_folder: o = None  # another dataset: nothing to pair
+    shown = o if o is not None and len(o.pairs) else r
+    fig = hardness_figure(shown, user)
+    return (message_html(note) if note else "", summary_html(data, user), history_html(data, user), ranking_html(data, r, user, o),
+            _guarded(top_html, data, r, user), pairs_html(data, shown, user), None if fig is None else json.dumps(fig), run_html(r), r.curves)
 
 # %% ../nbs/13_demo.ipynb #de000022b
 @patch
@@ -486,13 +498,12 @@ def _theme():
 # %% ../nbs/13_demo.ipynb #dfbdadc0
 def build_app(demo:Demo, concurrency:int=20): # requests answered at once (the views only read)
     "The Gradio page: user picker, run pickers, and the user, hardness and run tabs."
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
     from gradio.components.plot import PlotData
     a, b = demo.default_runs()
     users = lambda run: demo.data(run).users
     note = "".join(f"\n\n*{n} cannot be shown: {why}*" for n, why in demo.broken.items())
-    with gr.Blocks(title="hanorec demo", analytics_enabled=False) as app:
+    with gr.Blocks(title="hanorec demo", analytics_enabled=False) as app:  # no telemetry or version check, without setting the process's environment
         gr.Markdown("## hanorec demo\nA user's history, what each run recommends, and how preference training weighted their pairs." + note)
         with gr.Row():
             user = gr.Dropdown(users(a), value=users(a)[0], allow_custom_value=True, filterable=True, label="user (type an id to search)", elem_id="user")
@@ -533,14 +544,13 @@ def _check_port(host:str, port:int):
             raise HanorecError(f"cannot serve on {host}:{port} ({e.strerror})", hint="pass --host 127.0.0.1 (this machine only) or --port N above 1023") from None
 
 # %% ../nbs/13_demo.ipynb #4dd526d8
-def launch(paths=(), # runs or folders of runs; none: the latest quickstart's folder
+def launch(paths=(), # runs or folders of runs; none: the quickstart last run from this directory
            host:str="127.0.0.1", # the address to bind: localhost unless told otherwise
            port:int=7860, share:bool=False, # a public gradio.live link only when asked
            block:bool=True): # False: return the running app (tests, benchmarks)
     "Serve the demo with queued requests; says 'serving on URL' once it answers (when `block`), and returns the app when `block` is False."
     require_use("demo")  # gradio missing: one line naming its install command, before anything is printed or loaded
     _check_port(host, port)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = Demo(list(paths) or [latest_quickstart()])
     app = build_app(demo)
     app.queue()

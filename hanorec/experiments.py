@@ -6,41 +6,20 @@
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .core import (HanorecError, progress_mode, tune_malloc, atomic_write_text, config_to_dict, get_logger, hanorec_home, load_config, pick_device,
-                          read_json)
-from .data import load_prepared, prepare
-from .images import image_features
-from .objectives import neighbour_scores
-from .evaluation import compare_runs, curve_figure, evaluate_run, read_evaluation
-from .train import TrainConfig, train, train_config
+from .core import atomic_write_text, config_to_dict, load_config, pick_device, read_json
+from .data import prepare
+from .evaluation import compare_runs, curve_figure, read_evaluation
+from .runner import Stage, cpu_cores, refuse_stale, run_tasks
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'FEATURES', 'Stage', 'cpu_bf16', 'quickstart_stages', 'stage_config', 'stale_settings',
-           'refuse_stale', 'run_stage', 'report_rows', 'report_markdown', 'changed_settings', 'same_ranks',
-           'stage_record', 'stage_notes', 'write_report', 'markdown_html', 'reads_features', 'stage_graph',
-           'task_priority', 'next_tasks', 'make_features', 'release_memory', 'run_task', 'run_tasks', 'quickstart',
-           'remember_quickstart', 'last_quickstart']
-
-# %% ../nbs/12_experiments.ipynb #ex000006
-@dataclass
-class Stage:
-    "One run of an experiment: its folder name, what it is, its settings, and how many test users score it."
-    name: str # the run folder's name
-    about: str # what the report calls it
-    settings: list # key=value settings of `hanorec train` (the dataset and out= are added)
-    start: str = "" # the stage it continues (its SFT start), if any: the report tests it against that one
-    users: int|None = None # evaluate on the first N test users only (a language model on a CPU); None: every user
-    budget: str = "" # the training budget, printed beside its numbers
-    against: str = "" # a stage it does not continue but is tested against (summaries on against off); default its start
+__all__ = ['REPORT_METRICS', 'QUICKSTART_RECORD', 'cpu_bf16', 'quickstart_stages', 'report_rows', 'report_markdown',
+           'changed_settings', 'same_ranks', 'stage_record', 'stage_notes', 'write_report', 'markdown_html',
+           'quickstart', 'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/12_experiments.ipynb #ex000008
 def cpu_bf16() -> bool:
@@ -77,53 +56,6 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
                   *([] if cuda else ["nodo.mode=logits"]), *mllm,
                   f"optim.max_steps={max(2, sft_steps // 2)}", "optim.lr=5e-5"],
                   start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)))]
-
-# %% ../nbs/12_experiments.ipynb #ex000011
-def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
-    "The stage's settings: the model family's recipe, the stage's settings, its data, folder and device."
-    settings = [s if not s.startswith("init=") else f"init={out/s[5:]}" for s in stage.settings]
-    return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *settings])
-
-def _flat(d:dict, prefix:str="") -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
-
-# %% ../nbs/12_experiments.ipynb #1535dffd
-def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
-    "`{key: (saved, now)}` where the stage's run folder was made with other settings than the stage has now (paths and device aside)."
-    if not (out/stage.name/"config.yaml").exists(): return {}
-    now = config_to_dict(stage_config(stage, data, out, device))
-    saved = config_to_dict(load_config(TrainConfig, out/stage.name/"config.yaml"))  # keys added since then read as their defaults
-    ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
-    now, saved = _flat(now), _flat(saved)
-    continues = lambda k: stage.start and k.startswith("seqrec.")  # config.yaml records the start's encoder, which is checked as its own stage
-    return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and not continues(k) and saved.get(k) != now.get(k)}
-
-# %% ../nbs/12_experiments.ipynb #77d8e6cc
-def refuse_stale(stage:Stage, data:Path, out:Path, device:str="auto"):
-    "An error naming the differences when the stage's folder was made with other settings: a finished stage is never reused silently."
-    if diff := stale_settings(stage, data, out, device):
-        said = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in list(diff.items())[:6]) + (" ..." if len(diff) > 6 else "")
-        raise HanorecError(f"{out/stage.name} was made with other settings than stage {stage.name} has now ({said})",
-                           hint=f"delete {out/stage.name} and the stages that start from it to train them again, or choose a new --out")
-
-# %% ../nbs/12_experiments.ipynb #df48ea45
-def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
-    "Train (or resume, or reuse) the stage's run, then evaluate it on the test split (or reuse that evaluation)."
-    run, log = out/stage.name, get_logger("hanorec.experiments")
-    refuse_stale(stage, data, out, device)
-    if not (run/"metrics.json").exists():
-        cfg = stage_config(stage, data, out, device)
-        if cfg.summary.backend == "lm":  # the summaries it reads, written (or found) first
-            from hanorec.summarize import summarize_users
-            summarize_users(data, "lm", split="test", config=cfg.summary, device=str(pick_device(device)))
-        resume = (run/"config.yaml").exists()
-        log.info("stage %s: %s %s", stage.name, "resuming" if resume else "training", stage.about)
-        train(cfg, resume=resume)
-        release_memory()  # the trainer's peak, before the evaluation loads the run again
-    done = read_evaluation(run, "test", "sampled")
-    if done is None or done[0].get("users_limit") != stage.users:
-        evaluate_run(run, "test", "sampled", device=str(pick_device(device)), users=stage.users)
-    return run
 
 # %% ../nbs/12_experiments.ipynb #ex000013
 REPORT_METRICS = ("hr@1", "hr@5", "ndcg@5", "mrr@5")
@@ -182,9 +114,14 @@ def report_markdown(rows:pd.DataFrame) -> str:
                               f"and p-value come from the same draws; Holm–Bonferroni over all {family} tests below, every preference stage "
                               "and metric). Ties count against the target.", "", "Preference stages against their SFT start:", *tests])
 
+# %% ../nbs/12_experiments.ipynb #qs000002
+def _flat(d:dict, prefix:str="") -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
 # %% ../nbs/12_experiments.ipynb #ex0did2
 def changed_settings(run:Path) -> list[str]:
     "The run's settings that differ from `TrainConfig`'s defaults, as key=value (paths and device aside; a continuing stage's encoder is its start's)."
+    from hanorec.settings import TrainConfig
     saved = config_to_dict(load_config(TrainConfig, run/"config.yaml"))
     now, default = _flat(saved), _flat(config_to_dict(TrainConfig()))
     skip = lambda k: k in ("data", "out", "init", "device") or (saved["init"] and (k == "model" or k.startswith("seqrec.")))
@@ -210,6 +147,7 @@ def _log_end(run:Path, keys:tuple, last:int=10) -> dict:
 def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     "What the stage did, from its folder: settings, steps and epochs, the kept step, reward margin, weights moved, environment, identical rankings."
     from hanorec.objectives import OBJECTIVES
+    from hanorec.settings import TrainConfig
     run = out/stage.name
     cfg, m = load_config(TrainConfig, run/"config.yaml"), read_json(run/"metrics.json")
     rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",
@@ -287,176 +225,18 @@ def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this i
     atomic_write_text(out/"report.html", page)
     return out/"report.md", out/"report.html"
 
+# %% ../nbs/12_experiments.ipynb #qs000003
 def markdown_html(text:str) -> str:
     "The report's markdown as HTML (tables, headings, lists, bold), offline."
     import mistune  # nbconvert's markdown renderer, installed with hanorec
     return mistune.create_markdown(escape=True, plugins=["table"])(text)
 
-# %% ../nbs/12_experiments.ipynb #ex000018
-_SHARE = {"features": 0.12, "popularity": 0.01, "sasrec": 0.14, "encoder-sft": 0.2, "encoder-dpo": 0.04, "encoder-rodpo": 0.04,
-          "encoder-hanorec": 0.04, "mllm-sft": 0.2, "mllm-hanorec": 0.2}  # rough shares of a CPU run's work, for scheduling and the time left
-
-# %% ../nbs/12_experiments.ipynb #eaf55b0b
-def _peak_gb() -> float:
-    "This process's peak resident memory so far, in GB (Linux's VmHWM: a worker's own, not its parent's; else getrusage; NaN on Windows)."
-    import sys
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"): return int(line.split()[1]) / 1e6  # kB
-    except OSError: pass
-    try: import resource
-    except ImportError: return math.nan
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kept across exec on Linux, so a worker would report its parent's
-    return peak / (1e9 if sys.platform == "darwin" else 1e6)
-
-def _cores() -> int:
-    "The CPU cores this process may use (its affinity where the system tells it, as in containers)."
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-FEATURES = "features"  # the task that makes the item-feature caches, before any stage that reads them
-
-# %% ../nbs/12_experiments.ipynb #8b88c1e3
-def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
-    "Whether the stage reads the item-feature caches (posters' EfficientNet features, MiniLM's, HaRS's neighbours): all but popularity and an ids-only encoder."
-    cfg = stage_config(stage, data, out, device)
-    if cfg.model == "popularity": return False
-    if cfg.model == "seqrec": return cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec"
-    return True  # language models read the image features
-
-# %% ../nbs/12_experiments.ipynb #288be767
-def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
-    "Each stage's prerequisites among this run's tasks: the stage it continues (`start`, `init=`) and `features` where it reads them."
-    names = {s.name for s in stages}
-    graph = {FEATURES: set()}
-    for s in stages:
-        deps = ({s.start} | {x[5:] for x in s.settings if x.startswith("init=")}) & names
-        graph[s.name] = deps | ({FEATURES} if reads_features(s, data, out, device) else set())
-    return graph
-
-# %% ../nbs/12_experiments.ipynb #85bb0150
-def task_priority(graph:dict[str, set[str]]) -> dict[str, float]:
-    "Each task's longest chain of work from its start to the end (in shares of a CPU run): the scheduler starts the longest first."
-    children = {k: [c for c, deps in graph.items() if k in deps] for k in graph}
-    chain = {}
-    def length(k, seen=()):
-        if k in seen: raise HanorecError(f"the stages wait on each other in a circle: {' -> '.join([*seen, k])}",
-                                         hint="a stage's start (init=) must not continue, directly or not, from the stage itself")
-        if k not in chain: chain[k] = _SHARE.get(k, 0.05) + max((length(c, (*seen, k)) for c in children[k]), default=0.0)
-        return chain[k]
-    for k in graph: length(k)
-    return chain
-
-def next_tasks(graph:dict[str, set[str]], finished:set, started:set, priority:dict[str, float]) -> list[str]:
-    "The tasks whose prerequisites have finished and that have not started, longest chain first (ties: the stages' own order)."
-    ready = [k for k in graph if k not in started and graph[k] <= finished]
-    return sorted(ready, key=lambda k: (-priority[k], list(graph).index(k)))
-
-# %% ../nbs/12_experiments.ipynb #e42a3c0c
-def make_features(data:Path, device:str="auto"):
-    "Make (or reuse) the caches the stages read: the posters' EfficientNet-Lite0 features, the titles' MiniLM embeddings and HaRS's neighbours."
-    ds = load_prepared(data)
-    if (data/"images").is_dir(): image_features(data, ds.items, device=device)
-    neighbour_scores(ds)
-    release_memory()
-
-# %% ../nbs/12_experiments.ipynb #c8338125
-def release_memory():
-    "Collect garbage and hand freed heap pages back to the system (glibc), so a finished stage's peak does not stay resident."
-    import ctypes, gc
-    gc.collect()
-    try: ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError): pass  # not glibc: nothing to trim
-
-# %% ../nbs/12_experiments.ipynb #6c54bc4a
-def run_task(stage:Stage|None, # None: the features task
-             data:Path, out:Path, device:str="auto",
-             line:str="", # the progress line to print first
-             threads:int=0): # a worker process's torch threads (0: this process, as it is)
-    "Run one task (`features`, or a stage); in a worker, progress as log lines."
-    if threads:
-        tune_malloc()  # a spawned worker starts with glibc's defaults
-        if progress_mode() != "off": os.environ["HANOREC_PROGRESS"] = "log"  # log lines: two workers' bars would fight over the terminal
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' weight-loading bars too
-        torch.set_num_threads(threads)
-    if line: print(f"{line}; process {os.getpid()}, peak memory so far {_peak_gb():.1f} GB\n", end="", flush=True)  # one write: two workers' lines never interleave
-    if stage is None: make_features(data, device)
-    else:
-        run_stage(stage, data, out, device)
-        release_memory()
-
-# %% ../nbs/12_experiments.ipynb #bd17112e
-class _Progress:
-    "The progress line before each task: its place, the time so far and the time left (from the shares of the tasks done)."
-    def __init__(self, graph:dict, out:Path, t0:float):
-        self.n, self.t0, self.i = len(graph), t0, 0
-        self.fresh = {k for k in graph if k == FEATURES or not (out/k/"metrics.json").exists()}  # reused stages cost little
-        self.done, self.t_work = set(), time.time()
-    def line(self, k:str, about:str) -> str:
-        self.i += 1
-        share = lambda ks: sum(_SHARE.get(x, 0.05) for x in ks)
-        done, left = share(self.done & self.fresh), share(self.fresh - self.done)
-        est = f", about {(time.time() - self.t_work) / done * left / 60:.0f} min left" if done > 0.1 else ""
-        return f"[quickstart] {self.i}/{self.n} {k} ({about}): {(time.time() - self.t0) / 60:.1f} min so far{est}"
-    def finished(self, k:str): self.done.add(k)
-
-def _about(k:str, stages:dict) -> str:
-    return stages[k].about if k in stages else "item features: EfficientNet-Lite0, MiniLM, HaRS's neighbours"
-
-# %% ../nbs/12_experiments.ipynb #af238ae1
-def run_tasks(stages:list[Stage], data:Path, out:Path, device:str="auto", jobs:int=1, t0:float|None=None):
-    """Run the features task and every stage, each after its prerequisites: in this process one after the other
-    (`jobs=1`), else in `jobs` worker processes that each take the ready task with the longest chain of work."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-    from hanorec.experiments import run_task as task  # the module's own function: a notebook's copy cannot be sent to a process
-    graph = stage_graph(stages, data, out, device)
-    if not any(FEATURES in deps for deps in graph.values()): del graph[FEATURES]
-    priority, by_name = task_priority(graph), {s.name: s for s in stages}
-    progress = _Progress(graph, out, t0 or time.time())
-    if jobs <= 1:
-        finished = set()
-        while len(finished) < len(graph):
-            k = next_tasks(graph, finished, finished, priority)[0]
-            run_task(by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)))
-            finished.add(k); progress.finished(k)
-        return
-    threads = 1  # fixed, not cores // jobs: the same numbers on a 2-core laptop and a 64-core server (a matmul's sums depend on its thread count)
-    print(f"[quickstart] {len(graph)} tasks in {jobs} worker processes, {threads} thread{'s' * (threads > 1)} each; "
-          "each takes the ready task with the longest chain of work after it", flush=True)
-    started, finished, failed, running = set(), set(), {}, {}
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        while True:
-            for k in next_tasks(graph, finished, started, priority)[:jobs - len(running)]:
-                running[pool.submit(task, by_name.get(k), data, out, device, progress.line(k, _about(k, by_name)), threads)] = k
-                started.add(k)
-            if not running: break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                k = running.pop(f)
-                if f.exception() is None: finished.add(k); progress.finished(k)
-                else:  # told at once; the tasks that do not wait on it go on
-                    failed[k] = f.exception()
-                    print(f"[quickstart] {k} stopped: {failed[k]}", flush=True)
-            if any(isinstance(e, BrokenProcessPool) for e in failed.values()): break  # a dead worker breaks the pool: submit no more
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C; stop waiting for them
-        for p in list(getattr(pool, "_processes", {}).values()): p.terminate()
-        raise
-    finally: pool.shutdown(wait=True, cancel_futures=True)
-    if failed:
-        waiting = [k for k in graph if k not in started]
-        if waiting: print(f"[quickstart] not started, as they wait on a stage that stopped: {', '.join(waiting)}", flush=True)
-        if any(isinstance(e, BrokenProcessPool) for e in failed.values()):
-            raise HanorecError("a quickstart worker process died (killed from outside, or for lack of memory)",
-                               hint="run it again with --jobs 1 (one task after the other, less memory); finished stages are reused")
-        raise next(iter(failed.values()))
-
 # %% ../nbs/12_experiments.ipynb #76333b56
 def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one folder per stage, report.md, report.html
                device:str="auto", mllm_steps:int|None=None, mllm_users:int|None=None,
                stages:list[Stage]|None=None, # default: `quickstart_stages` for the device
-               jobs:int|None=1) -> Path: # worker processes (None: 2 on a CPU with 2+ cores, as `hanorec quickstart`; 1: in this process)
+               jobs:int|None=1, # worker processes (None: 2 on a CPU with 2+ cores, as `hanorec quickstart`; 1: in this process)
+               remember_in:str|Path|None=".") -> Path: # the directory where `hanorec demo` then opens it (None: nowhere)
     "Prepare MovieLens-small, run every stage, evaluate, and write the report; returns report.md's path."
     out, t0 = Path(out), time.time()
     dev = pick_device(device)
@@ -467,20 +247,26 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
         prepare("movielens-small", data)
     for s in stages: refuse_stale(s, data, out, device)  # before any work, in this process
     reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
-    jobs = jobs if jobs is not None else (2 if dev.type == "cpu" and _cores() >= 2 else 1)
+    jobs = jobs if jobs is not None else (2 if dev.type == "cpu" and cpu_cores() >= 2 else 1)
     run_tasks(stages, data, out, device, jobs, t0)
     md, page = write_report(stages, out, time.time() - t0, reused)
-    remember_quickstart(out)
+    if remember_in is not None: remember_quickstart(out, remember_in)
     return md
 
-_LAST = "last-quickstart.txt"
+# %% ../nbs/12_experiments.ipynb #qs000005
+QUICKSTART_RECORD = ".hanorec-quickstart"  # the file, in the directory a quickstart ran from, naming its folder
 
-def remember_quickstart(out:str|Path):
-    "Record the folder of the quickstart that just finished (in hanorec's home), for `hanorec demo` without arguments."
-    try: atomic_write_text(hanorec_home()/_LAST, str(Path(out).resolve()))
-    except OSError: pass  # a read-only home: the demo then looks for ./quickstart
+def remember_quickstart(out:str|Path, # the quickstart's folder
+                        where:str|Path="."): # the directory it was run from
+    "Record the quickstart's folder in `where` (relative when inside it), for `hanorec demo` run there without arguments."
+    where, out = Path(where).resolve(), Path(out).resolve()
+    try: atomic_write_text(where/QUICKSTART_RECORD, (out.relative_to(where).as_posix() if out.is_relative_to(where) else str(out)) + "\n")
+    except OSError: pass  # a read-only directory: the demo then looks for ./quickstart
 
-def last_quickstart() -> Path|None:
-    "The folder of the last quickstart that finished on this machine, or None."
-    f = hanorec_home()/_LAST
-    return Path(f.read_text(encoding="utf-8").strip()) if f.exists() else None
+# %% ../nbs/12_experiments.ipynb #qs000006
+def last_quickstart(where:str|Path=".") -> Path|None: # the directory `hanorec demo` runs in
+    "The folder of the last quickstart run from `where` (as its record there names it), or None."
+    f = Path(where)/QUICKSTART_RECORD
+    if not f.is_file(): return None
+    p = Path(f.read_text(encoding="utf-8").strip())
+    return p if p.is_absolute() else Path(where)/p

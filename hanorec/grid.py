@@ -20,9 +20,10 @@ from .core import FolderLock
 from .runs import RunFolder, check_place
 from .data import check_prepare_options, prepare
 from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
-from .experiments import REPORT_METRICS, Stage, markdown_html, refuse_stale, release_memory, run_stage, stage_config
+from .experiments import REPORT_METRICS, markdown_html
+from .runner import Stage, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
-from .train import check_settings
+from .settings import check_settings
 
 # %% auto #0
 __all__ = ['SEEDS', 'ABLATION_DATASETS', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder',
@@ -35,7 +36,7 @@ class Grid:
     "An experiment grid: datasets x seeds x stages."
     name: str # what the report is called
     datasets: dict # dataset name -> {"prepare": SOURCE, ...options} | {"synthetic": {...options}} | {"path": FOLDER}
-    stages: list # `experiments.Stage`s, in order (a stage's start comes before it)
+    stages: list # `runner.Stage`s, in order (a stage's start comes before it)
     seeds: list = field(default_factory=lambda: [0]) # every stage runs once per seed (`seed=N`)
     settings: list = field(default_factory=list) # key=value settings given to every stage, before the stage's own
     metrics: tuple = REPORT_METRICS # the report's metrics (the sampled protocol's names)

@@ -27,7 +27,8 @@ __all__ = ['ATTRIBUTE_GROUPS', 'VISUAL_WORDS', 'FALSE_NEGATIVE_KINDS', 'Attribut
            'World', 'generate_world', 'true_utility', 'choice_probabilities', 'false_negative_kind',
            'false_negative_mask', 'pair_hardness', 'render_item_image', 'image_grid', 'write_truth', 'load_truth',
            'write_world', 'load_world', 'load_synthetic', 'prepare_synthetic', 'check_synthetic_options',
-           'sequence_grid', 'tastes_frame', 'taste_drift_figure', 'ModalityAblation', 'modality_ablation']
+           'FalseNegativeRate', 'sequence_grid', 'tastes_frame', 'taste_drift_figure', 'ModalityAblation',
+           'modality_ablation']
 
 # %% ../nbs/03_synthetic.ipynb #eb598173
 @dataclass(frozen=True)
@@ -619,7 +620,8 @@ def load_world(folder:str|Path, # a folder written by `write_world`
     return World(pd.read_parquet(folder/"items.parquet"), pd.read_parquet(folder/"interactions.parquet"), load_truth(folder, mmap))
 
 # %% ../nbs/03_synthetic.ipynb #f9324155
-from .data import RawData, canonical_interactions, canonical_items, prepare, register_loader
+from .data import prepare
+from .sources import RawData, canonical_interactions, canonical_items
 
 _WORLD_OPTIONS = ("users", "items", "seed", "visual_signal", "drift", "popularity_skew", "observe_prob", "temperature",
                   "taste_scale", "min_length", "max_length", "mean_length")
@@ -630,8 +632,6 @@ def _copy_truth(src:Path, out:Path) -> list[str]:
     return sorted(f"truth/{p.name}" for p in (out/"truth").iterdir())
 
 # %% ../nbs/03_synthetic.ipynb #af079cfa
-@register_loader("synthetic", "a generated world with known preferences: text and image-only attributes, drifting tastes, "
-                 "unobserved positives; ground truth kept in truth/", files="none (generated), or --path: a folder written by write_world")
 def load_synthetic(path=None, reviews=None, meta=None, images=None, strict:bool=False,
                    users:int|None=None, items:int|None=None, seed:int|None=None, visual_signal:float|None=None,
                    drift:float|None=None, popularity_skew:float|None=None, observe_prob:float|None=None,
@@ -700,6 +700,20 @@ def check_synthetic_options(options:dict): # keywords of `prepare_synthetic` bes
             raise HanorecError(f"synthetic {k}={v!r} is not {'an integer' if whole else 'a number'}", hint=f"for example {k}: {world[k].default}")
     _check_settings(**settings)
     check_prepare_options("synthetic", {k: v for k, v in options.items() if k in to_prepare or k == "min_item"} | {"seed": settings["seed"]})
+
+# %% ../nbs/03_synthetic.ipynb #syfn0002
+from .observers import MicroBatch, Observer
+
+class FalseNegativeRate(Observer):
+    "Each training step's share of drawn negatives the synthetic user truly wanted (`false_negative_rate` in the step's log record)."
+    def __init__(self, data:str|Path): # a prepared synthetic dataset (it holds truth/)
+        self.truth = load_truth(data)
+    def on_micro_step(self, trainer, step:int, batch:MicroBatch) -> dict|None:
+        if batch.negatives is None: return None
+        users, s = trainer.samples.users[batch.idx], trainer.samples
+        ids = np.asarray(trainer.item_ids, dtype=object)[batch.negatives]
+        wanted = false_negative_mask(self.truth, users, step_of(self.truth, users, s.timestamp[batch.idx]), ids)
+        return {"false_negative_rate": float(np.asarray(wanted, dtype=bool).mean())}
 
 # %% ../nbs/03_synthetic.ipynb #50dd55df
 def sequence_grid(truth:Truth, # the world's ground truth

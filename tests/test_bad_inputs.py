@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from hanorec.core import HanorecError, read_manifest, write_manifest
-from hanorec.data import BadInputError, get_loader, iter_lines, load_prepared, prepare
+from hanorec.data import load_prepared, prepare
+from hanorec.sources import BadInputError, get_loader, iter_lines
 
 T = 978_300_000  # seconds: December 2000
 TM = 1_600_000_000  # seconds: September 2020

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_hanorec
-from hanorec.data import load_prepared, to_hf_dataset, write_sample_files
+from hanorec.data import load_prepared, to_hf_dataset
+from hanorec.sources import write_sample_files
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import hanorec.checkpoints as C
 import hanorec.train as T
+from hanorec.settings import TrainConfig, train_config
 from hanorec.core import HanorecError, load_config, save_config
 from hanorec.synthetic import prepare_synthetic
 from conftest import run_hanorec
@@ -28,7 +30,7 @@ def args(world, out, *more):
             "eval.every=4", "eval.users=10", "eval.test=false", "checkpoint.every=4", "checkpoint.keep=3", "deterministic=true", *more]
 
 
-def config(world, out, *more): return T.train_config(None, args(world, out, *more))
+def config(world, out, *more): return train_config(None, args(world, out, *more))
 
 
 def same_weights(a:Path, b:Path) -> bool:
@@ -61,14 +63,14 @@ def killed(world, out:str, where:str, at:str) -> int:
                 step = T.Trainer._step
                 T.Trainer._step = lambda self, s: die() if s == int(at) else step(self, s)
             elif where == "checkpoint write":  # halfway through the first file of checkpoint `at`
-                write = T._write_bytes
+                write = C._write_bytes
                 def half(path, data):
                     if path.parent.name.startswith(f".{at}."): write(path, data[:len(data) // 2]); die()
                     write(path, data)
-                T._write_bytes = half
+                C._write_bytes = half
             elif where == "before latest":  # checkpoint `at` is in place, checkpoints/latest still names the one before
-                text = T.atomic_write_text
-                T.atomic_write_text = lambda path, t: die() if path.name == "latest" and t == at else text(path, t)
+                text = C.atomic_write_text
+                C.atomic_write_text = lambda path, t: die() if path.name == "latest" and t == at else text(path, t)
             T.train(config(world, out)); code = 0
         finally: os._exit(code)
     if where == "random": time.sleep(random.uniform(0.0, 1.5)); os.kill(pid, signal.SIGKILL)  # anywhere from start to end
@@ -97,7 +99,7 @@ def stopped(world, tmp_path):
     run = tmp_path/"stopped"
     shutil.copytree(world/"whole", run)
     shutil.rmtree(run/"model"); (run/"metrics.json").unlink()
-    save_config(dataclasses.replace(load_config(T.TrainConfig, run/"config.yaml"), out=str(run)), run/"config.yaml")  # its own folder
+    save_config(dataclasses.replace(load_config(TrainConfig, run/"config.yaml"), out=str(run)), run/"config.yaml")  # its own folder
     return run
 
 
@@ -116,7 +118,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_intact_one_before_it(world, stop
     assert same_weights(world/"whole", stopped) and steps(world/"whole") == steps(stopped)
     said = "\n".join(warnings)
     assert ("step-000012 is damaged" in said and damage in said) if damage != "missing step folder" else "missing folder step-000012" in said
-    assert not T._checkpoint_damage(newest)                         # written again, whole, by the resumed run
+    assert not C.checkpoint_damage(newest)                         # written again, whole, by the resumed run
 
 
 def test_an_empty_latest_is_no_obstacle(world, stopped, warnings):
@@ -146,7 +148,7 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_good_checkpoint(wo
     msg = str(e.value)
     assert "diverged at step 8" in msg and "users u" in msg and "step-000004, is intact" in msg and "skip_nonfinite" in msg
     ckpts = world/"diverged"/"checkpoints"
-    assert [p.name for p in T._checkpoints(ckpts)] == ["step-000004"] and not T._checkpoint_damage(ckpts/"step-000004")
+    assert [p.name for p in C.list_checkpoints(ckpts)] == ["step-000004"] and not C.checkpoint_damage(ckpts/"step-000004")
     assert all(torch.isfinite(v).all() for v in load_file(ckpts/"step-000004"/"trainable.safetensors").values())
     m = resume(world, world/"diverged", *huge, "optim.skip_nonfinite=true")  # what the hint says: skip such steps and go on
     log = [json.loads(l) for l in (world/"diverged"/"log.jsonl").read_text().splitlines()]
@@ -167,13 +169,13 @@ def test_a_full_disk_stops_with_the_space_needed_and_leaves_the_previous_checkpo
         def __getattr__(self, name): return getattr(self.f, name)
         def __enter__(self): return self
         def __exit__(self, *exc): self.f.close()
-    monkeypatch.setattr(T, "open", lambda p, mode="r", *a, **k: Full(real(p, mode, *a, **k)) if "step-000008" in str(p) else real(p, mode, *a, **k),
+    monkeypatch.setattr(C, "open", lambda p, mode="r", *a, **k: Full(real(p, mode, *a, **k)) if "step-000008" in str(p) else real(p, mode, *a, **k),
                         raising=False)
     with pytest.raises(HanorecError) as e: T.train(config(world, "full"))
     ckpts = world/"full"/"checkpoints"
     assert f"no space left on the device of {ckpts} for checkpoint step-000008: it needs about" in str(e.value) and "--resume" in str(e.value)
     assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step-000004"]
-    assert (ckpts/"latest").read_text() == "step-000004" and not T._checkpoint_damage(ckpts/"step-000004")
+    assert (ckpts/"latest").read_text() == "step-000004" and not C.checkpoint_damage(ckpts/"step-000004")
     monkeypatch.undo()
     resume(world, world/"full")                                    # space freed: it continues to the unstopped run's end
     assert same_weights(world/"whole", world/"full")

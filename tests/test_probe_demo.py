@@ -130,3 +130,25 @@ def test_bench_demo_writes_its_report(tmp_path):
     assert 0 < d["p50_s"] <= d["p95_s"] <= d["max_s"] and report["median_s"] == d["p50_s"]
     assert report["checks"][0]["what"] == "p95 latency per request with 3 clients, s" and report["checks"][0]["value"] == pytest.approx(d["p95_s"], abs=1e-4)
     assert d["requests_per_s"] > 0 and len(d["first_request_per_run_s"]) == 3  # popularity, the encoder's SFT, HaNoRec
+
+
+@pytest.mark.parametrize("room", ["hanorec.demo", "hanorec.evaluation"])
+def test_the_demo_and_evaluation_never_load_the_trainer(room):
+    "Reading finished runs needs no trainer: importing the room in a fresh interpreter leaves hanorec.train unloaded."
+    code = f"import {room}, sys; assert 'hanorec.train' not in sys.modules, sorted(m for m in sys.modules if m.startswith('hanorec'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **ENV}, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_demo_without_arguments_opens_the_quickstart_run_here_only(runs, tmp_path):
+    "The last quickstart is recorded where it ran: another directory (another checkout, another user) does not open it."
+    from hanorec.demo import latest_quickstart
+    from hanorec.experiments import remember_quickstart
+    mine, other = tmp_path/"mine", tmp_path/"other"
+    mine.mkdir(); other.mkdir()
+    remember_quickstart(runs, mine)  # as `hanorec quickstart --out RUNS` run from `mine` leaves it
+    assert latest_quickstart(mine) == runs
+    r = run_hanorec("demo", "--port", _free_port(), env=ENV, cwd=other)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    assert r.stderr.splitlines()[0] == f"hanorec: error: there is no quickstart output to show in {other.resolve()}", r.stderr
+    assert "hint: make one with: hanorec quickstart, run from this directory" in r.stderr

@@ -186,7 +186,7 @@ def test_the_report_states_the_candidates_each_dataset_was_scored_on(tmp_path):
 
 def test_a_python_grid_that_overrides_a_key_reports_from_its_grid_yaml(tmp_path):
     # A grid built in Python may append an override to a stage's list (the ablation does); its grid.yaml says each key once
-    from hanorec.experiments import Stage
+    from hanorec.runner import Stage
     from hanorec.grid import Grid, grid_dict, load_grid
     import yaml
     g = Grid("python", {"world": {"synthetic": {"users": 40}}}, [Stage("sft", "sft", ["model=seqrec", "optim.lr=1e-3", "optim.lr=1e-4"])])

@@ -2,9 +2,10 @@
 import pytest
 import yaml
 
-from hanorec.core import hanorec_home, read_json
+from hanorec.core import read_json
 from hanorec.evaluation import compare_runs, format_comparison, holm, markdown_table
-from hanorec.experiments import Stage, quickstart, stale_settings
+from hanorec.experiments import quickstart
+from hanorec.runner import Stage, stale_settings
 from hanorec.synthetic import prepare_synthetic
 
 
@@ -19,12 +20,7 @@ def tiny(tmp_path_factory):
                     start="encoder-sft"),
               Stage("encoder-dpo", "encoder, DPO", ["init=encoder-sft", "objective=dpo", "optim.max_steps=3", "optim.lr=1e-3", "eval.every=0"],
                     start="encoder-sft")]
-    record = hanorec_home()/"last-quickstart.txt"
-    kept = record.read_text() if record.exists() else None
-    try: report = quickstart(out, device="cpu", stages=stages, jobs=1)
-    finally:  # the reader's own last quickstart comes back
-        if kept is None: record.unlink(missing_ok=True)
-        else: record.write_text(kept)
+    report = quickstart(out, device="cpu", stages=stages, jobs=1, remember_in=out)  # recorded in its own folder, not the checkout
     return out, stages, report.read_text()
 
 

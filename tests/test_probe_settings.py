@@ -113,7 +113,7 @@ def test_an_explicit_step_count_wins_over_the_recipes_epochs(tiny):
 
 def test_a_file_that_repeats_the_defaults_or_a_runs_own_config_is_accepted(tiny, tmp_path, capsys):
     "Only what a file changes counts as set: --print-config's output and a continuing run's config.yaml train as they are."
-    from hanorec.train import train_config
+    from hanorec.settings import train_config
     assert main(["train", "--print-config", "model=seqrec", f"data={tiny/'data'}"]) == 0
     (tmp_path/"printed.yaml").write_text(capsys.readouterr().out)
     cfg = train_config(tmp_path/"printed.yaml", [f"out={tmp_path/'a'}"])  # optim.max_steps beside the recipe's epochs: not both "given"

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from hanorec.core import HanorecError
-from hanorec.experiments import Stage, quickstart, report_rows
+from hanorec.experiments import last_quickstart, quickstart, report_rows
+from hanorec.runner import Stage
 from hanorec.synthetic import prepare_synthetic
 
 LM = ["model=composed-tiny", "history=3", "prompt_candidates=5", "optim.batch_size=4", "eval.users=4", "eval.every=0"]
@@ -26,9 +27,11 @@ def _stages(lm_settings):
             Stage("lm-sft", "tiny MLLM, SFT", [*LM, *lm_settings], users=4, budget="2 steps")]
 
 
-def test_two_workers_run_every_stage_after_what_it_waits_on(world, capfd):
+def test_two_workers_run_every_stage_after_what_it_waits_on(world, capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the user ran it: the record for `hanorec demo` goes here
     stages = _stages(["optim.max_steps=2"])
     report = quickstart(world, device="cpu", stages=stages, jobs=2)
+    assert last_quickstart() == world and last_quickstart(tmp_path) == world  # the demo started in this directory opens it
     out = capfd.readouterr().out
     assert "5 tasks in 2 worker processes" in out, out
     pids = set(re.findall(r"; process (\d+),", out))

@@ -83,7 +83,8 @@ def test_training_needs_no_network(tmp_path, monkeypatch):
     for owner, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "create_connection"), (socket, "getaddrinfo")):
         monkeypatch.setattr(owner, name, refused)
     from hanorec.synthetic import prepare_synthetic
-    from hanorec.train import train, train_config
+    from hanorec.settings import train_config
+    from hanorec.train import train
     prepare_synthetic(tmp_path/"data", users=30, items=60, seed=1, with_images=False)
     m = train(train_config(None, [f"data={tmp_path/'data'}", f"out={tmp_path/'run'}", "model=seqrec", "optim.epochs=0", "optim.max_steps=2",
                                   "optim.batch_size=8", "eval.every=0", "eval.users=5", "eval.test=false"]))

@@ -1,5 +1,8 @@
 "`hanorec data prepare synthetic`: the world with known preferences, prepared like any real source."
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -37,6 +40,17 @@ def test_prepared_world_has_truth_that_labels_its_candidates(tmp_path):
     assert not fn[row.target_index]  # the positive is never its own false negative
     # every negative whose true utility is at least the positive's is labelled a false negative
     assert fn[(util >= util[row.target_index]) & (np.arange(20) != row.target_index)].all()
+
+
+def test_prepare_synthetic_in_a_fresh_process(tmp_path):
+    "The loader table knows `synthetic` by name: no import of hanorec.synthetic is needed before `prepare` (hidden state)."
+    code = ("import sys\nfrom hanorec.data import prepare\nassert 'hanorec.synthetic' not in sys.modules\n"
+            f"stats = prepare('synthetic', {str(tmp_path / 'w')!r}, min_item=1, candidates=5, options=dict(users=20, items=30))\n"
+            "print(stats['users'], 'hanorec.synthetic' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "HANOREC_PROGRESS": "0"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["20", "True"]
+    assert load_truth(tmp_path / "w").config["users"] == 20
 
 
 def test_world_options_are_refused_for_real_sources(tmp_path):
