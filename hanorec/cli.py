@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from .assets import USES, asset_status, require_use, use_status
-from .core import HanorecError, get_logger, hanorec_home, package_version, progress_mode, tune_malloc
-from .runs import DatasetFolder, RunFolder, check_place
+from .core import HanorecError, hanorec_home, package_version, progress_mode, tune_malloc
+from .runs import RunFolder, check_place
 from .data import dataset_stats, load_prepared, prepare
 from .sources import LOADERS
 from .summarize import UserSummaryConfig, items_folder, summarize_items, summarize_users
@@ -149,13 +149,9 @@ def cmd_data_prepare(args):
     if synthetic and not args.path: options["seed"] = args.seed  # one seed for the world and the candidate draw
     # The synthetic world is sparse by design (each user sees a few of many items): keep its whole catalog by default.
     min_item = args.min_item if args.min_item is not None else (1 if synthetic else 5)
-    check_place(args.out, "dataset", "hanorec data prepare")  # never into a run, nor over a folder holding runs
-    folder = DatasetFolder(args.out)
-    with folder.writer("hanorec data prepare"):  # one prepare of a folder at a time
-        if cleared := folder.clear_leftovers(): get_logger("hanorec.data").warning("%s: removed %s, left by a stopped prepare", args.out, ", ".join(cleared))
-        stats = prepare(args.source, args.out, path=args.path, reviews=args.reviews, meta=args.meta, images=args.images,
-                        min_user=args.min_user, min_item=min_item, min_rating=args.min_rating, history=args.history,
-                        candidates=args.candidates, seed=args.seed, strict=args.strict, options=options or None)
+    stats = prepare(args.source, args.out, path=args.path, reviews=args.reviews, meta=args.meta, images=args.images,
+                    min_user=args.min_user, min_item=min_item, min_rating=args.min_rating, history=args.history,
+                    candidates=args.candidates, seed=args.seed, strict=args.strict, options=options or None)
     keys = ("users", "items", "interactions", "items_with_image", "images_rendered", "images_missing", "images_unreadable",
             "lines_read", "lines_skipped", "users_too_short")
     print(f"prepared {args.source} in {Path(args.out).resolve()}")
