@@ -312,21 +312,21 @@ def _spaced_setting(settings:list[str]) -> tuple[list[str], str]|None:
 # %% ../nbs/17_cli.ipynb #d460a10b
 def train_in_folder(cfg, # the run's TrainConfig
                     resume:bool=False): # continuing the run in cfg.out
-    """Train `cfg` holding its run folder's lock (a second writer is refused), after checking its place (never inside a
-    prepared dataset or another run) and, on resume, the data it was trained on; a copied or moved run's config.yaml is
-    brought up to where it stands first, so it continues there."""
+    """Train `cfg` after checking its place (never inside a prepared dataset or another run) and an `init=` run's catalog,
+    before anything is written; on resume, the data it was trained on, and a copied or moved run's config.yaml is first
+    brought up to where it stands (under the run's lock), so it continues there. The trainer holds the lock while it trains."""
     from hanorec.core import save_config
     from hanorec.train import train
     check_place(cfg.out, "run", "hanorec train")
-    if cfg.init and not resume and RunFolder(cfg.init).started: RunFolder(cfg.init).check_catalog(cfg.data)  # before any file is written
+    if cfg.init and not resume and RunFolder(cfg.init).started: RunFolder(cfg.init).check_catalog(cfg.data)
     run = RunFolder(cfg.out)
-    with run.writer("hanorec train --resume" if resume else "hanorec train"):
-        if resume and run.started:
-            run.check_data("hanorec train --resume", cfg.data)
-            raw = run.read_config()
-            if any(str(raw.get(k) or "") != str(getattr(cfg, k) or "") for k in ("data", "init", "out")):
-                save_config(cfg, run.config_file)  # as the trainer writes it on resume: its folders as found from here
-        return train(cfg, resume=resume)
+    if resume and run.started:
+        run.check_data("hanorec train --resume", cfg.data)
+        raw = run.read_config()
+        moved = any(str(raw.get(k) or "") != str(getattr(cfg, k) or "") for k in ("data", "init", "out"))
+        if moved and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # several processes: each would write it; the trainer names the difference
+            with run.writer("hanorec train --resume"): save_config(cfg, run.config_file)  # as the trainer writes it on resume
+    return train(cfg, resume=resume)
 
 # %% ../nbs/17_cli.ipynb #38d7546c
 def cmd_train(args) -> dict:
