@@ -103,19 +103,24 @@ class DemoData:
                 out[str(u)] = (str(row.summary), f.parent.name)
         return out
 
-    def title(self, item:str) -> str:
-        t = self._titles.get(item)
-        return f"item {item}" if t is None else t
+# %% ../nbs/13_demo.ipynb #de0011i1
+@patch
+def title(self:DemoData, item:str) -> str:
+    "The item's title, or 'item ID' for an id the catalog lacks."
+    t = self._titles.get(item)
+    return f"item {item}" if t is None else t
 
-    def image(self, item:str, height:int=96) -> str|None:
-        "The item's image as a JPEG data URI `height` pixels high, or None (no image, or a path outside the dataset)."
-        key = (item, height)
-        if key not in self._thumbs: self._thumbs[key] = self._thumbnail(item, height)
-        return self._thumbs[key]
+@patch
+def image(self:DemoData, item:str, height:int=96) -> str|None:
+    "The item's image as a JPEG data URI `height` pixels high, or None (no image, or a path outside the dataset)."
+    key = (item, height)
+    if key not in self._thumbs: self._thumbs[key] = self._thumbnail(item, height)
+    return self._thumbs[key]
 
-    def rendered(self, item:str) -> bool:
-        "True where the image is a stand-in rendered from the title (no real poster or photo)."
-        return self._rendered.get(item, False)
+@patch
+def rendered(self:DemoData, item:str) -> bool:
+    "True where the image is a stand-in rendered from the title (no real poster or photo)."
+    return self._rendered.get(item, False)
 
 # %% ../nbs/13_demo.ipynb #de000011b
 @patch

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write_text, config_to_dict, load_config, pick_device, read_json
+from .core import atomic_write_text, config_to_dict, load_config, pick_device
 from .data import prepare
 from .evaluation import compare_runs, curve_figure, read_evaluation
 from .runner import Stage, cpu_cores, refuse_stale, run_tasks
+from .runs import DatasetFolder, RunFolder
+from .settings import TrainConfig, flat
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'QUICKSTART_RECORD', 'cpu_bf16', 'quickstart_stages', 'report_rows', 'report_markdown',
@@ -66,7 +68,7 @@ def report_rows(stages:list[Stage], out:Path) -> pd.DataFrame:
     rows = []
     for s in stages:
         m, _ = read_evaluation(out/s.name, "test", "sampled")
-        trained = read_json(out/s.name/"metrics.json")
+        trained = RunFolder(out/s.name).read_metrics()
         ref = s.start or s.against
         row = {"stage": s.name, "about": s.about, "users": m["users"], "budget": s.budget, "start": ref, "note": trained.get("note", ""),
                "final ndcg@5": trained.get("final", {}).get("test", {}).get("ndcg@5", math.nan), "final step": trained.get("final", {}).get("step")}
@@ -114,16 +116,11 @@ def report_markdown(rows:pd.DataFrame) -> str:
                               f"and p-value come from the same draws; Holm–Bonferroni over all {family} tests below, every preference stage "
                               "and metric). Ties count against the target.", "", "Preference stages against their SFT start:", *tests])
 
-# %% ../nbs/12_experiments.ipynb #qs000002
-def _flat(d:dict, prefix:str="") -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
-
 # %% ../nbs/12_experiments.ipynb #ex0did2
 def changed_settings(run:Path) -> list[str]:
     "The run's settings that differ from `TrainConfig`'s defaults, as key=value (paths and device aside; a continuing stage's encoder is its start's)."
-    from hanorec.settings import TrainConfig
-    saved = config_to_dict(load_config(TrainConfig, run/"config.yaml"))
-    now, default = _flat(saved), _flat(config_to_dict(TrainConfig()))
+    saved = config_to_dict(load_config(TrainConfig, RunFolder(run).config_file))
+    now, default = flat(saved), flat(config_to_dict(TrainConfig()))
     skip = lambda k: k in ("data", "out", "init", "device") or (saved["init"] and (k == "model" or k.startswith("seqrec.")))
     show = lambda v: str(v).lower() if isinstance(v, bool) else str(v)
     return [f"{k}={show(v)}" for k, v in now.items() if not skip(k) and v != default.get(k)]
@@ -147,9 +144,8 @@ def _log_end(run:Path, keys:tuple, last:int=10) -> dict:
 def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     "What the stage did, from its folder: settings, steps and epochs, the kept step, reward margin, weights moved, environment, identical rankings."
     from hanorec.objectives import OBJECTIVES
-    from hanorec.settings import TrainConfig
     run = out/stage.name
-    cfg, m = load_config(TrainConfig, run/"config.yaml"), read_json(run/"metrics.json")
+    cfg, m = load_config(TrainConfig, RunFolder(run).config_file), RunFolder(run).read_metrics()
     rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",
            "model": cfg.model, "steps": m.get("steps", 0), "best_step": m.get("best_step"), "note": m.get("note", ""), "lr": cfg.optim.lr,
            "stopped_early": m.get("stopped_early", False), "trained": m.get("trained"), "environment": m.get("environment")}
@@ -219,7 +215,7 @@ def write_report(stages:list[Stage], out:Path, seconds:float|None=None, # this i
     fig.update_layout(barmode="group", title="test metrics with 95% bootstrap intervals", template="plotly_white", height=480)
     parts = [fig.to_html(full_html=False, include_plotlyjs=True)]
     for s in stages:
-        if (out/s.name/"log.jsonl").exists(): parts.append(curve_figure(out/s.name).to_html(full_html=False, include_plotlyjs=False))
+        if RunFolder(out/s.name).log_file.exists(): parts.append(curve_figure(out/s.name).to_html(full_html=False, include_plotlyjs=False))
     body = markdown_html(text)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>hanorec quickstart</title></head><body style='font-family:sans-serif;max-width:1200px;margin:auto'>{body}{''.join(parts)}</body></html>"
     atomic_write_text(out/"report.html", page)
@@ -242,11 +238,11 @@ def quickstart(out:str|Path="quickstart", # the experiment folder: data/, one fo
     dev = pick_device(device)
     stages = stages or quickstart_stages(cuda=dev.type == "cuda", mllm_steps=mllm_steps, mllm_users=mllm_users)
     data = out/"data"
-    if not (data/"manifest.json").exists():
+    if not DatasetFolder(data).is_prepared:
         print("[quickstart] preparing MovieLens-small with rendered posters", flush=True)
         prepare("movielens-small", data)
     for s in stages: refuse_stale(s, data, out, device)  # before any work, in this process
-    reused = [s.name for s in stages if (out/s.name/"metrics.json").exists()]
+    reused = [s.name for s in stages if RunFolder(out/s.name).finished]
     jobs = jobs if jobs is not None else (2 if dev.type == "cpu" and cpu_cores() >= 2 else 1)
     run_tasks(stages, data, out, device, jobs, t0)
     md, page = write_report(stages, out, time.time() - t0, reused)

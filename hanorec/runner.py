@@ -20,6 +20,8 @@ from .images import image_features
 from .objectives import neighbour_scores
 from .evaluation import evaluate_run, read_evaluation
 from .families import family_of
+from .runs import RunFolder
+from .settings import TrainConfig, flat, train_config
 
 # %% auto #0
 __all__ = ['FEATURES', 'Stage', 'stage_config', 'stale_settings', 'refuse_stale', 'release_memory', 'run_stage', 'cpu_cores',
@@ -40,23 +42,18 @@ class Stage:
 # %% ../nbs/12_runner.ipynb #ex000011
 def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
     "The stage's settings: the model family's recipe, the stage's settings, its data, folder and device."
-    from hanorec.settings import train_config
     settings = [s if not s.startswith("init=") else f"init={out/s[5:]}" for s in stage.settings]
     return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *settings])
-
-# %% ../nbs/12_runner.ipynb #ru000009
-def _flat(d:dict, prefix:str="") -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
 
 # %% ../nbs/12_runner.ipynb #1535dffd
 def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     "`{key: (saved, now)}` where the stage's run folder was made with other settings than the stage has now (paths and device aside)."
-    if not (out/stage.name/"config.yaml").exists(): return {}
-    from hanorec.settings import TrainConfig
+    run = RunFolder(out/stage.name)
+    if not run.started: return {}
     now = config_to_dict(stage_config(stage, data, out, device))
-    saved = config_to_dict(load_config(TrainConfig, out/stage.name/"config.yaml"))  # keys added since then read as their defaults
+    saved = config_to_dict(load_config(TrainConfig, run.config_file))  # keys added since then read as their defaults
     ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
-    now, saved = _flat(now), _flat(saved)
+    now, saved = flat(now), flat(saved)
     continues = lambda k: stage.start and k.startswith("seqrec.")  # config.yaml records the start's encoder, which is checked as its own stage
     return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and not continues(k) and saved.get(k) != now.get(k)}
 
@@ -82,12 +79,12 @@ def run_stage(stage:Stage, data:Path, out:Path, device:str="auto") -> Path:
     from hanorec.train import train  # here, not at the top: reading an experiment never loads the trainer
     run, log = out/stage.name, get_logger("hanorec.runner")
     refuse_stale(stage, data, out, device)
-    if not (run/"metrics.json").exists():
+    if not RunFolder(run).finished:
         cfg = stage_config(stage, data, out, device)
         if cfg.summary.backend == "lm":  # the summaries it reads, written (or found) first
             from hanorec.summarize import summarize_users
             summarize_users(data, "lm", split="test", config=cfg.summary, device=str(pick_device(device)))
-        resume = (run/"config.yaml").exists()
+        resume = RunFolder(run).started
         log.info("stage %s: %s %s", stage.name, "resuming" if resume else "training", stage.about)
         train(cfg, resume=resume)
         release_memory()  # the trainer's peak, before the evaluation loads the run again
@@ -186,7 +183,7 @@ class _Progress:
     "The progress line before each task: its place, the time so far and the time left (from the shares of the tasks done)."
     def __init__(self, graph:dict, out:Path, t0:float):
         self.n, self.t0, self.i = len(graph), t0, 0
-        self.fresh = {k for k in graph if k == FEATURES or not (out/k/"metrics.json").exists()}  # reused stages cost little
+        self.fresh = {k for k in graph if k == FEATURES or not RunFolder(out/k).finished}  # reused stages cost little
         self.done, self.t_work = set(), time.time()
     def line(self, k:str, about:str) -> str:
         self.i += 1
