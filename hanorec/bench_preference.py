@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .bench import check, outcome, register_benchmark, top_ops
+from .bench import check, outcome, top_ops
 from .core import HanorecError
 from .models import Recommender, load_recommender, tiny_llama, train_tokenizer
 from .objectives import dpo_loss, sdpo_loss
@@ -167,7 +167,6 @@ def throughput(seconds:Sequence[float], # each timed step's
             "step_seconds": list(seconds)}
 
 # %% ../nbs/15a_bench_preference.ipynb #52597c89
-@register_benchmark("preference", "DPO step, fixed reference log-probs and shared prompt, vs TRL DPOTrainer; 4-layer 256-wide Llama, batch 8")
 def bench_preference(quick:bool=False, # 2 layers, 64-token prompts, 2 timed steps: for tests
                      batch_size:int=8, # samples per step, both sides
                      prompt_tokens:int|None=None, # each prompt's text length, about (default 300; quick 64)

@@ -153,24 +153,96 @@ def summary_variants(block_sizes=(2, 3, 6), # recurrent block sizes, each dividi
 def _summary_texts(name:str, backend:str, cfg, hist:dict, ds, out:Path, lm_path, lm:Callable, force:bool) -> dict[str, dict]:
     "user -> prefix -> record: the variant's summaries of `hist[user]`, from its cache in `out/summaries/<name>/`, writing what is missing (`lm()`: the loaded LM)."
     from hanorec.core import Manifest, config_to_dict, progress, read_manifest
-    from hanorec.summarize import (_append_lines, _history_key, _model_hash, _needed_prefixes, _open_cache, _read_lines,
+    from hanorec.summarize import (append_records, history_key, model_hash, needed_prefixes, open_cache, read_records,
                                    items_folder, lm_backend, run_user_steps, statistical_backend)
     settings = config_to_dict(cfg)
     settings.pop("batch_size")  # how many users go together changes no summary
-    if backend == "lm": settings["lm"] = _model_hash(lm_path)
+    if backend == "lm": settings["lm"] = model_hash(lm_path)
     described = read_manifest(items_folder(ds.path, "vision"))  # the image descriptions the items are written with
     expected = Manifest("claim-summaries", inputs={"dataset": hash_obj(ds.manifest.config), "items": hash_obj(sorted(map(str, ds.items.item_id))),
                                                    "descriptions": hash_obj(dict(described.inputs, **described.config))},
                         config=dict(variant=name, **settings))
-    folder = _open_cache(out/"summaries"/name, expected, force, f"{name} summaries")
+    folder = open_cache(out/"summaries"/name, expected, force, f"{name} summaries")
     at = {u: len(h) for u, h in hist.items()}
     done = {}
-    for r in _read_lines(folder/"users.jsonl"):
-        if r["user_id"] in hist and r["history"] == _history_key(hist[r["user_id"]][:r["prefix"]]): done.setdefault(r["user_id"], {})[r["prefix"]] = r
-    missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in _needed_prefixes(t, cfg))
+    for r in read_records(folder/"users.jsonl"):
+        if r["user_id"] in hist and r["history"] == history_key(hist[r["user_id"]][:r["prefix"]]): done.setdefault(r["user_id"], {})[r["prefix"]] = r
+    missing = sum(p not in done.get(u, {}) for u, t in at.items() for p in needed_prefixes(t, cfg))
     run = lm_backend(lm()) if backend == "lm" and missing else statistical_backend
     with progress(total=missing, desc=f"claim 5: {name}") as bar:
-        return run_user_steps(hist, at, run, cfg, done, lambda recs: _append_lines(folder/"users.jsonl", recs), bar=bar)
+        return run_user_steps(hist, at, run, cfg, done, lambda recs: append_records(folder/"users.jsonl", recs), bar=bar)
+
+# %% ../nbs/12b_claims.ipynb #hb0cl001
+def _claim_users(ds, users:int, history:int) -> list[str]:
+    "The first `users` test users by id with at least `history` items before their target; fewer than 2 is refused."
+    from hanorec.summarize import target_histories
+    if users < 2: raise HanorecError(f"users {users} is below 2", hint="a paired interval needs at least 2 users (100 by default)")
+    _, pos = target_histories(ds, "test", None, {})
+    chosen = sorted(u for u, t in pos.items() if t >= history)[:users]
+    if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have at least {history} items before the target; 2 are needed",
+                                           hint="lower --history (MLLM-MSR cuts users to 6 items), or use a dataset with longer histories")
+    return chosen
+
+# %% ../nbs/12b_claims.ipynb #hb0cl002
+def _claim_items(ds, chosen:list[str], history:int) -> tuple[pd.DataFrame, dict, dict, dict]:
+    """The users' test candidates, every shown item's image description (written where missing), each user's last
+    `history` items, and item id -> the text the encoder's MiniLM reads (title. genres)."""
+    from hanorec.seqrec import item_text
+    from hanorec.summarize import load_item_summaries, summarize_items, target_histories
+    cands = ds.candidates["test"].set_index("user_id").loc[chosen]
+    summarize_items(ds.path, "vision", items=sorted({str(i) for c in cands.candidates for i in c} | {str(i) for i in ds.interactions[ds.interactions.user_id.isin(chosen)].item_id}))
+    records = load_item_summaries(ds.path, "vision")
+    hist, _ = target_histories(ds, "test", chosen, records)
+    text = dict(zip(ds.items.item_id.astype(str), item_text(ds.items)))  # title. genres: what the encoder's MiniLM reads
+    hist = {u: [dict(it, title=text[it["item_id"]]) for it in hist[u][-history:]] for u in chosen}
+    return cands, records, hist, text
+
+# %% ../nbs/12b_claims.ipynb #hb0cl003
+def _item_vectors(embed:Callable, cands:pd.DataFrame, hist:dict, text:dict, records:dict, chosen:list[str]) -> tuple[dict, np.ndarray]:
+    "Item id -> the MiniLM vector of its text and image description, for every item shown, and the candidates' [U, C, 384]."
+    item_ids = sorted({str(i) for c in cands.candidates for i in c} | {it["item_id"] for h in hist.values() for it in h})
+    about = lambda i: f"{text[i]}. {records[i]['summary']}" if i in records else text[i]
+    E = dict(zip(item_ids, embed(about(i) for i in item_ids)))
+    return E, np.stack([np.stack([E[str(i)] for i in cands.at[u, "candidates"]]) for u in chosen])  # [U, 20, 384]
+
+# %% ../nbs/12b_claims.ipynb #hb0cl004
+def _true_taste(ds, chosen:list[str], cands:pd.DataFrame) -> np.ndarray|None:
+    "[U, C] a synthetic world's true utility of each candidate, less its popularity; None without a truth/ folder."
+    if not (ds.path/"truth").exists(): return None
+    from hanorec.synthetic import load_truth, step_of, true_utility
+    test = ds.splits["test"].set_index("user_id")
+    truth = load_truth(ds.path)
+    ids = np.array([[str(i) for i in c] for c in cands.candidates], dtype=object)
+    step = step_of(truth, np.array(chosen), test.loc[chosen, "timestamp"].to_numpy())
+    return true_utility(truth, np.array(chosen), step, ids) - truth.log_popularity[truth.item_index(ids)]
+
+# %% ../nbs/12b_claims.ipynb #hb0cl005
+def _user_values(e:np.ndarray, C:np.ndarray, target:np.ndarray, taste:np.ndarray|None) -> pd.DataFrame:
+    "Each user's NDCG@5, HR@5 and Spearman with the true taste when candidates are ranked by cosine similarity to their summary vector `e`."
+    from hanorec.metrics import target_ranks, user_metrics
+    stats, scores = scipy_stats(), np.einsum("ucd,ud->uc", C, e / np.linalg.norm(e, axis=1, keepdims=True))
+    v = user_metrics(target_ranks(scores, target), ("ndcg@5", "hr@5"))  # 1-based ranks; ties count against the target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a user whose scores are all equal has no rank correlation: NaN, not counted
+        v["spearman"] = [stats.spearmanr(scores[k], taste[k]).statistic for k in range(len(e))] if taste is not None else np.nan
+    return v
+
+# %% ../nbs/12b_claims.ipynb #hb0cl006
+def _compare_variants(rows:list[dict], per_user:dict[str, pd.DataFrame], main:str, n:int) -> str:
+    "Fill each row's intervals, its difference from `one`, and for the block sizes their difference from the best one on `main`; returns the best."
+    from hanorec.evaluation import bootstrap_interval
+    blocks = [r["variant"] for r in rows if r["variant"].startswith("blocks-") and not r["variant"].endswith("-titles")]
+    best = max(blocks, key=lambda k: np.nanmean(per_user[k][main]))
+    for r in rows:
+        v, one = per_user[r["variant"]], per_user["one"]
+        for m in ("ndcg@5", "spearman"):
+            r[m], r[f"{m}_low"], r[f"{m}_high"] = bootstrap_interval(v[m], n)
+            d = paired_bootstrap(one[m], v[m], n)
+            r[f"{m}_vs_one"], r[f"{m}_vs_one_low"], r[f"{m}_vs_one_high"], r[f"{m}_p"] = d["difference"], d["low"], d["high"], d["p_value"]
+        if r["variant"] in blocks:  # the block-size question: each size against the best one, on the main metric
+            d = paired_bootstrap(per_user[best][main], v[main], n)
+            r["vs_best"], r["vs_best_low"], r["vs_best_high"], r["vs_best_p"] = d["difference"], d["low"], d["high"], d["p_value"]
+    return best
 
 # %% ../nbs/12b_claims.ipynb #507a84ba
 def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with truth/) adds the Spearman column
@@ -184,45 +256,23 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
                     n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "Claim 5: each summary variant's test NDCG@5 and truth Spearman (cosine ranking of the fixed candidates), against `one`."
     from hanorec.assets import load_minilm
-    from hanorec.evaluation import bootstrap_interval, user_metrics
-    from hanorec.seqrec import item_text
-    from hanorec.summarize import _histories, _lm_path, load_item_summaries, summarize_items
     from hanorec.core import atomic_write_text
+    from hanorec.summarize import lm_folder
     ds, out = load_prepared(data), Path(out)
     variants = summary_variants(block_sizes, history, max_new_tokens, batch_size)
-    if users < 2: raise HanorecError(f"users {users} is below 2", hint="a paired interval needs at least 2 users (100 by default)")
-    test = ds.splits["test"].set_index("user_id")
-    _, pos = _histories(ds, "test", None, {})
-    chosen = sorted(u for u, t in pos.items() if t >= history)[:users]
-    if len(chosen) < 2: raise HanorecError(f"{ds.path}: {len(chosen)} test user(s) have at least {history} items before the target; 2 are needed",
-                                           hint="lower --history (MLLM-MSR cuts users to 6 items), or use a dataset with longer histories")
-    cands = ds.candidates["test"].set_index("user_id").loc[chosen]
-    summarize_items(ds.path, "vision", items=sorted({str(i) for c in cands.candidates for i in c} | {str(i) for i in ds.interactions[ds.interactions.user_id.isin(chosen)].item_id}))
-    records = load_item_summaries(ds.path, "vision")
-    hist, _ = _histories(ds, "test", chosen, records)
-    text = dict(zip(ds.items.item_id.astype(str), item_text(ds.items)))  # title. genres: what the encoder's MiniLM reads
-    hist = {u: [dict(it, title=text[it["item_id"]]) for it in hist[u][-history:]] for u in chosen}
+    chosen = _claim_users(ds, users, history)
+    cands, records, hist, text = _claim_items(ds, chosen, history)
     out.mkdir(parents=True, exist_ok=True)
-    lm_path = _lm_path(model) if any(b == "lm" for _, b, _ in variants.values()) else None
+    lm_path = lm_folder(model) if any(b == "lm" for _, b, _ in variants.values()) else None
     @functools.cache
     def lm():  # loaded once, and only when a summary is missing
         from hanorec.models import load_recommender
         return load_recommender(lm_path, device=device, dtype="float32")
     minilm = load_minilm(device)
     embed = lambda texts: minilm.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    item_ids = sorted({str(i) for c in cands.candidates for i in c} | {it["item_id"] for h in hist.values() for it in h})
-    about = lambda i: f"{text[i]}. {records[i]['summary']}" if i in records else text[i]
-    E = dict(zip(item_ids, embed(about(i) for i in item_ids)))
-    C = np.stack([np.stack([E[str(i)] for i in cands.at[u, "candidates"]]) for u in chosen])  # [U, 20, 384]
-    target = cands.target_index.to_numpy()
-    taste = None
-    if (ds.path/"truth").exists():
-        from hanorec.synthetic import load_truth, step_of, true_utility
-        truth = load_truth(ds.path)
-        ids = np.array([[str(i) for i in c] for c in cands.candidates], dtype=object)
-        step = step_of(truth, np.array(chosen), test.loc[chosen, "timestamp"].to_numpy())
-        taste = true_utility(truth, np.array(chosen), step, ids) - truth.log_popularity[truth.item_index(ids)]
-    stats, rows, per_user = scipy_stats(), [], {}
+    E, C = _item_vectors(embed, cands, hist, text, records, chosen)
+    target, taste = cands.target_index.to_numpy(), _true_taste(ds, chosen, cands)
+    rows, per_user = [], {}
     for name, (what, backend, cfg) in variants.items():
         repeats = math.nan
         if backend is None: e = np.stack([np.mean([E[it["item_id"]] for it in hist[u]], 0) for u in chosen])
@@ -232,27 +282,11 @@ def claim_summaries(data:str|Path, # a prepared dataset; a synthetic world (with
             if backend == "lm" and cfg.recurrent:  # how often a block's summary only repeats the one before
                 same = [done[u][p]["summary"] == done[u][p - cfg.block_size]["summary"] for u in chosen for p in range(2*cfg.block_size, history + 1, cfg.block_size)]
                 repeats = float(np.mean(same))
-        scores = np.einsum("ucd,ud->uc", C, e / np.linalg.norm(e, axis=1, keepdims=True))
-        rank = (scores >= scores[np.arange(len(chosen)), target][:, None]).sum(1)  # 1-based; ties count against the target
-        v = user_metrics(rank, ("ndcg@5", "hr@5"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a user whose scores are all equal has no rank correlation: NaN, not counted
-            v["spearman"] = [stats.spearmanr(scores[k], taste[k]).statistic for k in range(len(chosen))] if taste is not None else np.nan
-        per_user[name] = v
+        per_user[name] = _user_values(e, C, target, taste)
         calls = 0 if backend != "lm" else (history // cfg.block_size if cfg.recurrent else 1)
         rows.append(dict(variant=name, about=what, summaries_per_user=calls, repeats=repeats))
     main = "spearman" if taste is not None else "ndcg@5"
-    blocks = [r["variant"] for r in rows if r["variant"].startswith("blocks-") and not r["variant"].endswith("-titles")]
-    best = max(blocks, key=lambda k: np.nanmean(per_user[k][main]))
-    for r in rows:
-        v, one = per_user[r["variant"]], per_user["one"]
-        for m in ("ndcg@5", "spearman"):
-            r[m], r[f"{m}_low"], r[f"{m}_high"] = bootstrap_interval(v[m], n)
-            d = paired_bootstrap(one[m], v[m], n)
-            r[f"{m}_vs_one"], r[f"{m}_vs_one_low"], r[f"{m}_vs_one_high"], r[f"{m}_p"] = d["difference"], d["low"], d["high"], d["p_value"]
-        if r["variant"] in blocks:  # the block-size question: each size against the best one, on the main metric
-            d = paired_bootstrap(per_user[best][main], v[main], n)
-            r["vs_best"], r["vs_best_low"], r["vs_best_high"], r["vs_best_p"] = d["difference"], d["low"], d["high"], d["p_value"]
+    best = _compare_variants(rows, per_user, main, n)
     table = pd.DataFrame(rows).assign(users=len(chosen), history=history, truth=taste is not None, data=str(ds.path), main=main, best=best,
                                      lm=Path(lm_path).name if lm_path else "")
     scores_table = pd.concat([v.assign(user_id=chosen, variant=k) for k, v in per_user.items()], ignore_index=True)

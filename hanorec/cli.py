@@ -557,7 +557,6 @@ def _add_demo(sub):
 # %% ../nbs/17_cli.ipynb #8ad1da3d
 def cmd_bench(args):
     from hanorec.bench import BENCHMARKS, ORDER, bench_all, run_benchmark, update_markdown
-    import hanorec.bench_preference  # registers `preference` (the trainer's step against TRL)
     if args.list or not args.names:
         for name in sorted(BENCHMARKS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)): print(f"{name:16} {BENCHMARKS[name].about}")
         print(f"{'all':16} every benchmark above, then {args.markdown}")

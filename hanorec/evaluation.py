@@ -19,12 +19,12 @@ import yaml
 
 from .core import HanorecError, atomic_path, atomic_write_json, atomic_write_text, package_version, progress, read_json
 from .data import PreparedDataset, Samples, item_rows, load_samples
-from .metrics import auc, target_ranks
+from .metrics import auc, parse_rank_metric, target_ranks, user_metrics
 from .runs import EVAL_METRICS, EVAL_RANKS, RunFolder
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
-           'plot_curves', 'user_metrics', 'bootstrap_interval', 'paired_bootstrap', 'holm', 'Protocol', 'protocols_for',
+           'plot_curves', 'bootstrap_interval', 'paired_bootstrap', 'holm', 'Protocol', 'protocols_for',
            'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run',
            'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'scipy_stats', 'compare_runs',
            'markdown_table', 'format_comparison']
@@ -74,29 +74,6 @@ def plot_curves(run:str|Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".html") as tmp: curve_figure(run).write_html(tmp, include_plotlyjs="directory")
     return out
-
-# %% ../nbs/10c_evaluation.ipynb #ev000012
-_RANK_METRICS = {"hr": lambda r, hit: hit.astype(np.float64),
-                 "ndcg": lambda r, hit: np.where(hit, 1 / np.log2(r + 1), 0.0),
-                 "mrr": lambda r, hit: np.where(hit, 1 / r, 0.0)}
-
-# %% ../nbs/10c_evaluation.ipynb #025b2c4a
-def _rank_metric(name:str) -> tuple[str, int]:
-    kind, _, k = name.partition("@")
-    if kind not in _RANK_METRICS or not k.isdigit() or int(k) < 1:
-        raise HanorecError(f"unknown rank metric {name!r}", hint="write hr@K, ndcg@K or mrr@K with K >= 1 (e.g. ndcg@10)")
-    return kind, int(k)
-
-# %% ../nbs/10c_evaluation.ipynb #143334b9
-def user_metrics(ranks, # [U] 1-based target ranks
-                 metrics:Sequence[str]=("hr@1", "hr@3", "hr@5", "hr@10", "ndcg@3", "ndcg@5", "ndcg@10", "mrr@5", "mrr@10")) -> pd.DataFrame:
-    "Each user's value of each rank metric (`hr@K`, `ndcg@K`, `mrr@K`): one row per user, one column per metric."
-    r = np.asarray(ranks, dtype=np.float64)
-    out = {}
-    for m in metrics:
-        kind, k = _rank_metric(m)
-        out[m] = _RANK_METRICS[kind](r, r <= k)
-    return pd.DataFrame(out)
 
 # %% ../nbs/10c_evaluation.ipynb #ev000017
 def _resampled_means(values:np.ndarray, # [U, K] per-user values (NaN: not counted)
@@ -429,7 +406,7 @@ def _metric_cut(m:str, protocol:str) -> tuple[str, int]|None:
     if protocol == "full":
         m, _, variant = m.partition("/")
         if variant not in VARIANTS: raise HanorecError(f"full-catalog metric {m!r} needs a variant", hint=f"write {m}/excluded or {m}/included")
-    return _rank_metric(m)
+    return parse_rank_metric(m)
 
 # %% ../nbs/10c_evaluation.ipynb #25367b77
 def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) -> list[str]:

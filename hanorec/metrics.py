@@ -9,12 +9,13 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .core import HanorecError
 
 # %% auto #0
-__all__ = ['target_ranks', 'auc', 'rank_metrics', 'evaluate_scores']
+__all__ = ['target_ranks', 'parse_rank_metric', 'user_metrics', 'auc', 'rank_metrics', 'evaluate_scores']
 
 # %% ../nbs/02a_metrics.ipynb #47272c63
 def _as_scores(scores, target_index, exclude):
@@ -41,6 +42,31 @@ def target_ranks(scores, # [U, C] higher is better (log-probs, logits or similar
     mine = s.gather(1, t[:, None])
     return ((s >= mine) & keep).sum(1).numpy()  # itself, every higher score and every tie
 
+# %% ../nbs/02a_metrics.ipynb #ev000012
+_RANK_METRICS = {"hr": lambda r, hit: hit.astype(np.float64),
+                 "ndcg": lambda r, hit: np.where(hit, 1 / np.log2(r + 1), 0.0),
+                 "mrr": lambda r, hit: np.where(hit, 1 / r, 0.0)}
+
+# %% ../nbs/02a_metrics.ipynb #025b2c4a
+def parse_rank_metric(name:str, # e.g. "ndcg@10"
+                      ) -> tuple[str, int]:
+    "A rank metric's kind (hr, ndcg or mrr) and cut-off K, checked: an unknown name is refused with how to write one."
+    kind, _, k = name.partition("@")
+    if kind not in _RANK_METRICS or not k.isdigit() or int(k) < 1:
+        raise HanorecError(f"unknown rank metric {name!r}", hint="write hr@K, ndcg@K or mrr@K with K >= 1 (e.g. ndcg@10)")
+    return kind, int(k)
+
+# %% ../nbs/02a_metrics.ipynb #143334b9
+def user_metrics(ranks, # [U] 1-based target ranks
+                 metrics:Sequence[str]=("hr@1", "hr@3", "hr@5", "hr@10", "ndcg@3", "ndcg@5", "ndcg@10", "mrr@5", "mrr@10")) -> pd.DataFrame:
+    "Each user's value of each rank metric (`hr@K`, `ndcg@K`, `mrr@K`): one row per user, one column per metric."
+    r = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for m in metrics:
+        kind, k = parse_rank_metric(m)
+        out[m] = _RANK_METRICS[kind](r, r <= k)
+    return pd.DataFrame(out)
+
 # %% ../nbs/02a_metrics.ipynb #fa2b45a3
 def auc(scores, # [U, C] higher is better
         target_index, # [U] the column of each user's target
@@ -57,15 +83,11 @@ def auc(scores, # [U, C] higher is better
 def rank_metrics(ranks, # [U] 1-based target ranks
                  ks:Sequence[int]=(1, 5, 10), # cut-offs
                  aucs=None) -> dict: # [U] per-user AUC, added as "auc" when given
-    "HR@k, MRR@k and NDCG@k (and AUC) averaged over users, plus the user count."
+    "HR@k, MRR@k and NDCG@k (and AUC) averaged over users (the means of `user_metrics`), plus the user count."
     r = np.asarray(ranks, dtype=np.float64)
     if r.size == 0: raise HanorecError("no users to evaluate", hint="check the split and the evaluation user limit")
-    out = {}
-    for k in ks:
-        hit = r <= k
-        out[f"hr@{k}"] = float(hit.mean())
-        out[f"mrr@{k}"] = float(np.where(hit, 1 / r, 0).mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1 / np.log2(r + 1), 0).mean())
+    per_user = user_metrics(r, [f"{m}@{k}" for k in ks for m in ("hr", "mrr", "ndcg")])
+    out = {m: float(per_user[m].to_numpy().mean()) for m in per_user.columns}
     if aucs is not None: out["auc"] = float(np.mean(aucs))
     out["users"] = int(r.size)
     return out

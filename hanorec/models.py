@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .core import HanorecError, atomic_path, atomic_write_json, get_logger, pick_device, read_json
@@ -135,122 +136,140 @@ class Recommender:
 
     @property
     def tokenizer(self): return getattr(self.processor, "tokenizer", self.processor)
+
     @property
     def device(self) -> torch.device: return next(self.model.parameters()).device
+
     @property
     def dtype(self) -> torch.dtype: return next(self.model.parameters()).dtype
-
-    @property
-    def image_placeholder(self) -> str:
-        "What stands for one image in the text the processor reads."
-        if self.family in MROPE_FAMILIES: return f"<|vision_start|>{self.processor.image_token}<|vision_end|>"
-        if self.family in IMAGE_TEXT_FAMILIES: return self.processor.image_token
-        return self.marker if self.family == "composed" else ""
-
-    def _chat(self, text:str, answer:str|None=None) -> str:
-        "`text` as the user turn of the chat template, then the assistant prefix (or `answer` as the assistant turn)."
-        mllm = self.family in IMAGE_TEXT_FAMILIES
-        source = self.processor if mllm else self.tokenizer
-        if not getattr(source, "chat_template", None): return text + "\n" + (answer or "")
-        part = lambda s: [{"type": "text", "text": s}] if mllm else s
-        messages = [{"role": "user", "content": part(text)}]
-        if answer is not None: messages.append({"role": "assistant", "content": part(answer)})
-        return source.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
-
-    def render(self, prompt:Prompt) -> str:
-        "The text the tokenizer or processor reads for `prompt`: image placeholders in, chat template around."
-        n = prompt.text.count(self.marker)
-        if n != len(prompt.image_items):
-            raise HanorecError(f"a prompt has {n} image markers {self.marker!r} but {len(prompt.image_items)} image items",
-                               hint="build prompts with hanorec.prompts, with the same image_marker as the recommender")
-        return self._chat(prompt.text if self.family == "composed" else prompt.text.replace(self.marker, self.image_placeholder))
-
-    def _special(self, text:str) -> bool:
-        "Whether the tokenizer should add its special tokens: not where the chat template already wrote the BOS."
-        bos = self.tokenizer.bos_token
-        return not (bos and text.startswith(bos))
-
-    @property
-    def end_id(self) -> int:
-        "The token that closes an assistant turn in this model's chat template (else its eos token)."
-        if getattr(self, "_end_id", None) is None:
-            tok, self._end_id = self.tokenizer, self.tokenizer.eos_token_id
-            try:
-                after = self._chat("hi", _ANSWER_PROBE).split(_ANSWER_PROBE, 1)[1]
-                ids = tok(after, add_special_tokens=False).input_ids
-                if ids and ids[0] in tok.all_special_ids: self._end_id = ids[0]
-            except Exception: pass  # a template that cannot render an assistant turn: keep the eos token
-            if self._end_id is None: raise HanorecError("the tokenizer has neither an end-of-turn nor an eos token", hint="set tokenizer.eos_token")
-        return self._end_id
-
-    def answer_ids(self, answer:str, # an answer text (a title, "yes")
-                   end:bool=True) -> list[int]: # append the end-of-turn token
-        "The token ids of `answer` as it follows the prompt: tokenised alone, no special tokens, then the end of turn."
-        ids = self.tokenizer(answer, add_special_tokens=False).input_ids
-        return ids + [self.end_id] if end else ids
-
-    @property
-    def pad_id(self) -> int:
-        tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else self.end_id
-
-    def encode(self, prompts:Sequence[Prompt], # the prompts of one batch
-               images:ItemImages|None=None) -> dict: # item id -> image (or feature vector) for the prompts' image_items
-        "Model inputs for `prompts`, padded on the left, on the model's device."
-        texts = [self.render(p) for p in prompts]
-        with_images = any(p.image_items for p in prompts) and self.family != "text"
-        if with_images and images is None:
-            raise HanorecError("the prompts have image markers but no images were given",
-                               hint="pass images=..., or build the prompts with images=False")
-        if self.family == "composed": enc = self._encode_composed(texts, prompts, images if with_images else None)
-        else:
-            tok = self.tokenizer
-            kw = dict(padding=True, return_tensors="pt", add_special_tokens=self._special(texts[0]))
-            side, tok.padding_side = tok.padding_side, "left"
-            try:
-                if self.family == "text": enc = tok(texts, **kw)
-                else:
-                    pics = [[_lookup(images, i) for i in p.image_items] for p in prompts] if with_images else None
-                    enc = self.processor(text=texts, images=pics, **kw)
-            finally: tok.padding_side = side
-        dev, dt = self.device, self.dtype
-        return {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) if torch.is_tensor(v) else v for k, v in enc.items()}
-
-    def _encode_composed(self, texts, prompts, images) -> dict:
-        "Token ids with `image_tokens` placeholder positions per marker, the mask of those positions, and the features."
-        tok, cfg = self.tokenizer, self.model.config
-        rows, masks, feats = [], [], []
-        for text, p in zip(texts, prompts):
-            ids, img = [], []
-            for j, seg in enumerate(text.split(self.marker)):
-                if j: ids += [cfg.placeholder_id] * cfg.image_tokens; img += [True] * cfg.image_tokens
-                s = tok(seg, add_special_tokens=j == 0 and self._special(seg)).input_ids
-                ids += s; img += [False] * len(s)
-            rows.append(ids); masks.append(img)
-            if images is not None: feats += [torch.as_tensor(_lookup(images, i), dtype=torch.float32) for i in p.image_items]
-        P = max(map(len, rows))
-        input_ids = torch.full((len(rows), P), self.pad_id, dtype=torch.long)
-        attention, image_mask = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
-        for b, (ids, img) in enumerate(zip(rows, masks)):
-            input_ids[b, P - len(ids):], attention[b, P - len(ids):] = torch.tensor(ids), 1
-            image_mask[b, P - len(ids):] = torch.tensor(img)
-        out = dict(input_ids=input_ids, attention_mask=attention, image_mask=image_mask)
-        if feats: out["image_features"] = torch.stack(feats)
-        return out
-
-    def positions(self, inputs:dict) -> torch.Tensor: # the output of `encode`
-        "Position ids of the encoded prompts: [B, P], or [3, B, P] for the mrope families."
-        mask = inputs["attention_mask"]
-        if self.family in MROPE_FAMILIES:
-            extra = {k: inputs[k] for k in ("image_grid_thw",) if k in inputs}
-            pos, _ = _unwrap(self.model).model.get_rope_index(inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
-                                                              attention_mask=mask, **extra)
-            return pos
-        return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
     def __call__(self, **inputs):
         "The model's forward pass."
         return self.model(**inputs)
+
+# %% ../nbs/05_models.ipynb #hb0rc000
+@patch(as_prop=True)
+def image_placeholder(self:Recommender) -> str:
+    "What stands for one image in the text the processor reads."
+    if self.family in MROPE_FAMILIES: return f"<|vision_start|>{self.processor.image_token}<|vision_end|>"
+    if self.family in IMAGE_TEXT_FAMILIES: return self.processor.image_token
+    return self.marker if self.family == "composed" else ""
+
+# %% ../nbs/05_models.ipynb #hb0rc001
+@patch
+def _chat(self:Recommender, text:str, answer:str|None=None) -> str:
+    "`text` as the user turn of the chat template, then the assistant prefix (or `answer` as the assistant turn)."
+    mllm = self.family in IMAGE_TEXT_FAMILIES
+    source = self.processor if mllm else self.tokenizer
+    if not getattr(source, "chat_template", None): return text + "\n" + (answer or "")
+    part = lambda s: [{"type": "text", "text": s}] if mllm else s
+    messages = [{"role": "user", "content": part(text)}]
+    if answer is not None: messages.append({"role": "assistant", "content": part(answer)})
+    return source.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
+
+# %% ../nbs/05_models.ipynb #hb0rc002
+@patch
+def render(self:Recommender, prompt:Prompt) -> str:
+    "The text the tokenizer or processor reads for `prompt`: image placeholders in, chat template around."
+    n = prompt.text.count(self.marker)
+    if n != len(prompt.image_items):
+        raise HanorecError(f"a prompt has {n} image markers {self.marker!r} but {len(prompt.image_items)} image items",
+                           hint="build prompts with hanorec.prompts, with the same image_marker as the recommender")
+    return self._chat(prompt.text if self.family == "composed" else prompt.text.replace(self.marker, self.image_placeholder))
+
+# %% ../nbs/05_models.ipynb #hb0rc003
+@patch(as_prop=True)
+def end_id(self:Recommender) -> int:
+    "The token that closes an assistant turn in this model's chat template (else its eos token)."
+    if getattr(self, "_end_id", None) is None:
+        tok, self._end_id = self.tokenizer, self.tokenizer.eos_token_id
+        try:
+            after = self._chat("hi", _ANSWER_PROBE).split(_ANSWER_PROBE, 1)[1]
+            ids = tok(after, add_special_tokens=False).input_ids
+            if ids and ids[0] in tok.all_special_ids: self._end_id = ids[0]
+        except Exception: pass  # a template that cannot render an assistant turn: keep the eos token
+        if self._end_id is None: raise HanorecError("the tokenizer has neither an end-of-turn nor an eos token", hint="set tokenizer.eos_token")
+    return self._end_id
+
+# %% ../nbs/05_models.ipynb #hb0rc004
+@patch
+def answer_ids(self:Recommender, answer:str, # an answer text (a title, "yes")
+               end:bool=True) -> list[int]: # append the end-of-turn token
+    "The token ids of `answer` as it follows the prompt: tokenised alone, no special tokens, then the end of turn."
+    ids = self.tokenizer(answer, add_special_tokens=False).input_ids
+    return ids + [self.end_id] if end else ids
+
+# %% ../nbs/05_models.ipynb #hb0rc005
+@patch(as_prop=True)
+def pad_id(self:Recommender) -> int:
+    tok = self.tokenizer
+    return tok.pad_token_id if tok.pad_token_id is not None else self.end_id
+
+# %% ../nbs/05_models.ipynb #hb0rc006
+@patch
+def _special(self:Recommender, text:str) -> bool:
+    "Whether the tokenizer should add its special tokens: not where the chat template already wrote the BOS."
+    bos = self.tokenizer.bos_token
+    return not (bos and text.startswith(bos))
+
+@patch
+def encode(self:Recommender, prompts:Sequence[Prompt], # the prompts of one batch
+           images:ItemImages|None=None) -> dict: # item id -> image (or feature vector) for the prompts' image_items
+    "Model inputs for `prompts`, padded on the left, on the model's device."
+    texts = [self.render(p) for p in prompts]
+    with_images = any(p.image_items for p in prompts) and self.family != "text"
+    if with_images and images is None:
+        raise HanorecError("the prompts have image markers but no images were given",
+                           hint="pass images=..., or build the prompts with images=False")
+    if self.family == "composed": enc = self._encode_composed(texts, prompts, images if with_images else None)
+    else:
+        tok = self.tokenizer
+        kw = dict(padding=True, return_tensors="pt", add_special_tokens=self._special(texts[0]))
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            if self.family == "text": enc = tok(texts, **kw)
+            else:
+                pics = [[_lookup(images, i) for i in p.image_items] for p in prompts] if with_images else None
+                enc = self.processor(text=texts, images=pics, **kw)
+        finally: tok.padding_side = side
+    dev, dt = self.device, self.dtype
+    return {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) if torch.is_tensor(v) else v for k, v in enc.items()}
+
+# %% ../nbs/05_models.ipynb #hb0rc007
+@patch
+def _encode_composed(self:Recommender, texts, prompts, images) -> dict:
+    "Token ids with `image_tokens` placeholder positions per marker, the mask of those positions, and the features."
+    tok, cfg = self.tokenizer, self.model.config
+    rows, masks, feats = [], [], []
+    for text, p in zip(texts, prompts):
+        ids, img = [], []
+        for j, seg in enumerate(text.split(self.marker)):
+            if j: ids += [cfg.placeholder_id] * cfg.image_tokens; img += [True] * cfg.image_tokens
+            s = tok(seg, add_special_tokens=j == 0 and self._special(seg)).input_ids
+            ids += s; img += [False] * len(s)
+        rows.append(ids); masks.append(img)
+        if images is not None: feats += [torch.as_tensor(_lookup(images, i), dtype=torch.float32) for i in p.image_items]
+    P = max(map(len, rows))
+    input_ids = torch.full((len(rows), P), self.pad_id, dtype=torch.long)
+    attention, image_mask = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
+    for b, (ids, img) in enumerate(zip(rows, masks)):
+        input_ids[b, P - len(ids):], attention[b, P - len(ids):] = torch.tensor(ids), 1
+        image_mask[b, P - len(ids):] = torch.tensor(img)
+    out = dict(input_ids=input_ids, attention_mask=attention, image_mask=image_mask)
+    if feats: out["image_features"] = torch.stack(feats)
+    return out
+
+# %% ../nbs/05_models.ipynb #hb0rc008
+@patch
+def positions(self:Recommender, inputs:dict) -> torch.Tensor: # the output of `encode`
+    "Position ids of the encoded prompts: [B, P], or [3, B, P] for the mrope families."
+    mask = inputs["attention_mask"]
+    if self.family in MROPE_FAMILIES:
+        extra = {k: inputs[k] for k in ("image_grid_thw",) if k in inputs}
+        pos, _ = _unwrap(self.model).model.get_rope_index(inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+                                                          attention_mask=mask, **extra)
+        return pos
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 # %% ../nbs/05_models.ipynb #bad9de50
 TINY_TEXTS = ("Toy Story (1995)", "Jumanji (1995)", "Heat (1995)", "Casino (1995)", "Godfather, The (1972)",
@@ -395,6 +414,7 @@ def _calibrate(projector:Projector, target_std:float, seed:int=0):
 # %% ../nbs/05_models.ipynb #57376eda
 class ComposedMLLM(nn.Module):
     "A causal LM that reads cached image features through a trained projector at marked positions."
+
     def __init__(self, lm:nn.Module, # a transformers causal LM (or a peft-wrapped one)
                  config:ComposedConfig, projector:Projector|None=None):
         super().__init__()
@@ -402,52 +422,60 @@ class ComposedMLLM(nn.Module):
         d = lm.get_input_embeddings().embedding_dim
         self.projector = projector or Projector(config.image_dim, config.projector_hidden or d, d, config.image_tokens)
 
-    def embed(self, input_ids, image_features=None, image_mask=None):
-        "Token embeddings with the projected image features written over the `image_mask` positions, in order."
-        emb = self.lm.get_input_embeddings()(input_ids)
-        if image_features is None or image_mask is None or not image_mask.any(): return emb
-        tokens = self.projector(image_features.to(emb.dtype)).reshape(-1, emb.shape[-1])
-        if tokens.shape[0] != int(image_mask.sum()):
-            raise HanorecError(f"{int(image_mask.sum())} image positions but {tokens.shape[0]} projected image tokens",
-                               hint="pass one feature vector per image marker, in order")
-        return emb.masked_scatter(image_mask.unsqueeze(-1), tokens.to(emb.dtype))  # under autocast the projector gives bf16
+# %% ../nbs/05_models.ipynb #hb0cm000
+@patch
+def embed(self:ComposedMLLM, input_ids, image_features=None, image_mask=None):
+    "Token embeddings with the projected image features written over the `image_mask` positions, in order."
+    emb = self.lm.get_input_embeddings()(input_ids)
+    if image_features is None or image_mask is None or not image_mask.any(): return emb
+    tokens = self.projector(image_features.to(emb.dtype)).reshape(-1, emb.shape[-1])
+    if tokens.shape[0] != int(image_mask.sum()):
+        raise HanorecError(f"{int(image_mask.sum())} image positions but {tokens.shape[0]} projected image tokens",
+                           hint="pass one feature vector per image marker, in order")
+    return emb.masked_scatter(image_mask.unsqueeze(-1), tokens.to(emb.dtype))  # under autocast the projector gives bf16
 
-    def forward(self, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
-        "The LM's forward pass (same keywords and outputs) on the embedded ids."
-        return self.lm(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
+# %% ../nbs/05_models.ipynb #hb0cm001
+@patch
+def forward(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
+    "The LM's forward pass (same keywords and outputs) on the embedded ids."
+    return self.lm(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
 
-    def generate(self, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
-        "The LM's `generate` on the embedded prompt; returns the new tokens only."
-        return self.lm.generate(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
+@patch
+def generate(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
+    "The LM's `generate` on the embedded prompt; returns the new tokens only."
+    return self.lm.generate(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
 
-    def save_pretrained(self, folder:str|Path, tokenizer=None) -> Path:
-        "Write `folder`: composed.json, the LM (and tokenizer) under lm/ via save_pretrained, projector.safetensors."
-        from peft import PeftModel
-        from safetensors.torch import save_file
-        if isinstance(self.lm, PeftModel):
-            raise HanorecError("this composed MLLM carries a LoRA adapter; its base cannot be saved with the adapter inside",
-                               hint="save the adapter with save_lora, or fold it in with merge_lora first")
-        folder = Path(folder)
-        with atomic_path(folder) as tmp:
-            tmp.mkdir()
-            self.lm.save_pretrained(tmp/"lm")
-            if tokenizer is not None: tokenizer.save_pretrained(tmp/"lm")
-            save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, tmp/"projector.safetensors")
-            atomic_write_json(tmp/COMPOSED_CONFIG, dataclasses.asdict(self.config))
-        return folder
+# %% ../nbs/05_models.ipynb #hb0cm002
+@patch
+def save_pretrained(self:ComposedMLLM, folder:str|Path, tokenizer=None) -> Path:
+    "Write `folder`: composed.json, the LM (and tokenizer) under lm/ via save_pretrained, projector.safetensors."
+    from peft import PeftModel
+    from safetensors.torch import save_file
+    if isinstance(self.lm, PeftModel):
+        raise HanorecError("this composed MLLM carries a LoRA adapter; its base cannot be saved with the adapter inside",
+                           hint="save the adapter with save_lora, or fold it in with merge_lora first")
+    folder = Path(folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        self.lm.save_pretrained(tmp/"lm")
+        if tokenizer is not None: tokenizer.save_pretrained(tmp/"lm")
+        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, tmp/"projector.safetensors")
+        atomic_write_json(tmp/COMPOSED_CONFIG, dataclasses.asdict(self.config))
+    return folder
 
-    @classmethod
-    def from_pretrained(cls, folder:str|Path, dtype:torch.dtype=torch.float32, trust_remote_code:bool=False):
-        "Load a folder written by `save_pretrained`."
-        from safetensors.torch import load_file
-        from transformers import AutoModelForCausalLM
-        folder = Path(folder)
-        cfg = ComposedConfig(**read_json(folder/COMPOSED_CONFIG))
-        lm = AutoModelForCausalLM.from_pretrained(folder/"lm", dtype=dtype, local_files_only=True, use_safetensors=True,
-                                                  trust_remote_code=trust_remote_code)
-        model = cls(lm, cfg)
-        model.projector.load_state_dict(load_file(folder/"projector.safetensors"))
-        return model.to(dtype)
+# %% ../nbs/05_models.ipynb #hb0cm003
+@patch(cls_method=True)
+def from_pretrained(cls:ComposedMLLM, folder:str|Path, dtype:torch.dtype=torch.float32, trust_remote_code:bool=False):
+    "Load a folder written by `save_pretrained`."
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    folder = Path(folder)
+    cfg = ComposedConfig(**read_json(folder/COMPOSED_CONFIG))
+    lm = AutoModelForCausalLM.from_pretrained(folder/"lm", dtype=dtype, local_files_only=True, use_safetensors=True,
+                                              trust_remote_code=trust_remote_code)
+    model = cls(lm, cfg)
+    model.projector.load_state_dict(load_file(folder/"projector.safetensors"))
+    return model.to(dtype)
 
 # %% ../nbs/05_models.ipynb #33a09708
 def tiny_llama(tokenizer, # its vocabulary size, eos and pad ids are used

@@ -25,16 +25,15 @@ from .negatives import fixed_items
 from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
 from .scoring import item_titles, logp as lm_logp, yes_no_logp
 from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
-from .summarize import UserSummaryConfig
+from .summarize import SummaryVectors, UserSummaryConfig, summary_vectors, user_summaries
 from .runs import RunFolder
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'lm_images', 'user_summaries', 'SummaryVectors', 'summary_vectors',
-           'build_seqrec_policy', 'build_lm_policy', 'build_policy', 'run_data', 'load_popularity_policy',
-           'load_seqrec_policy', 'load_lm_policy', 'load_weights', 'load_policy']
+           'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy', 'build_lm_policy', 'build_policy',
+           'run_data', 'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_weights', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -438,94 +437,6 @@ def lm_images(cfg:PolicyConfig, ds:PreparedDataset, rec:Recommender):
     "What a language-model policy reads for the prompts' images: the items' images (or a composed MLLM's features); None when `images=false`, whose prompts then have no image slots."
     if not cfg.images: return None
     return item_images(ds.path, ds.items, rec.family, getattr(rec.model.config, "encoder", None) if rec.family == "composed" else None)
-
-# %% ../nbs/10b_policies.ipynb #e900e5cd
-def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
-    "(user, prefix) -> summary for the prompt's summary slot, filled for every prefix up to the test targets; None for backend none."
-    if cfg.backend == "none": return None
-    from hanorec.summarize import load_user_summaries, summarize_users
-    if cfg.backend == "statistical": s = summarize_users(ds.path, "statistical", split="test", config=cfg)
-    else:
-        s = load_user_summaries(ds.path, "lm", cfg)
-        if not len(s.table):
-            raise HanorecError(f"{ds.path} has no 'lm' user summaries (block size {cfg.block_size}, recurrent {cfg.recurrent}, item summaries {cfg.item_summaries})",
-                               hint=f"run: hanorec summarize users {ds.path} --backend lm --block-size {cfg.block_size} --split test (with the same ablation flags)")
-    return {(str(u), int(p)): str(t) for u, p, t in zip(s.table.user_id, s.table.prefix, s.table.summary)}
-
-# %% ../nbs/10b_policies.ipynb #6c870cfb
-@dataclass
-class SummaryVectors:
-    "User summaries as an encoder reads them: (user, prefix) -> a row of `table`, the summaries' MiniLM embeddings (row 0: none)."
-    keys: dict # (user id, prefix length) -> row of `table`
-    table: torch.Tensor # [S + 1, 384] float32; row 0 is zeros
-    block_size: int # the summaries' block size
-
-    def window_prefixes(self, samples:Samples, idx, length:int) -> np.ndarray:
-        """[B, length] for each slot of the samples' left-padded windows, the prefix whose summary it reads (0: none):
-        the last complete block before the item that slot's output predicts, so no slot reads past its own target."""
-        out = np.zeros((len(idx), length), dtype=np.int64)
-        for r, i in enumerate(idx):
-            n, pos = min(len(samples.history[i]), length), int(samples.position[i])
-            nxt = pos - n + 1 + np.arange(n)  # the position of the item each real slot's output predicts
-            out[r, length - n:] = self.block_size * (nxt // self.block_size)
-        return out
-
-    def window(self, samples:Samples, idx, length:int) -> torch.Tensor:
-        "[B, length, 384] each slot's summary vector (zeros before a user's first complete block; a missing summary is an error, never zeros)."
-        pre = self.window_prefixes(samples, idx, length)
-        rows = np.zeros(pre.shape, dtype=np.int64)
-        for r, (i, ps) in enumerate(zip(idx, pre)):
-            for k, p in enumerate(ps):
-                if not p: continue
-                row = self.keys.get((str(samples.users[i]), int(p)))
-                if row is None: raise HanorecError(f"user {samples.users[i]!r} has no summary of their first {int(p)} items",
-                                                   hint="write the summaries up to the test targets (hanorec summarize users DATA --split test)")
-                rows[r, k] = row
-        return self.table[torch.from_numpy(rows)]
-
-# %% ../nbs/10b_policies.ipynb #64e34871
-def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
-    "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
-    from hanorec.summarize import _needed_prefixes
-    test = ds.interactions[ds.interactions.split == "test"]
-    return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in _needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
-
-# %% ../nbs/10b_policies.ipynb #260d4f59
-def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
-    "[len(texts), 384] normalised MiniLM embeddings, cached in `folder/vectors.npz` (texts and vectors in one file; only new texts are embedded)."
-    from hanorec.assets import load_minilm
-    cache, path = {}, folder/"vectors.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            if len(z["texts"]) != len(z["features"]): raise HanorecError(f"{path} is damaged ({len(z['texts'])} texts, {len(z['features'])} vectors)", hint=f"delete {folder}")
-            cache = dict(zip(z["texts"].tolist(), z["features"]))
-    new = sorted({t for t in texts if t not in cache})
-    if new:
-        emb = load_minilm("cpu").encode(new, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        cache.update(zip(new, emb.astype(np.float32)))
-        with atomic_path(folder) as tmp:
-            tmp.mkdir()
-            keep = sorted(cache)
-            np.savez(tmp/"vectors.npz", texts=np.array(keep, dtype=str), features=np.stack([cache[t] for t in keep]))
-    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
-
-# %% ../nbs/10b_policies.ipynb #618ebf6c
-def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors:
-    "The user summaries `cfg` names (statistical: made now; lm: read from `hanorec summarize users`), embedded by MiniLM, for an encoder with `summaries=True`."
-    from hanorec.summarize import users_folder
-    if cfg.backend == "none":
-        raise HanorecError("seqrec.summaries=true reads user summaries, and summary.backend is none",
-                           hint="set summary.backend=statistical (made on the fly) or summary.backend=lm (written by hanorec summarize users)")
-    texts = user_summaries(ds, cfg)
-    missing = _missing_summaries(texts, ds, cfg)
-    if missing:
-        (u, p), flags = missing[0], ("" if cfg.recurrent else " --no-recurrent") + ("" if cfg.item_summaries else " --no-item-summaries")
-        raise HanorecError(f"{users_folder(ds.path, cfg.backend, cfg)} lacks {len(missing)} of the user summaries the encoder reads (user {u!r}, prefix {p}, for one)",
-                           hint=f"finish them: hanorec summarize users {ds.path} --backend {cfg.backend} --block-size {cfg.block_size}{flags} --split test")
-    keys = sorted(texts)
-    emb = _embed_summaries([texts[k] for k in keys], users_folder(ds.path, cfg.backend, cfg)/"minilm")
-    table = torch.cat([torch.zeros(1, emb.shape[1] if len(emb) else 384), torch.from_numpy(emb)])
-    return SummaryVectors({k: n + 1 for n, k in enumerate(keys)}, table, cfg.block_size)
 
 # %% ../nbs/10b_policies.ipynb #162a386a
 def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:str|None=None) -> SummaryVectors|None:

@@ -178,6 +178,7 @@ class SparseMoE(nn.Module):
 # %% ../nbs/06_seqrec.ipynb #62a10cc4
 class SeqRec(nn.Module):
     "A multimodal sequential recommender: fused item table, SASRec or GRU4Rec backbone, dot-product scores."
+
     def __init__(self, config:SeqRecConfig, # the settings
                  features:ItemFeatures): # the catalog; its feature tensors become (saved) buffers of the model
         super().__init__()
@@ -227,28 +228,33 @@ class SeqRec(nn.Module):
             self.summary_proj = nn.Sequential(nn.LayerNorm(c.summary_dim), nn.Linear(c.summary_dim, d))
             nn.init.zeros_(self.summary_proj[1].weight); nn.init.zeros_(self.summary_proj[1].bias)
 
-    @property
-    def n_items(self) -> int: return self.item_emb.num_embeddings
+# %% ../nbs/06_seqrec.ipynb #hb0sr000
+@patch(as_prop=True)
+def n_items(self:SeqRec) -> int: return self.item_emb.num_embeddings
 
-    def _projected(self, name:str, proj:nn.Sequential) -> torch.Tensor:
-        """`proj(features)`, LayerNorm then Linear, computed as the features' normalisation (made once: they are frozen)
-        times the Linear with LayerNorm's scale and shift folded in. The same function and gradients, without
-        normalising and back-propagating through every catalog item's 1,280 values at every step."""
-        feat, (norm, lin) = getattr(self, f"{name}_features"), proj
-        key = (feat.data_ptr(), feat._version, feat.device, feat.dtype)  # a loaded state dict or a move makes it again
-        cache = self.__dict__.setdefault("_normalised", {})
-        if name not in cache or cache[name][0] != key:
-            with torch.no_grad(): cache[name] = (key, F.layer_norm(feat, feat.shape[-1:], eps=norm.eps))
-        return torch.addmm(lin.bias + lin.weight @ norm.bias, cache[name][1], (lin.weight * norm.weight).T)
+# %% ../nbs/06_seqrec.ipynb #hb0sr001
+@patch
+def _projected(self:SeqRec, name:str, proj:nn.Sequential) -> torch.Tensor:
+    """`proj(features)`, LayerNorm then Linear, computed as the features' normalisation (made once: they are frozen)
+    times the Linear with LayerNorm's scale and shift folded in. The same function and gradients, without
+    normalising and back-propagating through every catalog item's 1,280 values at every step."""
+    feat, (norm, lin) = getattr(self, f"{name}_features"), proj
+    key = (feat.data_ptr(), feat._version, feat.device, feat.dtype)  # a loaded state dict or a move makes it again
+    cache = self.__dict__.setdefault("_normalised", {})
+    if name not in cache or cache[name][0] != key:
+        with torch.no_grad(): cache[name] = (key, F.layer_norm(feat, feat.shape[-1:], eps=norm.eps))
+    return torch.addmm(lin.bias + lin.weight @ norm.bias, cache[name][1], (lin.weight * norm.weight).T)
 
-    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        "Every catalog item's vector [N, d], and the MoE balance loss (0 without MoE)."
-        parts = [self.item_emb.weight] + [self._projected(n, p) for n, p in self.proj.items()]
-        zero = self.item_emb.weight.new_zeros(())
-        if self.config.fusion == "sum": return sum(parts), zero
-        if self.config.fusion == "concat": return self.fuse(torch.cat(parts, -1)), zero
-        out, balance = self.fuse(torch.cat(parts, -1))
-        return sum(parts) + out, balance
+# %% ../nbs/06_seqrec.ipynb #hb0sr002
+@patch
+def item_table(self:SeqRec) -> tuple[torch.Tensor, torch.Tensor]:
+    "Every catalog item's vector [N, d], and the MoE balance loss (0 without MoE)."
+    parts = [self.item_emb.weight] + [self._projected(n, p) for n, p in self.proj.items()]
+    zero = self.item_emb.weight.new_zeros(())
+    if self.config.fusion == "sum": return sum(parts), zero
+    if self.config.fusion == "concat": return self.fuse(torch.cat(parts, -1)), zero
+    out, balance = self.fuse(torch.cat(parts, -1))
+    return sum(parts) + out, balance
 
 # %% ../nbs/06_seqrec.ipynb #185133b6
 def _attention_mask(real:torch.Tensor, heads:int) -> torch.Tensor:

@@ -18,17 +18,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .core import (HanorecError, Manifest, StaleArtifactError, check_manifest, config_to_dict, get_logger, hash_file,
+from .core import (HanorecError, Manifest, StaleArtifactError, atomic_path, check_manifest, config_to_dict, get_logger, hash_file,
                           hash_obj, progress, read_manifest, write_manifest)
-from .data import PreparedDataset, load_prepared
+from .data import PreparedDataset, Samples, load_prepared
 from .images import encoder_input, load_item_image
 
 # %% auto #0
-__all__ = ['PALETTE', 'ITEM_BACKENDS', 'USER_BACKENDS', 'SummaryPrompts', 'UserSummaryConfig', 'imagenet_labels',
-           'image_measures', 'describe_measured', 'vision_summaries', 'generate_texts', 'items_folder',
-           'load_item_summaries', 'summarize_items', 'summary_prefix', 'Step', 'statistical_backend', 'block_prompt',
-           'lm_backend', 'run_user_steps', 'users_folder', 'UserSummaries', 'load_user_summaries', 'summarize_users',
-           'bench_summaries']
+__all__ = ['PALETTE', 'ITEM_BACKENDS', 'USER_BACKENDS', 'SummaryPrompts', 'UserSummaryConfig', 'append_records', 'read_records',
+           'open_cache', 'imagenet_labels', 'image_measures', 'describe_measured', 'vision_summaries', 'generate_texts',
+           'model_hash', 'items_folder', 'load_item_summaries', 'lm_folder', 'summarize_items', 'summary_prefix',
+           'Step', 'needed_prefixes', 'statistical_backend', 'block_prompt', 'lm_backend', 'run_user_steps',
+           'history_key', 'users_folder', 'UserSummaries', 'load_user_summaries', 'target_histories', 'summarize_users',
+           'user_summaries', 'SummaryVectors', 'summary_vectors']
 
 # %% ../nbs/08_summarize.ipynb #99277d8e
 @dataclass
@@ -61,7 +62,8 @@ class UserSummaryConfig:
     prompts: SummaryPrompts = field(default_factory=SummaryPrompts)
 
 # %% ../nbs/08_summarize.ipynb #b6c5eb07
-def _append_lines(path:Path, records:Sequence[dict]):
+def append_records(path:Path, # a JSON-lines file
+                   records:Sequence[dict]):
     "Append `records` as JSON lines in one write, flushed to disk (after cutting a torn last line, which the next record would join)."
     if not records: return
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
@@ -75,7 +77,7 @@ def _append_lines(path:Path, records:Sequence[dict]):
         f.write(text); f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/08_summarize.ipynb #e8405a01
-def _read_lines(path:Path) -> list[dict]:
+def read_records(path:Path) -> list[dict]:
     "The complete records in a JSON-lines file (a torn last line, left by a kill, is dropped)."
     if not path.exists(): return []
     out = []
@@ -86,7 +88,10 @@ def _read_lines(path:Path) -> list[dict]:
     return out
 
 # %% ../nbs/08_summarize.ipynb #ffec298b
-def _open_cache(folder:Path, expected:Manifest, force:bool, what:str) -> Path:
+def open_cache(folder:Path, # the cache folder (made when absent)
+               expected:Manifest, # what the records must have been made from
+               force:bool, # delete the folder first
+               what:str) -> Path: # what it caches, for the hint of a refusal
     "The cache folder, checked against `expected` (stale: refused), made with its manifest if absent, damaged or holding no record."
     empty = not any(p.stat().st_size for p in folder.glob("*.jsonl"))  # a run that failed before its first chunk: nothing to keep
     if (force or empty) and folder.exists(): shutil.rmtree(folder)
@@ -216,7 +221,7 @@ _VISION_VERSION = "vision-v1"  # change when the measures or their wording chang
 def _item_key(row) -> str:
     return hash_obj([str(row["title"]), str(row.get("image") or "")])[:16]
 
-def _model_hash(path:Path) -> str:
+def model_hash(path:Path) -> str: # a local model folder
     "A hash of a model folder's config and weight files' names and sizes (cheap, and changes when the model does)."
     files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".model", ".txt"))
     return hash_obj({p.name: (hash_file(p) if p.suffix == ".json" else p.stat().st_size) for p in files})
@@ -232,7 +237,7 @@ def items_folder(dataset_dir:str|Path, backend:str="vision") -> Path:
 
 def load_item_summaries(dataset_dir:str|Path, backend:str="vision") -> dict[str, dict]:
     "item id -> cached record (`summary`, `key`, maybe `attributes`), as far as the cache is filled."
-    return {r["item_id"]: r for r in _read_lines(items_folder(dataset_dir, backend)/"items.jsonl")}
+    return {r["item_id"]: r for r in read_records(items_folder(dataset_dir, backend)/"items.jsonl")}
 
 # %% ../nbs/08_summarize.ipynb #a57b85bf
 def _item_backend(backend:str, model, rephrase:bool, device:str, prompts:SummaryPrompts, max_new_tokens:int):
@@ -247,12 +252,12 @@ def _item_backend(backend:str, model, rephrase:bool, device:str, prompts:Summary
             if "clf" not in state: state["clf"] = _vision_classifier()
             recs = vision_summaries(images, state["clf"], labels)
             if rephrase:
-                if "lm" not in state: state["lm"] = load_recommender(_lm_path(model), device=device, dtype="float32")
+                if "lm" not in state: state["lm"] = load_recommender(lm_folder(model), device=device, dtype="float32")
                 texts, _ = generate_texts(state["lm"], [prompts.rephrase.format(description=r["summary"]) for r in recs],
                                           max_new_tokens=max_new_tokens)
                 for r, t in zip(recs, texts): r["summary"] = t
             return recs
-        if rephrase: config.update(lm=_model_hash(_lm_path(model)), prompt=prompts.rephrase, max_new_tokens=max_new_tokens)
+        if rephrase: config.update(lm=model_hash(lm_folder(model)), prompt=prompts.rephrase, max_new_tokens=max_new_tokens)
         return config, run
     if backend == "hf":
         if model is None: raise HanorecError("backend 'hf' needs a model folder", hint="pass model=PATH (--model PATH): a local image-text model")
@@ -267,11 +272,13 @@ def _item_backend(backend:str, model, rephrase:bool, device:str, prompts:Summary
             if "rec" not in rec_holder: rec_holder["rec"] = load_recommender(path, device=device)
             texts, _ = generate_texts(rec_holder["rec"], [prompts.item]*len(images), max_new_tokens=max_new_tokens, images=images)
             return [dict(summary=t) for t in texts]
-        return dict(backend="hf", model=_model_hash(path), prompt=prompts.item, max_new_tokens=max_new_tokens), run
+        return dict(backend="hf", model=model_hash(path), prompt=prompts.item, max_new_tokens=max_new_tokens), run
     raise HanorecError(f"unknown item summary backend {backend!r}", hint=f"choose from {', '.join(ITEM_BACKENDS)}")
 
 # %% ../nbs/08_summarize.ipynb #4dc18bb5
-def _lm_path(model) -> Path:
+def lm_folder(model:str|Path|None, # a local model folder; None: SmolLM2-135M-Instruct's, from its package
+             ) -> Path:
+    "The summarising language model's folder, refused when it does not exist (hanorec never downloads)."
     from hanorec.assets import smollm2_path
     path = Path(model) if model is not None else smollm2_path()
     if not path.is_dir(): raise HanorecError(f"model folder {path} does not exist", hint="pass a local folder; hanorec never downloads")
@@ -317,7 +324,7 @@ def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its 
     table = ds.items.set_index("item_id", drop=False)
     keys = _catalog_keys(ds)
     expected = Manifest("item-summaries", inputs={"items": hash_obj(keys)}, config=config)
-    folder = _open_cache(items_folder(ds.path, backend), expected, force, "item summaries")
+    folder = open_cache(items_folder(ds.path, backend), expected, force, "item summaries")
     wanted = [str(i) for i in (items if items is not None else table.item_id)]
     unknown = [i for i in wanted if i not in keys]
     if unknown: raise HanorecError(f"item {unknown[0]!r} is not in {ds.path}", hint="item ids are strings")
@@ -331,7 +338,7 @@ def summarize_items(dataset_dir:str|Path, # a prepared dataset folder (with its 
             chunk = todo[a:a + batch_size]
             images = [load_item_image(ds.path, table.at[i, "image"]) for i in chunk]  # a path leaving the folder is refused
             recs = [dict(item_id=i, key=keys[i], **r) for i, r in zip(chunk, run(images))]
-            _append_lines(folder/"items.jsonl", recs)
+            append_records(folder/"items.jsonl", recs)
             done.update({r["item_id"]: r for r in recs})
             bar.update(len(chunk))
             if on_chunk: on_chunk(a + len(chunk), len(todo))
@@ -354,7 +361,9 @@ class Step:
     previous: str|None = None # the summary of the prefix before this block
     state: dict|None = None # the backend's carried state (statistical: weighted counts)
 
-def _needed_prefixes(position:int, cfg:UserSummaryConfig) -> list[int]:
+def needed_prefixes(position:int, # the target's position (items before it)
+                    cfg:UserSummaryConfig) -> list[int]:
+    "The prefix lengths whose summaries a target at `position` and the training examples before it read: every complete block."
     last = summary_prefix(position, cfg.block_size)
     return list(range(cfg.block_size, last + 1, cfg.block_size))  # recurrent or not: the training examples before the target need theirs
 
@@ -422,7 +431,7 @@ def run_user_steps(histories:dict[str, list[dict]], # user -> the items before t
                    bar=None) -> dict[str, dict[int, dict]]:
     "Write every missing block summary for `positions`, users batched side by side; user -> prefix -> record."
     done = {u: dict(r) for u, r in (done or {}).items()}
-    plan = {u: [p for p in _needed_prefixes(t, cfg) if p not in done.get(u, {})] for u, t in positions.items()}
+    plan = {u: [p for p in needed_prefixes(t, cfg) if p not in done.get(u, {})] for u, t in positions.items()}
     users, new = [u for u in positions if plan[u]], 0
     for a in range(0, len(users), cfg.batch_size):
         batch = users[a:a + cfg.batch_size]
@@ -436,7 +445,7 @@ def run_user_steps(histories:dict[str, list[dict]], # user -> the items before t
                 steps.append(Step(u, p, items, prev and prev["summary"], prev and prev.get("state")))
             if limit is not None: steps = steps[:max(0, limit - new)]
             if not steps: break
-            records = [dict(user_id=s.user_id, prefix=s.prefix, history=_history_key(histories[s.user_id][:s.prefix]), summary=text,
+            records = [dict(user_id=s.user_id, prefix=s.prefix, history=history_key(histories[s.user_id][:s.prefix]), summary=text,
                             **({"state": state} if state else {})) for s, (text, state) in zip(steps, backend(steps, cfg))]
             for r in records:
                 done.setdefault(r["user_id"], {})[r["prefix"]] = r; plan[r["user_id"]].pop(0)
@@ -446,7 +455,8 @@ def run_user_steps(histories:dict[str, list[dict]], # user -> the items before t
         if limit is not None and new >= limit: break
     return done
 
-def _history_key(items:Sequence[dict]) -> str:
+def history_key(items:Sequence[dict]) -> str:
+    "A short key of the item ids a summary was written from: a cached record is reused only while its user's prefix still has this key."
     return hash_obj([it["item_id"] for it in items])[:16]
 
 # %% ../nbs/08_summarize.ipynb #eb3376c9
@@ -481,13 +491,15 @@ def load_user_summaries(dataset_dir:str|Path, backend:str="statistical", cfg:Use
     "The cached user summaries of `backend` and `cfg`, as far as they are filled."
     cfg = cfg or UserSummaryConfig()
     folder = users_folder(dataset_dir, backend, cfg)
-    recs = _read_lines(folder/"users.jsonl")
+    recs = read_records(folder/"users.jsonl")
     table = pd.DataFrame(recs, columns=["user_id", "prefix", "history", "summary"]) if recs else pd.DataFrame(columns=["user_id", "prefix", "history", "summary"])
     table = table.drop_duplicates(["user_id", "prefix"], keep="last").sort_values(["user_id", "prefix"], kind="stable").reset_index(drop=True)
     return UserSummaries(table, cfg.block_size, folder)
 
 # %% ../nbs/08_summarize.ipynb #3db185ad
-def _histories(ds:PreparedDataset, split:str, users, item_records:dict) -> tuple[dict, dict]:
+def target_histories(ds:PreparedDataset, split:str, # the dataset, and the split whose targets are meant
+                     users, # only these user ids (None: every user of the split)
+                     item_records:dict) -> tuple[dict, dict]: # item id -> its item summary record (`load_item_summaries`; {}: titles only)
     "user -> the items of their sequence before the split's target (with titles and item summaries), and the target positions."
     if split not in ("train", "validation", "test"): raise HanorecError(f"unknown split {split!r}", hint="choose train, validation or test")
     inter = ds.interactions
@@ -508,6 +520,61 @@ def _histories(ds:PreparedDataset, split:str, users, item_records:dict) -> tuple
     seqs = {u: [info[i] for i in g.item_id] for u, g in inter[inter.user_id.isin(list(positions))].groupby("user_id", sort=False)}
     return {u: seqs[u][:positions[u]] for u in positions}, positions
 
+# %% ../nbs/08_summarize.ipynb #hb0su001
+def _user_config(backend:str, config:UserSummaryConfig|None, model, **shortcuts) -> UserSummaryConfig:
+    "`config` with the shortcuts given applied, and every count and setting checked before the LM is converted or a cache is opened."
+    cfg = config or UserSummaryConfig()
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in shortcuts.items() if v is not None})
+    if backend not in USER_BACKENDS: raise HanorecError(f"unknown user summary backend {backend!r}", hint=f"choose from {', '.join(USER_BACKENDS)}")
+    d = UserSummaryConfig()
+    for key in ("block_size", "batch_size", "max_new_tokens"): _at_least_one(key, getattr(cfg, key), getattr(d, key), "--" + key.replace("_", "-"))
+    if backend == "statistical":
+        for key, value in (("model", model), ("max_new_tokens", shortcuts["max_new_tokens"])): _unread(key, value, "statistical", "--backend lm", "add backend='lm' (--backend lm)")
+    return cfg
+
+# %% ../nbs/08_summarize.ipynb #hb0su002
+def _described_histories(ds:PreparedDataset, split:str, users, cfg:UserSummaryConfig) -> tuple[dict, dict, str|None]:
+    "The users' histories and target positions, with their items' summaries when `cfg` reads them (missing `vision` ones written first), and those summaries' catalog hash."
+    histories, positions = target_histories(ds, split, users, {})
+    if not cfg.item_summaries: return histories, positions, None
+    needed = sorted({it["item_id"] for h in histories.values() for it in h})
+    item_records = load_item_summaries(ds.path, cfg.item_backend)
+    missing = [i for i in needed if i not in item_records]
+    if missing and cfg.item_backend != "vision":
+        raise HanorecError(f"{len(missing)} items of these histories have no {cfg.item_backend!r} summary, e.g. {missing[0]!r}",
+                           hint=f"run summarize_items(DATA, backend={cfg.item_backend!r}, model=...) first (hanorec summarize items)")
+    if missing: summarize_items(ds.path, "vision", items=missing)
+    item_records = load_item_summaries(ds.path, cfg.item_backend)
+    item_hash = read_manifest(items_folder(ds.path, cfg.item_backend)).inputs["items"]
+    if item_hash != hash_obj(_catalog_keys(ds)):
+        raise StaleArtifactError(f"{items_folder(ds.path, cfg.item_backend)} was made for another catalog",
+                                 hint="run summarize_items with force=True (--force) to redo the item summaries")
+    histories, positions = target_histories(ds, split, users, item_records)
+    return histories, positions, item_hash
+
+# %% ../nbs/08_summarize.ipynb #hb0su003
+def _users_manifest(ds:PreparedDataset, backend:str, cfg:UserSummaryConfig, lm_path:Path|None, item_hash:str|None) -> Manifest:
+    "What a user-summary cache's records are made from: the items, and the settings that change a summary (the LM's hash for `lm`)."
+    settings = config_to_dict(cfg)
+    settings.pop("backend")  # the trainer's choice of cache, not a setting of this one (the `backend` argument is)
+    if backend == "lm": settings["lm"] = model_hash(lm_path)
+    else:
+        for k in ("max_new_tokens", "batch_size"): settings.pop(k)
+        settings["prompts"] = {"answer_prefix": cfg.prompts.answer_prefix}
+    return Manifest("user-summaries", inputs={"items": item_hash or hash_obj(sorted(map(str, ds.items.item_id)))},
+                    config=dict(backend=backend, **settings))
+
+# %% ../nbs/08_summarize.ipynb #hb0su004
+def _reusable(folder:Path, histories:dict, positions:dict, cfg:UserSummaryConfig) -> tuple[dict, int, int]:
+    "The cached records still valid (user -> prefix -> record), how many of the needed summaries they cover, and how many are left."
+    latest = {(r["user_id"], r["prefix"]): r for r in read_records(folder/"users.jsonl")}
+    done = {}
+    for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
+        if u in histories and r["history"] == history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
+    needed = [(u, p) for u, t in positions.items() for p in needed_prefixes(t, cfg)]
+    reused = sum(p in done.get(u, {}) for u, p in needed)
+    return done, reused, len(needed) - reused
+
 # %% ../nbs/08_summarize.ipynb #e4d17a59
 def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
                     backend:str="statistical", # "statistical" (fast, counts) or "lm" (a causal LM)
@@ -524,83 +591,108 @@ def summarize_users(dataset_dir:str|Path, # a prepared dataset folder
                     device:str="cpu", # torch device for the LM
                     on_chunk:Callable[[int, int], None]|None=None) -> UserSummaries: # called (done, total) after each round
     "Fill the user-summary cache of `backend` for `split`'s targets, resuming where a stopped run left off."
-    cfg = config or UserSummaryConfig()
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in dict(block_size=block_size, max_new_tokens=max_new_tokens, recurrent=recurrent,
-                                                      item_summaries=item_summaries).items() if v is not None})
-    if backend not in USER_BACKENDS: raise HanorecError(f"unknown user summary backend {backend!r}", hint=f"choose from {', '.join(USER_BACKENDS)}")
-    d = UserSummaryConfig()  # every count checked before the LM is converted or a cache is opened
-    for key in ("block_size", "batch_size", "max_new_tokens"): _at_least_one(key, getattr(cfg, key), getattr(d, key), "--" + key.replace("_", "-"))
-    if backend == "statistical":
-        for key, value in (("model", model), ("max_new_tokens", max_new_tokens)): _unread(key, value, "statistical", "--backend lm", "add backend='lm' (--backend lm)")
+    cfg = _user_config(backend, config, model, block_size=block_size, max_new_tokens=max_new_tokens, recurrent=recurrent, item_summaries=item_summaries)
     ds = load_prepared(dataset_dir)
-    histories, positions = _histories(ds, split, users, {})
-    item_records, item_hash = {}, None
-    if cfg.item_summaries:
-        needed = sorted({it["item_id"] for h in histories.values() for it in h})
-        item_records = load_item_summaries(ds.path, cfg.item_backend)
-        missing = [i for i in needed if i not in item_records]
-        if missing and cfg.item_backend != "vision":
-            raise HanorecError(f"{len(missing)} items of these histories have no {cfg.item_backend!r} summary, e.g. {missing[0]!r}",
-                               hint=f"run summarize_items(DATA, backend={cfg.item_backend!r}, model=...) first (hanorec summarize items)")
-        if missing: summarize_items(ds.path, "vision", items=missing)
-        item_records = load_item_summaries(ds.path, cfg.item_backend)
-        item_hash = read_manifest(items_folder(ds.path, cfg.item_backend)).inputs["items"]
-        if item_hash != hash_obj(_catalog_keys(ds)):
-            raise StaleArtifactError(f"{items_folder(ds.path, cfg.item_backend)} was made for another catalog",
-                                     hint="run summarize_items with force=True (--force) to redo the item summaries")
-        histories, positions = _histories(ds, split, users, item_records)
-    settings = config_to_dict(cfg)
-    settings.pop("backend")  # the trainer's choice of cache, not a setting of this one (the `backend` argument is)
-    if backend == "lm":
-        path = _lm_path(model); settings["lm"] = _model_hash(path)
-    else:
-        for k in ("max_new_tokens", "batch_size"): settings.pop(k)
-        settings["prompts"] = {"answer_prefix": cfg.prompts.answer_prefix}
-    expected = Manifest("user-summaries", inputs={"items": item_hash or hash_obj(sorted(map(str, ds.items.item_id)))},
-                        config=dict(backend=backend, **settings))
-    folder = _open_cache(users_folder(ds.path, backend, cfg), expected, force, "user summaries")
-    latest = {(r["user_id"], r["prefix"]): r for r in _read_lines(folder/"users.jsonl")}
-    done = {}
-    for (u, p), r in latest.items():  # reuse only records whose prefix is still the user's prefix
-        if u in histories and r["history"] == _history_key(histories[u][:p]): done.setdefault(u, {})[p] = r
-    needed = [(u, p) for u, t in positions.items() for p in _needed_prefixes(t, cfg)]
-    reused = sum(p in done.get(u, {}) for u, p in needed)
-    total = len(needed) - reused
+    histories, positions, item_hash = _described_histories(ds, split, users, cfg)
+    path = lm_folder(model) if backend == "lm" else None
+    folder = open_cache(users_folder(ds.path, backend, cfg), _users_manifest(ds, backend, cfg, path, item_hash), force, "user summaries")
+    done, reused, total = _reusable(folder, histories, positions, cfg)
     if backend == "lm" and total:  # loaded only when there is something to write
         from hanorec.models import load_recommender
         run = lm_backend(load_recommender(path, device=device, dtype="float32"))
     else: run = statistical_backend
     count = [0]
     def emit(records):
-        _append_lines(folder/"users.jsonl", records)
+        append_records(folder/"users.jsonl", records)
         count[0] += len(records)
         if on_chunk: on_chunk(count[0], total)
     with progress(total=total, desc=f"user summaries ({backend})") as bar:
         run_user_steps(histories, positions, run, cfg, done, emit, limit, bar)
     return dataclasses.replace(load_user_summaries(ds.path, backend, cfg), computed=count[0], reused=reused)
 
-# %% ../nbs/08_summarize.ipynb #6d8ee637
-def bench_summaries(dataset_dir:str|Path, # a prepared dataset folder
-                    users:int=8, # how many users (the first of the test split with enough history)
-                    blocks:int=2, # blocks summarised per user
-                    model:str|Path|None=None, # the LM folder (SmolLM2-135M-Instruct when None)
-                    config:UserSummaryConfig|None=None, # item summaries are read from the cache if there, else titles only
-                    device:str="cpu") -> dict:
-    "Summary generation throughput of the `lm` backend against the `statistical` one: tokens/s and users/min."
+# %% ../nbs/08_summarize.ipynb #e900e5cd
+def user_summaries(ds:PreparedDataset, cfg:UserSummaryConfig) -> dict|None:
+    "(user, prefix) -> summary for the prompt's summary slot, filled for every prefix up to the test targets; None for backend none."
+    if cfg.backend == "none": return None
+    if cfg.backend == "statistical": s = summarize_users(ds.path, "statistical", split="test", config=cfg)
+    else:
+        s = load_user_summaries(ds.path, "lm", cfg)
+        if not len(s.table):
+            raise HanorecError(f"{ds.path} has no 'lm' user summaries (block size {cfg.block_size}, recurrent {cfg.recurrent}, item summaries {cfg.item_summaries})",
+                               hint=f"run: hanorec summarize users {ds.path} --backend lm --block-size {cfg.block_size} --split test (with the same ablation flags)")
+    return {(str(u), int(p)): str(t) for u, p, t in zip(s.table.user_id, s.table.prefix, s.table.summary)}
+
+# %% ../nbs/08_summarize.ipynb #6c870cfb
+@dataclass
+class SummaryVectors:
+    "User summaries as an encoder reads them: (user, prefix) -> a row of `table`, the summaries' MiniLM embeddings (row 0: none)."
+    keys: dict # (user id, prefix length) -> row of `table`
+    table: torch.Tensor # [S + 1, 384] float32; row 0 is zeros
+    block_size: int # the summaries' block size
+
+    def window_prefixes(self, samples:Samples, idx, length:int) -> np.ndarray:
+        """[B, length] for each slot of the samples' left-padded windows, the prefix whose summary it reads (0: none):
+        the last complete block before the item that slot's output predicts, so no slot reads past its own target."""
+        out = np.zeros((len(idx), length), dtype=np.int64)
+        for r, i in enumerate(idx):
+            n, pos = min(len(samples.history[i]), length), int(samples.position[i])
+            nxt = pos - n + 1 + np.arange(n)  # the position of the item each real slot's output predicts
+            out[r, length - n:] = self.block_size * (nxt // self.block_size)
+        return out
+
+    def window(self, samples:Samples, idx, length:int) -> torch.Tensor:
+        "[B, length, 384] each slot's summary vector (zeros before a user's first complete block; a missing summary is an error, never zeros)."
+        import torch
+        pre = self.window_prefixes(samples, idx, length)
+        rows = np.zeros(pre.shape, dtype=np.int64)
+        for r, (i, ps) in enumerate(zip(idx, pre)):
+            for k, p in enumerate(ps):
+                if not p: continue
+                row = self.keys.get((str(samples.users[i]), int(p)))
+                if row is None: raise HanorecError(f"user {samples.users[i]!r} has no summary of their first {int(p)} items",
+                                                   hint="write the summaries up to the test targets (hanorec summarize users DATA --split test)")
+                rows[r, k] = row
+        return self.table[torch.from_numpy(rows)]
+
+# %% ../nbs/08_summarize.ipynb #64e34871
+def _missing_summaries(keys, ds:PreparedDataset, cfg:UserSummaryConfig) -> list[tuple[str, int]]:
+    "The (user, prefix) summaries an encoder needs up to the test targets that `keys` lacks."
+    test = ds.interactions[ds.interactions.split == "test"]
+    return [(str(u), p) for u, t in zip(test.user_id, test.position) for p in needed_prefixes(int(t), cfg) if (str(u), p) not in keys]
+
+# %% ../nbs/08_summarize.ipynb #260d4f59
+def _embed_summaries(texts:list[str], folder:Path) -> np.ndarray:
+    "[len(texts), 384] normalised MiniLM embeddings, cached in `folder/vectors.npz` (texts and vectors in one file; only new texts are embedded)."
+    from hanorec.assets import load_minilm
+    cache, path = {}, folder/"vectors.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if len(z["texts"]) != len(z["features"]): raise HanorecError(f"{path} is damaged ({len(z['texts'])} texts, {len(z['features'])} vectors)", hint=f"delete {folder}")
+            cache = dict(zip(z["texts"].tolist(), z["features"]))
+    new = sorted({t for t in texts if t not in cache})
+    if new:
+        emb = load_minilm("cpu").encode(new, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        cache.update(zip(new, emb.astype(np.float32)))
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            keep = sorted(cache)
+            np.savez(tmp/"vectors.npz", texts=np.array(keep, dtype=str), features=np.stack([cache[t] for t in keep]))
+    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+# %% ../nbs/08_summarize.ipynb #618ebf6c
+def summary_vectors(ds:PreparedDataset, cfg:UserSummaryConfig) -> SummaryVectors:
+    "The user summaries `cfg` names (statistical: made now; lm: read from `hanorec summarize users`), embedded by MiniLM, for an encoder with `summaries=True`."
     import torch
-    from hanorec.models import load_recommender
-    cfg = config or UserSummaryConfig()
-    ds = load_prepared(dataset_dir)
-    histories, positions = _histories(ds, "test", None, load_item_summaries(ds.path, cfg.item_backend))
-    chosen = [u for u, t in positions.items() if t >= blocks*cfg.block_size][:users]
-    if not chosen: raise HanorecError(f"no test user in {ds.path} has {blocks*cfg.block_size} items of history", hint="ask for fewer blocks")
-    pos = {u: blocks*cfg.block_size for u in chosen}
-    t0 = time.perf_counter(); run_user_steps(histories, pos, statistical_backend, cfg); stat_s = time.perf_counter() - t0
-    rec = load_recommender(_lm_path(model), device=device, dtype="float32")
-    stats = {}
-    t0 = time.perf_counter(); run_user_steps(histories, pos, lm_backend(rec, stats), cfg); lm_s = time.perf_counter() - t0
-    return dict(users=len(chosen), blocks=blocks, block_size=cfg.block_size, batch_size=cfg.batch_size,
-                max_new_tokens=cfg.max_new_tokens, lm_tokens=stats["tokens"], lm_seconds=round(lm_s, 3),
-                lm_tokens_per_s=round(stats["tokens"]/stats["seconds"], 2), lm_users_per_min=round(60*len(chosen)/lm_s, 2),
-                statistical_seconds=round(stat_s, 4), statistical_users_per_min=round(60*len(chosen)/max(stat_s, 1e-9), 1),
-                speedup=round(lm_s/max(stat_s, 1e-9), 1), torch_threads=torch.get_num_threads())
+    if cfg.backend == "none":
+        raise HanorecError("seqrec.summaries=true reads user summaries, and summary.backend is none",
+                           hint="set summary.backend=statistical (made on the fly) or summary.backend=lm (written by hanorec summarize users)")
+    texts = user_summaries(ds, cfg)
+    missing = _missing_summaries(texts, ds, cfg)
+    if missing:
+        (u, p), flags = missing[0], ("" if cfg.recurrent else " --no-recurrent") + ("" if cfg.item_summaries else " --no-item-summaries")
+        raise HanorecError(f"{users_folder(ds.path, cfg.backend, cfg)} lacks {len(missing)} of the user summaries the encoder reads (user {u!r}, prefix {p}, for one)",
+                           hint=f"finish them: hanorec summarize users {ds.path} --backend {cfg.backend} --block-size {cfg.block_size}{flags} --split test")
+    keys = sorted(texts)
+    emb = _embed_summaries([texts[k] for k in keys], users_folder(ds.path, cfg.backend, cfg)/"minilm")
+    table = torch.cat([torch.zeros(1, emb.shape[1] if len(emb) else 384), torch.from_numpy(emb)])
+    return SummaryVectors({k: n + 1 for n, k in enumerate(keys)}, table, cfg.block_size)

@@ -5,27 +5,27 @@
 # %% ../nbs/11_train.ipynb #c43b185f
 from __future__ import annotations
 
-import dataclasses, hashlib, json, math, os, time
-from contextlib import nullcontext
+import dataclasses, math, time
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import (HanorecError, Manifest, Purpose, config_to_dict, get_logger, hash_file, hash_obj, pick_device, progress,
-                          sample_rng, save_config, seed_everything)
+from .core import HanorecError, Purpose, get_logger, pick_device, progress, sample_rng, seed_everything
 from .runs import RunFolder
 from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, fixed_items
-from .objectives import OBJECTIVES, Hardness, hars_beta, neighbour_scores, nodo, preference_logits
+from .objectives import OBJECTIVES, hars_beta, nodo, preference_logits
 from .policies import ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
 from .evaluation import plot_curves
-from .observers import MicroBatch, Observer, PairRecorder
+from .observers import MicroBatch, PairRecorder
 from .settings import RunState, TrainConfig, catalog_room, check_settings, fit_catalog, resolve_model
-from .checkpoints import (Checkpoint, checkpoint_damage, drop_log_after, list_checkpoints, newest_intact, read_checkpoint,
-                                 restore_rng, rng_snapshot, space_for, start_run, write_checkpoint)
+from .checkpoints import (Checkpoint, append_record, diverged, drop_log_after, list_checkpoints, newest_intact, read_checkpoint,
+                                 restore_rng, rng_snapshot, start_run, write_checkpoint, write_run_files)
+from .stage import fit_hardness, init_hash, main_first, make_optimizer, reference_manifest, step_seed, trainable
 from .provenance import run_environment, weight_change
 
 # %% auto #0
@@ -46,7 +46,8 @@ class Trainer:
         self.device = device if self.acc.num_processes == 1 else self.acc.device
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
         check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
-        self.lock = self.folder.writer("hanorec train").__enter__() if self.acc.is_main_process else None  # held until fit() ends
+        self.held = ExitStack()  # the run folder's lock (main process), from here to the end of fit()
+        if self.acc.is_main_process: self.held.enter_context(self.folder.writer("hanorec train"))
         main, wait = self.acc.is_main_process, self.acc.wait_for_everyone
         self.resume, self.finished = self._holding(lambda: start_run(self.folder, cfg, resume, main, wait, self.log))
 
@@ -57,11 +58,17 @@ class Trainer:
     def _holding(self, work):
         "Run `work`; when it fails, let go of the run folder for the next writer."
         try: return work()
-        except BaseException: self.release(); raise
+        except BaseException: self.held.close(); raise
 
-    def release(self):
-        "Let go of the run folder's lock (`fit` does as it ends)."
-        if self.lock is not None: self.lock.__exit__(None, None, None); self.lock = None
+    def _observe(self, moment:str, *args) -> dict:
+        "Call `moment` of every observer in turn; what they return, merged in their order."
+        out = {}
+        for o in self.observers: out.update(getattr(o, moment)(self, *args) or {})
+        return out
+
+    def _write_log(self, record:dict):
+        "Append one record to log.jsonl, flushed to disk (main process; `checkpoints.append_record`)."
+        if self.acc.is_main_process: append_record(self.folder, record)
 
 # %% ../nbs/11_train.ipynb #bfd306a7
 @patch
@@ -80,107 +87,26 @@ def _build(self:Trainer):
     self.test = load_samples(ds, "test", c.history, 0) if c.eval.test else None
     self.eval_idx = evaluation_users(len(self.val), c.eval.users, c.seed)
     fit_catalog(c, catalog_room(self.n_items, ds.interactions))  # `train_config` lowered the defaults; what is left was set, and must fit
-    self.base = self._write_run_files()
+    if self.acc.is_main_process: write_run_files(self.folder, c, lambda: describe_base(c.model, c.init, ds, self.run, c.seed), self.resume)
+    self.acc.wait_for_everyone()
+    self.base = self.folder.read_base()  # every process reads the base description back
     self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
                                shortlist=c.negatives.shortlist, every_position=c.every_position)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
     self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, training_counts(ds), c.seed, self.policy.catalog_scores)
-    self.store = ReferenceStore(self.folder.reference, self._reference_manifest()) if self.objective.reference else None
-    self.hardness = self._main_first(self._hardness) if self.objective.hars else None
-    self._make_optimizer()
+    digest = init_hash(self.base["init"]) if self.objective.reference else ""  # the reference's weights
+    self.store = ReferenceStore(self.folder.reference, reference_manifest(c, digest, ds.path, self.precision)) if self.objective.reference else None
+    self.hardness = main_first(self.acc, lambda: fit_hardness(c, ds, self.samples, self.sampler, self._fillers, self.policy, digest)) if self.objective.hars else None
+    self.optimizer, self.scheduler, self.per_step, self.steps_per_epoch, self.max_steps = make_optimizer(
+        list(trainable(self.policy.module).values()), c.optim, len(self.samples), self.acc.num_processes)
     self.state, self.best_weights = RunState(), None
-    self.start_weights = {k: v.detach().cpu().clone() for k, v in _trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
-    self.observers = [*self._stage_observers(), *self.observers]
+    self.start_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
+    own = [PairRecorder()] if self.objective.reference else []  # the demo's pairs/; below, the false-negative rate of a world with truth
+    if (ds.path/"truth").exists(): from hanorec.synthetic import FalseNegativeRate; own.append(FalseNegativeRate(ds.path))
+    self.observers = [*own, *self.observers]
     self._observe("on_setup")
     if self.resume: self._load_checkpoint()
     return self
-
-# %% ../nbs/11_train.ipynb #tncb0715
-@patch
-def _stage_observers(self:Trainer) -> list[Observer]:
-    "What every stage of its kind is watched by: the demo's pair records (a preference stage), the false-negative rate (a world with ground truth)."
-    own = [PairRecorder()] if self.objective.reference else []
-    if (self.ds.path/"truth").exists():
-        from hanorec.synthetic import FalseNegativeRate
-        own.append(FalseNegativeRate(self.ds.path))
-    return own
-
-@patch
-def _observe(self:Trainer, moment:str, *args) -> dict:
-    "Call `moment` of every observer in turn; what they return, merged in their order."
-    out = {}
-    for o in self.observers: out.update(getattr(o, moment)(self, *args) or {})
-    return out
-
-# %% ../nbs/11_train.ipynb #tr000004
-@patch
-def _write_run_files(self:Trainer) -> dict:
-    "Write config.yaml, and for a new run base.json and the data's fingerprint (main process); every process reads the base description back."
-    if self.acc.is_main_process:
-        self.run.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.folder.config_file)  # on resume the same, but for optim.skip_nonfinite
-        if not self.resume:
-            self.folder.write_base(describe_base(self.cfg.model, self.cfg.init, self.ds, self.run, self.cfg.seed))
-            self.folder.record_data(self.cfg.data)  # what --resume checks the data against
-    self.acc.wait_for_everyone()
-    return self.folder.read_base()
-
-# %% ../nbs/11_train.ipynb #dd45d6a0
-@patch
-def _main_first(self:Trainer, build):
-    "Run `build` on the main process first (it fills a cache), then on the others (they read it)."
-    if not self.acc.is_main_process: self.acc.wait_for_everyone()
-    out = build()
-    if self.acc.is_main_process: self.acc.wait_for_everyone()
-    return out
-
-# %% ../nbs/11_train.ipynb #a95923f1
-@patch
-def _init_hash(self:Trainer) -> str:
-    "A hash of the reference's weights (the init run's model files), read once per run."
-    if getattr(self, "_init_digest", None) is None:
-        init = Path(self.base["init"])
-        self._init_digest = hash_obj({p.name: hash_file(p) for p in sorted(init.iterdir()) if p.suffix in (".safetensors", ".json")})
-    return self._init_digest
-
-@patch
-def _reference_manifest(self:Trainer) -> Manifest:
-    "What the stored reference log-probs depend on: the reference's weights, the data and every setting that changes a prompt."
-    c = self.cfg
-    return Manifest("reference-logp", inputs={"reference": self._init_hash(), "data": hash_file(self.ds.path/"manifest.json")},
-                    config=dict(task=c.task, reduce=c.reduce, history=c.history, images=c.images,
-                                summary=config_to_dict(c.summary) if c.summary.backend != "none" else None,
-                                prompt_candidates=c.prompt_candidates, seed=c.seed, precision=self.precision))
-
-# %% ../nbs/11_train.ipynb #4be0ef11
-@patch
-def _hardness(self:Trainer) -> Hardness:
-    "HaRS's offline stage: neighbours, and the mean delta over `hars.mean_samples` training samples drawn once."
-    c = self.cfg
-    own = (f"model-{self._init_hash()[:12]}", self.policy.item_embeddings) if c.hars.text == "model" else None
-    neighbours = neighbour_scores(self.ds, c.hars.top_k, c.hars.images, own)
-    idx = np.sort(sample_rng(c.seed, Purpose.HARS_MEAN).choice(len(self.samples), min(c.hars.mean_samples, len(self.samples)), replace=False))
-    return Hardness.fit(neighbours, self.samples.target[idx], self.sampler.model_free_draw(idx, self._fillers(idx) if self.sampler.strategy.fillers else None))
-
-# %% ../nbs/11_train.ipynb #tr000021
-@patch
-def _make_optimizer(self:Trainer):
-    c = self.cfg.optim
-    params = list(_trainable(self.policy.module).values())
-    if not params: raise HanorecError("the model has no trainable parameters", hint="check the LoRA settings")
-    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-    self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-    self.per_step = c.batch_size * self.acc.num_processes * c.grad_accum
-    self.steps_per_epoch = len(self.samples) // self.per_step
-    if not self.steps_per_epoch:
-        raise HanorecError(f"one optimizer step needs {self.per_step} samples but the training split has {len(self.samples)}",
-                           hint="lower optim.batch_size or optim.grad_accum")
-    self.max_steps = math.ceil(c.epochs * self.steps_per_epoch) if c.epochs else c.max_steps
-    self.scheduler = (get_cosine_schedule_with_warmup(self.optimizer, c.warmup_steps, self.max_steps) if c.schedule == "cosine"
-                      else get_constant_schedule_with_warmup(self.optimizer, c.warmup_steps))
-
-def _trainable(module) -> dict:
-    return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 # %% ../nbs/11_train.ipynb #19aa26ff
 @patch
@@ -197,18 +123,15 @@ def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
     c = self.cfg
     return fixed_items(self.samples, idx, self.n_items, max(c.prompt_candidates - 1, c.negatives.k), c.seed)
 
-def _step_seed(seed:int, step:int, rank:int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
-
 @patch
 def _noise(self:Trainer, step:int, micro:int):
     "NoDO's noise on this micro-step's forward (nothing at nodo.sigma=0)."
     c = self.cfg.nodo
     if c.sigma <= 0: return nullcontext()
-    gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
+    gen = torch.Generator().manual_seed(step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
     return nodo(self.policy.module, c.sigma, c.mode, gen)  # an encoder has no LoRA: nodo.mode=logits noises its scores
 
-# %% ../nbs/11_train.ipynb #51775c68
+# %% ../nbs/11_train.ipynb #tr000010
 @patch
 def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     "The objective's beta: the config's, or HaRS's per sample (with the batch's responsiveness to log, and each row's hardness)."
@@ -218,7 +141,6 @@ def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     beta, r = hars_beta(h, self.acc.gather(logits), self.cfg.hars.beta0)
     return beta, {"responsiveness": r}, h.detach().float().cpu().numpy()
 
-# %% ../nbs/11_train.ipynb #tr000010
 @patch
 def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
     "Score one micro-batch, read its reference, compute beta and the loss, backpropagate, and show it to the observers; returns its metrics."
@@ -240,27 +162,26 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
     extra.update(self._observe("on_micro_step", step, seen))  # their numbers are averaged with the step's own
     return {k: float(v) for k, v in {**metrics, **extra}.items()}
 
-# %% ../nbs/11_train.ipynb #tr000011
+# %% ../nbs/11_train.ipynb #4abe982f
 @patch
 def _sync_gradients(self:Trainer):
     "Average the trainable gradients across processes (no DDP wrapper, so any model family works the same way)."
     if self.acc.num_processes == 1: return
     import torch.distributed as dist
-    for p in _trainable(self.policy.module).values():
+    for p in trainable(self.policy.module).values():
         if p.grad is None: p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad); p.grad /= self.acc.num_processes
 
-# %% ../nbs/11_train.ipynb #4abe982f
 @patch
 def _step(self:Trainer, step:int) -> dict:
     "One optimizer step: micro-steps, gradient sync, clipping, optimizer and scheduler; returns the step's log record, with what the observers add."
     c, t0 = self.cfg.optim, time.perf_counter()
-    torch.manual_seed(_step_seed(self.cfg.seed, step, self.acc.process_index))
+    torch.manual_seed(step_seed(self.cfg.seed, step, self.acc.process_index))
     self.policy.module.train()
     batch = self._batch_indices(step)
     records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(batch)]
     self._sync_gradients()
-    norm = float(torch.nn.utils.clip_grad_norm_(list(_trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf")))
+    norm = float(torch.nn.utils.clip_grad_norm_(list(trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf")))
     rec = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
     if self.acc.num_processes > 1:  # reduced before the check below, so every process takes the same decision
         t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.device), "mean")
@@ -270,26 +191,13 @@ def _step(self:Trainer, step:int) -> dict:
     elif c.skip_nonfinite:
         self.state.skipped += 1
         self.log.warning("step %d: loss %s, gradient norm %s: skipped (%d so far)", step + 1, rec["loss"], norm, self.state.skipped)
-    else: raise self._diverged(step, batch, rec["loss"], norm)
+    else: raise diverged(self.folder, step + 1, batch.reshape(-1).tolist(), self.samples.users[batch.reshape(-1)].tolist(), rec["loss"], norm, c.lr)
     self.scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - t0
     record = {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "lr": lr, **rec, "grad_norm": norm,
             "samples_per_second": round(self.per_step / seconds, 3), "seconds": round(seconds, 3),
             **({"reference_computed": self.store.computed} if self.store else {}), **({"skipped": self.state.skipped} if c.skip_nonfinite else {})}
     return {**record, **self._observe("on_step_end", record)}
-
-# %% ../nbs/11_train.ipynb #207d1569
-@patch
-def _diverged(self:Trainer, step:int, batch:np.ndarray, loss:float, norm:float) -> HanorecError:
-    "The error that stops a diverged run: the step, its samples and users, and the checkpoint to go back to."
-    samples = batch.reshape(-1)
-    name = lambda xs: ", ".join(map(str, xs[:8])) + (f" and {len(xs) - 8} more" if len(xs) > 8 else "")
-    intact = [f for f in list_checkpoints(self.folder.checkpoints) if not checkpoint_damage(f)]
-    where = f"the last good checkpoint, {intact[0]}, is intact" if intact else "no checkpoint was written before it"
-    return HanorecError(f"training diverged at step {step + 1}: the loss is {loss} and the gradient norm {norm} on training samples "
-                        f"{name(samples.tolist())} (users {name(self.samples.users[samples].tolist())}); {where}",
-                        hint=f"lower optim.lr (now {self.cfg.optim.lr}) or clip with optim.max_grad_norm, and train again with a new out=; "
-                             f"or skip such steps: hanorec train {self.folder.config_file} --resume optim.skip_nonfinite=true")
 
 # %% ../nbs/11_train.ipynb #e99f045f
 @patch
@@ -307,22 +215,12 @@ def _validate(self:Trainer, step:int) -> bool:
     m = self.evaluate("validation")
     if s.best is None or m[c.metric] > s.best:
         s.best, s.best_step, s.best_metrics, s.bad_evals = m[c.metric], step, m, 0
-        self.best_weights = {k: v.detach().cpu().clone() for k, v in _trainable(self.policy.module).items()}
+        self.best_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}
     else: s.bad_evals += 1
     s.last_eval = step
     self._write_log({"step": step, "split": "validation", **m, "best": s.best})
     self.log.info("step %d validation %s %.4f (best %.4f at step %s)", step, c.metric, m[c.metric], s.best, s.best_step)
     return bool(c.patience) and s.bad_evals >= c.patience
-
-# %% ../nbs/11_train.ipynb #4759f3e2
-@patch
-def _write_log(self:Trainer, record:dict):
-    "Append one record to log.jsonl, flushed to disk (main process), refused with the space it needs on a full disk."
-    if not self.acc.is_main_process: return
-    line = json.dumps(record) + "\n"
-    with space_for(self.run, len(line), "log.jsonl", self.run):
-        with open(self.folder.log_file, "a", encoding="utf-8") as f:
-            f.write(line); f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/11_train.ipynb #e6e711d0
 @patch
@@ -334,7 +232,7 @@ def save_checkpoint(self:Trainer, step:int):
         if self.store: [self.store.merge(v) for v in gather_object([self.store.values])]
         pools = gather_object([self.sampler.pool.pools if self.sampler.pool else {}])
         if self.sampler.pool: [self.sampler.pool.pools.update(p) for p in pools]
-    weights = {k: v.detach().cpu().contiguous() for k, v in _trainable(self.policy.module).items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in trainable(self.policy.module).items()}
     if bad := [k for k, v in weights.items() if not torch.isfinite(v).all()]:  # every process: they all stop together
         raise HanorecError(f"the weights after step {step} are not finite ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): "
                            "no checkpoint of them is written", hint=f"lower optim.lr (now {self.cfg.optim.lr}) and train again with a new out=")
@@ -355,7 +253,7 @@ def _load_checkpoint(self:Trainer):
         if list_checkpoints(self.folder.checkpoints): self.log.warning("%s has no intact checkpoint: starting again from step 0", self.run)
         else: self.log.info("%s has no checkpoint yet: starting from step 0", self.run)
         return self._drop_records_after(-1)  # step 0 runs again, its validation too
-    ck, own = read_checkpoint(folder), _trainable(self.policy.module)
+    ck, own = read_checkpoint(folder), trainable(self.policy.module)
     if set(ck.weights) != set(own):
         raise HanorecError(f"{folder} holds other trainable weights than this model ({len(set(ck.weights) ^ set(own))} names differ)",
                            hint="resume with the same model and LoRA settings")
@@ -402,7 +300,7 @@ def fit(self:Trainer) -> dict:
             if (ck and step % ck == 0) or s.stopped_early or step == self.max_steps: self.save_checkpoint(step)
         bar.close()
         return self.finish()
-    finally: self.release()  # the run folder is free for the next writer
+    finally: self.held.close()  # the run folder is free for the next writer
 
 # %% ../nbs/11_train.ipynb #tr000022
 @patch
@@ -411,7 +309,7 @@ def finish(self:Trainer) -> dict:
     s = self.state
     if s.last_eval != s.step: self._validate(s.step)
     final = self.evaluate("test") if self.test is not None and s.best_step != s.step else None  # the last weights, before the best load
-    moved = lambda: weight_change(self.start_weights, _trainable(self.policy.module))
+    moved = lambda: weight_change(self.start_weights, trainable(self.policy.module))
     last_moved = moved()
     if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
     metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
