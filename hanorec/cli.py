@@ -16,15 +16,16 @@ from pathlib import Path
 
 from .assets import USES, asset_status, require_use, use_status
 from .core import HanorecError, hanorec_home, package_version, progress_mode, tune_malloc
+from .runs import RunFolder, check_place
 from .data import dataset_stats, load_prepared, prepare
 from .sources import LOADERS
 from .summarize import UserSummaryConfig, items_folder, summarize_items, summarize_users
 
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'check_uses', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare',
-           'cmd_data_stats', 'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'cmd_train',
-           'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench', 'build_parser',
-           'main']
+           'cmd_data_stats', 'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'train_in_folder',
+           'cmd_train', 'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench',
+           'build_parser', 'main']
 
 # %% ../nbs/17_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -308,6 +309,25 @@ def _spaced_setting(settings:list[str]) -> tuple[list[str], str]|None:
         if s.endswith("=") and s.count("=") == 1 and after and "=" not in after: return [s, after], s + after  # `key= value`
     return None
 
+# %% ../nbs/17_cli.ipynb #d460a10b
+def train_in_folder(cfg, # the run's TrainConfig
+                    resume:bool=False): # continuing the run in cfg.out
+    """Train `cfg` after checking its place (never inside a prepared dataset or another run) and an `init=` run's catalog,
+    before anything is written; on resume, the data it was trained on, and a copied or moved run's config.yaml is first
+    brought up to where it stands (under the run's lock), so it continues there. The trainer holds the lock while it trains."""
+    from hanorec.core import save_config
+    from hanorec.train import train
+    check_place(cfg.out, "run", "hanorec train")
+    if cfg.init and not resume and RunFolder(cfg.init).started: RunFolder(cfg.init).check_catalog(cfg.data)
+    run = RunFolder(cfg.out)
+    if resume and run.started:
+        run.check_data("hanorec train --resume", cfg.data)
+        raw = run.read_config()
+        moved = any(str(raw.get(k) or "") != str(getattr(cfg, k) or "") for k in ("data", "init", "out"))
+        if moved and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # several processes: each would write it; the trainer names the difference
+            with run.writer("hanorec train --resume"): save_config(cfg, run.config_file)  # as the trainer writes it on resume
+    return train(cfg, resume=resume)
+
 # %% ../nbs/17_cli.ipynb #38d7546c
 def cmd_train(args) -> dict:
     "Run `hanorec train`: read the config and overrides, train, print where everything went."
@@ -315,30 +335,31 @@ def cmd_train(args) -> dict:
     from hanorec.core import config_to_dict, load_config
     from hanorec.objectives import OBJECTIVES
     from hanorec.settings import TrainConfig, train_config
-    from hanorec.train import train
     settings = list(args.settings)
     if spaced := _spaced_setting(settings):
         raise HanorecError(f"{' '.join(spaced[0])!r} has spaces around '=', so the shell split one setting into {len(spaced[0])} words",
                            hint=f"write settings as key=value without spaces: {spaced[1]}")
     path = settings.pop(0) if settings and "=" not in settings[0] else None
     out = next((s[4:] for s in settings if s.startswith("out=")), None)
+    own = RunFolder(Path(path).parent) if args.resume and path and RunFolder(Path(path).parent).config_file.resolve() == Path(path).resolve() else None
+    if own and out is None: out, path = str(own.path), None  # `--resume RUN/config.yaml`: that run, where it stands (a copy resumes in the copy)
     if args.resume and path is None and not any(s.startswith("data=") for s in settings):  # `--resume out=RUN [key=value ...]`
         if out is None: raise HanorecError("--resume needs the run folder to continue", hint="hanorec train --resume out=RUN")
-        saved = Path(out)/"config.yaml"
-        if not saved.exists(): raise HanorecError(f"{saved.parent} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
-        cfg = load_config(TrainConfig, saved, settings)  # its own settings, then what was given: the trainer names each that differs
+        if not RunFolder(out).started: raise HanorecError(f"{out} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")
+        cfg = RunFolder(out).config(TrainConfig, [s for s in settings if not s.startswith("out=")], part=False)  # its folders resolved where it stands
     else: cfg = train_config(path, settings, resume=args.resume)  # the model family's recipe, then the file, then the overrides
     if getattr(args, "print_config", False):
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
     args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `main` prints it after Ctrl-C
-    m = train(cfg, resume=args.resume)
+    m = train_in_folder(cfg, args.resume)
     negatives = f", negatives {cfg.negatives.strategy}" if OBJECTIVES[cfg.objective].negatives else ""
     print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}{negatives}; best step {m['best_step']})")
     show = lambda r: "  ".join(f"{k} {r[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10"))
     print(f"validation: {show(m['validation'])}  ({m['validation']['users']} users)")
     if "test" in m: print(f"test:       {show(m['test'])}")
     if "note" in m: print(f"note: {m['note']}")
-    print(f"model: {Path(cfg.out)/'model'}   log: {Path(cfg.out)/'log.jsonl'}   curves: {Path(cfg.out)/'plots'/'curves.html'}")
+    run = RunFolder(cfg.out)
+    print(f"model: {run.model()}   log: {run.log_file}   curves: {run.curves}")
     return m
 
 # %% ../nbs/17_cli.ipynb #5bdd7d61
@@ -454,7 +475,7 @@ def _finished_any(out:Path) -> bool:
 # %% ../nbs/17_cli.ipynb #654e3116
 def cmd_experiment(args):
     from hanorec.grid import ablation_grid, grid_cells, load_grid, run_grid, unfinished_cells, write_grid_report
-    from hanorec.core import pick_device
+    from hanorec.core import FolderLock, pick_device
     if args.experiment_command == "summaries": return _experiment_summaries(args)
     if args.experiment_command == "report":
         if not (Path(args.out)/"grid.yaml").exists():
@@ -473,8 +494,10 @@ def cmd_experiment(args):
             out = args.out
         again = f"hanorec experiment {args.experiment_command} " + (f"{args.grid} " if args.experiment_command == "run" else "")
         args.interrupted_hint = f"run the same command again to continue ({again}--out {out}): finished cells are reused"
-        run_grid(grid, out, device=args.device)
-    report = write_grid_report(grid, out, extra="" if unfinished_cells(grid, out) else _claims(grid, out))  # the claims need every cell
+        check_place(out, "grid", f"hanorec experiment {args.experiment_command}")
+        with FolderLock(out, f"hanorec experiment {args.experiment_command}"): run_grid(grid, out, device=args.device)
+    with FolderLock(out, f"hanorec experiment {args.experiment_command}"):  # the report and the claims write into the grid's folder too
+        report = write_grid_report(grid, out, extra="" if unfinished_cells(grid, out) else _claims(grid, out))  # the claims need every cell
     print(f"report: {report}  and  {report.with_suffix('.html')}  (every cell: {Path(report).parent/'results.csv'})")
     print(report.read_text(encoding="utf-8").split("\n\n", 2)[-1])
 

@@ -460,11 +460,12 @@ class FolderLock:
                  beside:bool=False): # lock `.NAME.lock` in the parent instead (a folder swapped whole, as prepare does)
         self.folder, self.command = Path(folder), command
         self.file = self.folder.parent/f".{self.folder.name}.lock" if beside else self.folder/LOCK_FILE
+        self.key = os.path.join(os.path.realpath(self.file.parent), self.file.name)  # one entry in _HELD however the folder is spelt
 
     def holder(self) -> dict|None:
         "Who holds the lock now (`pid`, `command`, `started`), or None when nobody does."
         import fcntl
-        if str(self.file) in _HELD: return _HELD[str(self.file)][2]
+        if self.key in _HELD: return _HELD[self.key][2]
         try: fd = os.open(self.file, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError): return None
         try:
@@ -476,7 +477,7 @@ class FolderLock:
 
     def __enter__(self):
         import fcntl, datetime
-        if (key := str(self.file)) in _HELD: _HELD[key][1] += 1; return self
+        if self.key in _HELD: _HELD[self.key][1] += 1; return self
         where = self.file.parent
         if where.exists() and not where.is_dir(): raise HanorecError(f"{where} is a file, not a folder", hint="give a folder's path")
         made = ([p for p in (where, *where.parents) if not p.exists()] or [None])[-1]
@@ -495,14 +496,14 @@ class FolderLock:
             os.close(fd)  # its holder removed the file as we opened it: lock the one there now
         holder = {"pid": os.getpid(), "command": self.command, "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
         os.ftruncate(fd, 0); os.write(fd, json.dumps(holder).encode())
-        _HELD[key] = [fd, 1, holder, made]
+        _HELD[self.key] = [fd, 1, holder, made]
         return self
 
     def __exit__(self, *exc):
-        held = _HELD[str(self.file)]
+        held = _HELD[self.key]
         held[1] -= 1
         if held[1]: return
-        del _HELD[str(self.file)]
+        del _HELD[self.key]
         self.file.unlink(missing_ok=True)  # while still held: the next writer makes (and locks) a new file
         os.close(held[0])
         for p in (self.file.parent, *self.file.parent.parents) if held[3] else ():  # a refused writer leaves no folder behind

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .core import (MANIFEST, HanorecError, Manifest, atomic_path, atomic_write_json,
                           get_logger, hash_file, hash_obj, read_json, read_manifest, write_manifest)
+from .runs import DatasetFolder, check_place
 from .sources import Loader, RawData, get_loader
 
 # %% auto #0
@@ -346,32 +347,35 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
     loader = get_loader(source)  # a misspelt source first: the other checks would speak of the wrong source
     _check_prepare_args(min_user, min_item, history, candidates)
     out = Path(out)
+    check_place(out, "dataset", "hanorec data prepare")  # never into a run, nor over a folder holding runs: it replaces the folder whole
     _check_out(out)
-    config = dict(source=source, path=path, reviews=reviews, meta=meta, images=images, min_user=min_user, min_item=min_item,
-                  min_rating=min_rating, max_history=history, candidates=candidates, seed=seed, strict=strict,
-                  image_size=list(image_size), with_images=with_images, options=options or {})
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
+    with DatasetFolder(out).writer("hanorec data prepare"):  # one prepare of a folder at a time
+        if cleared := DatasetFolder(out).clear_leftovers(): _LOG.warning("%s: removed %s, left by a stopped prepare", out, ", ".join(cleared))
+        config = dict(source=source, path=path, reviews=reviews, meta=meta, images=images, min_user=min_user, min_item=min_item,
+                      min_rating=min_rating, max_history=history, candidates=candidates, seed=seed, strict=strict,
+                      image_size=list(image_size), with_images=with_images, options=options or {})
+        config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
 
-    raw = _read_source(source, loader, options or {}, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
-    inter, counts, rejects = _clean(source, raw, min_rating)
-    seq, removed = _sequences(inter, min_user, min_item)
-    items = raw.items.set_index("item_id").loc[np.sort(seq.item_id.unique().astype(object))].reset_index()
-    splits, cands = history_examples(seq, history), candidate_sets(seq, candidates, seed)
+        raw = _read_source(source, loader, options or {}, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
+        inter, counts, rejects = _clean(source, raw, min_rating)
+        seq, removed = _sequences(inter, min_user, min_item)
+        items = raw.items.set_index("item_id").loc[np.sort(seq.item_id.unique().astype(object))].reset_index()
+        splits, cands = history_examples(seq, history), candidate_sets(seq, candidates, seed)
 
-    with atomic_path(out) as tmp:
-        items, image_counts = _item_images(items, tmp, out, raw, image_size, with_images, strict)
-        _write_tables(tmp, items, seq, splits, cands, rejects)
-        extras = raw.write_extras(tmp) if raw.write_extras else []
-        filters = dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history, candidates=candidates, seed=seed)
-        stats = _prepared_stats(source, raw, seq, items, splits, image_counts, rejects, counts, removed, filters)
-        atomic_write_json(tmp/"stats.json", stats)
-        outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
-        sizes = {o: (tmp/o).stat().st_size for o in outputs}
-        write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
-                       outputs=outputs)
-    _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
-              time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
-    return stats
+        with atomic_path(out) as tmp:
+            items, image_counts = _item_images(items, tmp, out, raw, image_size, with_images, strict)
+            _write_tables(tmp, items, seq, splits, cands, rejects)
+            extras = raw.write_extras(tmp) if raw.write_extras else []
+            filters = dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history, candidates=candidates, seed=seed)
+            stats = _prepared_stats(source, raw, seq, items, splits, image_counts, rejects, counts, removed, filters)
+            atomic_write_json(tmp/"stats.json", stats)
+            outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
+            sizes = {o: (tmp/o).stat().st_size for o in outputs}
+            write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
+                           outputs=outputs)
+        _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
+                  time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
+        return stats
 
 # %% ../nbs/02_data.ipynb #da0chk02
 def check_prepare_options(source:str, # a registered source

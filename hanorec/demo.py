@@ -33,6 +33,7 @@ from .data import load_prepared, load_samples
 from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
 from .experiments import QUICKSTART_RECORD, last_quickstart
 from .policies import PolicyConfig, load_policy, run_data
+from .runs import RunFolder, run_folders
 
 # %% auto #0
 __all__ = ['find_runs', 'latest_quickstart', 'natural_key', 'DemoData', 'DemoRun', 'message_html', 'history_html', 'summary_html',
@@ -40,15 +41,7 @@ __all__ = ['find_runs', 'latest_quickstart', 'natural_key', 'DemoData', 'DemoRun
            'build_app', 'launch', 'explorer']
 
 # %% ../nbs/13_demo.ipynb #de000008
-_RUN_FILES = ("config.yaml", "base.json", "metrics.json")  # a run's own files; metrics.json is written last
-_INSIDE_RUN = {"checkpoints", "eval", "model", "reference", "pairs", "plots", "base"}  # a run's subfolders, never runs
-
-def _is_run(p:Path) -> bool: return all((p/f).exists() for f in _RUN_FILES)
-
-def _run_folders(p:Path) -> list[Path]:
-    "Every folder under `p` holding any of a run's files (finished or not), the outermost only."
-    found = sorted({f.parent for name in _RUN_FILES for f in p.rglob(name) if not _INSIDE_RUN & set(f.relative_to(p).parts[:-1])})
-    return [r for r in found if not any(q in r.parents for q in found)]
+def _is_run(p:Path) -> bool: return RunFolder(p).finished and RunFolder(p).base_file.exists()
 
 # %% ../nbs/13_demo.ipynb #2927a401
 def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs (quickstart, grid)
@@ -56,7 +49,7 @@ def find_runs(paths) -> dict[str, Path]: # run folders, or folders holding runs 
     paths, runs = [Path(p) for p in paths], {}
     for p in paths:
         if not p.exists(): raise HanorecError(f"{p} does not exist", hint="give a run folder, or a quickstart or grid folder")
-        for r in _run_folders(p):
+        for r in run_folders(p):
             name = r.name if r == p else r.relative_to(p).as_posix()
             runs[f"{p.name}/{name}" if len(paths) > 1 and r != p else name] = r
     if not runs: raise HanorecError(f"no finished runs under {', '.join(map(str, paths))}", hint="train one (hanorec train), or run hanorec quickstart")
@@ -196,16 +189,18 @@ class DemoRun:
     "One finished run, read through the policies and evaluation rooms; a run that cannot be shown is a HanorecError saying why."
     def __init__(self, name:str, path:str|Path):
         self.name, self.path = name, Path(path)
-        missing = [f for f in (*_RUN_FILES, "model") if not (self.path/f).exists()]
-        if "metrics.json" in missing: raise HanorecError("not finished: metrics.json is missing", hint=f"finish it: hanorec train --resume out={self.path}")
-        if missing: raise HanorecError(f"{missing[0]}{'/' if missing[0] == 'model' else ''} is missing", hint=f"finish it: hanorec train --resume out={self.path}")
-        self.config = _mapping("config.yaml", _parsed(self.path, "config.yaml", lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
-        self.kind = _mapping("base.json", _parsed(self.path, "base.json", _json)).get("kind", "")
-        self.metrics = _mapping("metrics.json", _parsed(self.path, "metrics.json", _json))
-        self.data_folder = _parsed(self.path, "config.yaml", lambda _: run_data(self.path)).resolve()
+        run = RunFolder(self.path)
+        config, base, metrics = run.config_file.name, run.base_file.name, run.metrics_file.name
+        missing = [f for f in (run.config_file, run.base_file, run.metrics_file, run.model()) if not f.exists()]
+        if run.metrics_file in missing: raise HanorecError(f"not finished: {metrics} is missing", hint=f"finish it: hanorec train --resume out={self.path}")
+        if missing: raise HanorecError(f"{missing[0].name}{'/' if missing[0].is_relative_to(run.model()) else ''} is missing", hint=f"finish it: hanorec train --resume out={self.path}")
+        self.config = _mapping(config, _parsed(self.path, config, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
+        self.kind = _mapping(base, _parsed(self.path, base, _json)).get("kind", "")
+        self.metrics = _mapping(metrics, _parsed(self.path, metrics, _json))
+        self.data_folder = _parsed(self.path, config, lambda _: run_data(self.path)).resolve()
         where = eval_dir(self.path, "test", "sampled").relative_to(self.path).as_posix() + "/"
         self.evaluation = _parsed(self.path, where, lambda _: _ranks(read_evaluation(self.path, "test", "sampled")))
-        self.pairs = _parsed(self.path, "pairs/", lambda _: _pairs(read_pairs(self.path)))
+        self.pairs = _parsed(self.path, run.pairs.name + "/", lambda _: _pairs(read_pairs(self.path)))
         self._pairs_of = {str(u): rows for u, rows in self.pairs.groupby(self.pairs.user.astype(str), sort=False)} if len(self.pairs) else {}
 
     @property
@@ -217,7 +212,7 @@ class DemoRun:
     @cached_property
     def curves(self) -> str|None:
         "The training curves (`evaluation.curve_figure`) as plotly JSON, made once; None without a (readable) log."
-        if not (self.path/"log.jsonl").exists(): return None
+        if not RunFolder(self.path).log_file.exists(): return None
         try: return curve_figure(self.path).to_json()
         except (HanorecError, OSError, ValueError, KeyError): return None
 

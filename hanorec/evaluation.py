@@ -20,6 +20,7 @@ import yaml
 from .core import HanorecError, atomic_path, atomic_write_json, atomic_write_text, package_version, progress, read_json
 from .data import PreparedDataset, Samples, item_rows, load_samples
 from .metrics import auc, parse_rank_metric, target_ranks, user_metrics
+from .runs import EVAL_METRICS, EVAL_RANKS, RunFolder
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
@@ -30,13 +31,8 @@ __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCO
 
 # %% ../nbs/10c_evaluation.ipynb #ev000006
 def read_log(run:str|Path) -> list[dict]:
-    "The records of a run's log.jsonl (a torn last line, from a kill, is ignored)."
-    path, out = Path(run)/"log.jsonl", []
-    if not path.exists(): return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
+    "The records of a run's training log (a torn last line, from a kill, is ignored)."
+    return RunFolder(run).read_log()
 
 # %% ../nbs/10c_evaluation.ipynb #ev0pair2
 PAIR_COLUMNS = ("step", "sample", "user", "positive", "negative", "negatives", "beta", "hardness", "responsiveness")
@@ -44,7 +40,7 @@ PAIR_COLUMNS = ("step", "sample", "user", "positive", "negative", "negatives", "
 # %% ../nbs/10c_evaluation.ipynb #17dc9ea2
 def read_pairs(run:str|Path) -> pd.DataFrame:
     "Every (user, positive, negative) pair a preference stage trained on, with its step, beta and HaRS hardness (NaN without HaRS)."
-    files = sorted((Path(run)/"pairs").glob("upto-*.parquet"))
+    files = RunFolder(run).pair_files()
     if not files: return pd.DataFrame({c: [] for c in PAIR_COLUMNS})
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
@@ -73,8 +69,8 @@ def curve_figure(run:str|Path):
 
 # %% ../nbs/10c_evaluation.ipynb #5432aded
 def plot_curves(run:str|Path) -> Path:
-    "Write run/plots/curves.html from run/log.jsonl."
-    out = Path(run)/"plots"/"curves.html"
+    "Write the run's curves page (plots/curves.html) from its training log."
+    out = RunFolder(run).curves
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".html") as tmp: curve_figure(run).write_html(tmp, include_plotlyjs="directory")
     return out
@@ -230,37 +226,38 @@ def user_values(table:pd.DataFrame, # a `ranks.parquet` table
 # %% ../nbs/10c_evaluation.ipynb #ev000034
 def eval_dir(run:str|Path, split:str="test", protocol:str="sampled") -> Path:
     "The folder `evaluate_run` writes: `run/eval/<split>-<protocol>`."
-    return Path(run)/"eval"/f"{split}-{protocol}"
-
-_FINISHED = ("config.yaml", "base.json", "model")  # what a run needs before it can be scored
+    return RunFolder(run).eval_dir(split, protocol)
 
 # %% ../nbs/10c_evaluation.ipynb #4c2d8582
-def _check_run_folder(run:Path, need:Sequence[str]=_FINISHED):
-    "Refuse, before any work, what is not a run with `need`: a missing path, a prepared dataset, a folder train did not write, an unfinished run."
-    from hanorec.core import read_manifest
-    made = "give a folder made by hanorec train out=DIR"
-    if not run.exists(): raise HanorecError(f"{run}: no such folder", hint=f"check the path; {made}")
-    if not run.is_dir(): raise HanorecError(f"{run} is a file, not a run folder", hint=made)
-    manifest = read_manifest(run)
-    if manifest is not None and manifest.kind == "prepared-dataset":
-        raise HanorecError(f"{run} is a prepared dataset, not a finished run", hint=f"train a run on it (hanorec train data={run} out=DIR), then give that DIR")
-    if not (run/"config.yaml").is_file():
-        inner = next((c for c in sorted(run.iterdir()) if (c/"config.yaml").is_file()), None)  # a grid's or the quickstart's folder
-        hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
-                f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
-        raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
-    for n in need:
-        if not (run/n).exists(): raise HanorecError(f"{run} is not a finished run ({n} is missing)", hint=f"finish it first: hanorec train --resume out={run}")
+def _check_run_folder(run:Path, command:str="hanorec evaluate", scored:bool=False): # scored: its evaluation is written, so only its config is read
+    "Refuse, before any work, what is not a finished run (`runs.RunFolder.require_finished`); an evaluated run needs only its config."
+    folder = RunFolder(run)
+    folder.require_finished(command, need=()) if scored else folder.require_finished(command)
+
+# %% ../nbs/10c_evaluation.ipynb #9e6296c8
+def _same_candidates(runs:Sequence[Path], evals:Sequence[tuple]|None=None): # the runs' evaluations (`read_evaluation`), once scored
+    """Refuse runs scored on different candidate sets (10 against 20 candidates, or another draw of them): their paired
+    differences would measure the candidates, not the runs. Checked on the data each run recorded, then on each evaluation."""
+    first, recorded = runs[0], RunFolder(runs[0]).recorded_data()
+    for r in runs[1:]:
+        other = RunFolder(r).recorded_data()
+        if recorded and other and recorded["candidates"] != other["candidates"]:
+            raise HanorecError(f"{r} and {first} were trained on different candidate sets ({RunFolder(r).resolve(other['data'])} and "
+                               f"{RunFolder(first).resolve(recorded['data'])}), so comparing them would compare the candidates",
+                               hint="compare runs trained and scored on the same prepared dataset")
+    for r, (m, _) in zip(runs[1:], (evals or [])[1:]):
+        if m.get("candidates") != evals[0][0].get("candidates"):
+            raise HanorecError(f"{r} was scored among {m.get('candidates')} candidates per user, {first} among {evals[0][0].get('candidates')}, so they cannot be compared",
+                               hint="compare runs scored on the same prepared dataset's candidate sets")
 
 # %% ../nbs/10c_evaluation.ipynb #20312b5e
 def _run_settings(run:Path) -> dict:
     "What evaluation reads from a run's files before loading it; anything but a finished run is an error."
-    from hanorec.core import load_config
     from hanorec.policies import PolicyConfig
     _check_run_folder(run)
-    raw = yaml.safe_load((run/"config.yaml").read_text(encoding="utf-8")) or {}
-    kind = read_json(run/"base.json").get("kind")
-    return dict(policy=load_config(PolicyConfig, run/"config.yaml", part=True), family=kind if kind in ("seqrec", "popularity") else "language",
+    folder = RunFolder(run)
+    raw, kind = folder.read_config(), folder.read_base().get("kind")
+    return dict(policy=folder.config(PolicyConfig), family=kind if kind in ("seqrec", "popularity") else "language",
                 batch_size=int((raw.get("eval") or {}).get("batch_size", 8)), precision=raw.get("precision", "auto"))
 
 def _number(x:float): return None if x is None or not math.isfinite(x) else float(x)
@@ -329,40 +326,42 @@ def evaluate_run(run:str|Path, # a finished run folder
     if users is not None and users < 1: raise HanorecError(f"--users must be at least 1, got {users}", hint="leave it out to score every user")
     if batch_size is not None and batch_size < 1: raise HanorecError(f"--batch-size must be at least 1, got {batch_size}", hint="leave it out to use the run's eval.batch_size")
     settings = _run_settings(run)
-    cfg, bs = settings["policy"], batch_size or settings["batch_size"]
-    check_protocol(protocol, settings["family"], cfg.task)
-    dev = pick_device(device)
-    policy = load_policy(run, device)
-    samples = load_samples(policy.ds, split, cfg.history, 0)  # as the trainer validates: every example, the run's history length
-    if protocol != "full" and samples.candidates is None:
-        raise HanorecError(f"{policy.ds.path} has no fixed candidate sets for {split}", hint="prepare the dataset again (hanorec data prepare)")
-    idx = np.arange(len(samples) if users is None else min(users, len(samples)))
-    ids = np.array([str(i) for i in policy.ds.items.item_id], dtype=object)
-    bf16 = settings["precision"] == "bf16" or (settings["precision"] == "auto" and dev.type == "cuda")  # the trainer's rule
-    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        if protocol in ("sampled", "yes_no"): table = _candidate_table(ids, samples, idx, _fixed_scores(policy, samples, idx, bs), protocol == "yes_no")
-        elif protocol == "full": table = _full_table(policy, ids, samples, idx, bs)
-        else: table = _generate_table(policy, ids, samples, idx, bs, max_new_tokens)
-    values = user_values(table, protocol)
-    result = {"protocol": protocol, "about": PROTOCOLS[protocol].about, "split": split, "users": len(idx), "split_users": len(samples),
-              "users_limit": users, "ties": TIES, "interval": f"95% percentile bootstrap over users ({n} resamples, seed {seed})",
-              "metrics": {m: dict(zip(("value", "low", "high"), map(_number, bootstrap_interval(values[m], n, seed)))) for m in values},
-              "candidates": len(ids) if protocol == "full" else int(samples.candidates.shape[1]), "family": policy.family,
-              "task": getattr(policy, "task", None) and policy.task.name, "precision": "bf16" if bf16 else "fp32", "hanorec": package_version()}
-    if protocol == "full": result["variants"] = VARIANTS
-    if protocol == "generate": result.update(max_new_tokens=max_new_tokens, hr_at_1={"valid": "hits / valid answers (LLaRA)", "all": "hits / all users (S-DPO)"})
-    with atomic_path(eval_dir(run, split, protocol)) as tmp:
-        tmp.mkdir()
-        table.to_parquet(tmp/"ranks.parquet", index=False)
-        atomic_write_json(tmp/"metrics.json", result)
-    return result
+    RunFolder(run).check_data("hanorec evaluate")  # the data it was trained and is scored on
+    with RunFolder(run).writer("hanorec evaluate"):  # one writer of eval/ at a time
+        cfg, bs = settings["policy"], batch_size or settings["batch_size"]
+        check_protocol(protocol, settings["family"], cfg.task)
+        dev = pick_device(device)
+        policy = load_policy(run, device)
+        samples = load_samples(policy.ds, split, cfg.history, 0)  # as the trainer validates: every example, the run's history length
+        if protocol != "full" and samples.candidates is None:
+            raise HanorecError(f"{policy.ds.path} has no fixed candidate sets for {split}", hint="prepare the dataset again (hanorec data prepare)")
+        idx = np.arange(len(samples) if users is None else min(users, len(samples)))
+        ids = np.array([str(i) for i in policy.ds.items.item_id], dtype=object)
+        bf16 = settings["precision"] == "bf16" or (settings["precision"] == "auto" and dev.type == "cuda")  # the trainer's rule
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            if protocol in ("sampled", "yes_no"): table = _candidate_table(ids, samples, idx, _fixed_scores(policy, samples, idx, bs), protocol == "yes_no")
+            elif protocol == "full": table = _full_table(policy, ids, samples, idx, bs)
+            else: table = _generate_table(policy, ids, samples, idx, bs, max_new_tokens)
+        values = user_values(table, protocol)
+        result = {"protocol": protocol, "about": PROTOCOLS[protocol].about, "split": split, "users": len(idx), "split_users": len(samples),
+                  "users_limit": users, "ties": TIES, "interval": f"95% percentile bootstrap over users ({n} resamples, seed {seed})",
+                  "metrics": {m: dict(zip(("value", "low", "high"), map(_number, bootstrap_interval(values[m], n, seed)))) for m in values},
+                  "candidates": len(ids) if protocol == "full" else int(samples.candidates.shape[1]), "family": policy.family,
+                  "task": getattr(policy, "task", None) and policy.task.name, "precision": "bf16" if bf16 else "fp32", "hanorec": package_version()}
+        if protocol == "full": result["variants"] = VARIANTS
+        if protocol == "generate": result.update(max_new_tokens=max_new_tokens, hr_at_1={"valid": "hits / valid answers (LLaRA)", "all": "hits / all users (S-DPO)"})
+        with atomic_path(eval_dir(run, split, protocol)) as tmp:
+            tmp.mkdir()
+            table.to_parquet(tmp/EVAL_RANKS, index=False)
+            atomic_write_json(tmp/EVAL_METRICS, result)
+        return result
 
 # %% ../nbs/10c_evaluation.ipynb #9843c668
 def read_evaluation(run:str|Path, split:str="test", protocol:str="sampled") -> tuple[dict, pd.DataFrame]|None:
     "A run's written evaluation: `(metrics.json, ranks.parquet)`, or None when it has not been evaluated that way."
     out = eval_dir(run, split, protocol)
-    if not ((out/"metrics.json").exists() and (out/"ranks.parquet").exists()): return None
-    return read_json(out/"metrics.json"), pd.read_parquet(out/"ranks.parquet")
+    if not RunFolder(run).evaluated(split, protocol): return None
+    return read_json(out/EVAL_METRICS), pd.read_parquet(out/EVAL_RANKS)
 
 # %% ../nbs/10c_evaluation.ipynb #955f6a2b
 def metrics_table(result:dict) -> pd.DataFrame:
@@ -383,17 +382,15 @@ def format_evaluation(result:dict, digits:int=4) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/10c_evaluation.ipynb #ev000044
-def _evaluated(run:Path, split:str, protocol:str) -> bool:
-    out = eval_dir(run, split, protocol)
-    return (out/"metrics.json").is_file() and (out/"ranks.parquet").is_file()
+def _evaluated(run:Path, split:str, protocol:str) -> bool: return RunFolder(run).evaluated(split, protocol)
 
 # %% ../nbs/10c_evaluation.ipynb #221d93c3
 def _candidate_count(runs:Sequence[Path], split:str, protocol:str) -> int|None:
     "How many items each user's target is ranked among, before any scoring: an evaluation's metrics.json, else the dataset's stats.json (None: unknown yet)."
     for r in runs:
-        if _evaluated(r, split, protocol): return read_json(eval_dir(r, split, protocol)/"metrics.json").get("candidates")
+        if _evaluated(r, split, protocol): return read_json(eval_dir(r, split, protocol)/EVAL_METRICS).get("candidates")
     for r in runs:
-        data = (yaml.safe_load((r/"config.yaml").read_text(encoding="utf-8")) or {}).get("data")
+        data = RunFolder(r).settings().get("data")
         if data and (Path(data)/"stats.json").is_file():
             stats = read_json(Path(data)/"stats.json")
             return stats.get("items") if protocol == "full" else (stats.get("filters") or {}).get("candidates")
@@ -432,12 +429,9 @@ def _compared_metrics(metrics:Sequence[str]|None, protocol:str, count:int|None) 
 # %% ../nbs/10c_evaluation.ipynb #36d110de
 def _seed_free_config(run:Path) -> tuple[str, int]:
     "A run's config.yaml without seed and out (as a key), and its seed; an init run stands as its own seed-free key."
-    path = Path(run)/"config.yaml"
-    if not path.exists(): raise HanorecError(f"{run} is not a run folder (config.yaml is missing)", hint="give the folders hanorec train wrote (out=)")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = RunFolder(run).settings()  # data and init resolved: where each run stands, they name the same folders
     seed = int(raw.pop("seed", 0)); raw.pop("out", None)
-    init = Path(raw.get("init") or "")
-    if raw.get("init") and (init/"config.yaml").exists(): raw["init"] = {"run": _seed_free_config(init)[0]}  # DPO on SFT seed 0 and on SFT seed 1: one group
+    if raw.get("init") and RunFolder(raw["init"]).started: raw["init"] = {"run": _seed_free_config(Path(raw["init"]))[0]}  # DPO on SFT seed 0 and on SFT seed 1: one group
     return json.dumps(raw, sort_keys=True, default=str), seed
 
 # %% ../nbs/10c_evaluation.ipynb #fd8e672a
@@ -491,14 +485,9 @@ def _across_seeds(values:list[pd.DataFrame], metric:str, group:list[int], base:l
         r = paired_bootstrap(averaged(base), averaged(group), n, seed, level)
     return {**r, "test": "paired bootstrap over users, values averaged over seeds"}
 
-# %% ../nbs/10c_evaluation.ipynb #ev000045
-def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseline
-                 split:str="test", protocol:str="sampled",
-                 metrics:Sequence[str]|None=None, # default: the protocol's metrics
-                 n:int=1000, seed:int=0, # bootstrap resamples and their seed
-                 device:str="cpu", # where a missing evaluation is computed
-                 out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
-    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
+# %% ../nbs/10c_evaluation.ipynb #evcmp000
+def _compared_runs(runs:Sequence[str|Path], protocol:str) -> list[Path]:
+    "The runs as paths: a baseline and at least one other, none given twice, under a known protocol."
     runs = [Path(r) for r in runs]
     if len(runs) < 2: raise HanorecError("compare needs a baseline and at least one other run" + (f": only {runs[0]} was given" if runs else ""),
                                          hint="hanorec compare BASELINE RUN [RUN ...]: the first run is the baseline the others are compared with")
@@ -508,14 +497,26 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                                                     hint="give each run once: the first is the baseline, the others are compared with it")
         first[r.resolve()] = r
     if protocol not in PROTOCOLS: raise HanorecError(f"unknown protocol {protocol!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
-    for r in runs: _check_run_folder(r, ("config.yaml",) if _evaluated(r, split, protocol) else _FINISHED)
+    return runs
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp001
+def _scored_runs(runs:list[Path], split:str, protocol:str, metrics:Sequence[str]|None, device:str) -> tuple[list, list[str]]:
+    "Every run checked before any is scored, the missing evaluations made: each run's `(metrics.json, ranks)`, and the metrics to compare."
+    for r in runs: _check_run_folder(r, "hanorec compare", scored=_evaluated(r, split, protocol))
+    _same_candidates(runs)
     count = _candidate_count(runs, split, protocol)
     asked, metrics = metrics, _compared_metrics(metrics, protocol, count)
     evals = []
     for r in runs:
         if read_evaluation(r, split, protocol) is None: evaluate_run(r, split, protocol, device=device)
         evals.append(read_evaluation(r, split, protocol))
+    _same_candidates(runs, evals)
     if count is None: metrics = _compared_metrics(asked, protocol, evals[0][0]["candidates"])  # known only once scored
+    return evals, metrics
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp002
+def _paired_values(runs:list[Path], evals:list, split:str, protocol:str, metrics:Sequence[str]) -> list[dict]:
+    "Each run's per-user metric values in the baseline's user order; runs scored on other users or targets are refused."
     users = lambda m: f"the first {m['users']} users (--users {m['users_limit']})" if m.get("users_limit") else f"{m['users']} users"
     base, values = evals[0][1], []
     for r, (m, t) in zip(runs, evals):
@@ -526,7 +527,11 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
         if (t.target.to_numpy() != base.target.to_numpy()).any():
             raise HanorecError(f"{r} and {runs[0]} have different targets for the same users", hint="compare runs on the same prepared dataset")
         values.append(user_values(t, protocol, metrics))
-    names, seeds = _names(runs), [_seed_free_config(r)[1] for r in runs]
+    return values
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp003
+def _run_rows(names:list[str], seeds:list[int], values:list[dict], metrics:Sequence[str], n:int, seed:int) -> tuple[list[dict], list[bool]]:
+    "One row per run and metric: its value with an interval, and its paired difference from the baseline; which rows are tests."
     rows, tested = [], []
     for i, v in enumerate(values):
         for m in metrics:
@@ -535,6 +540,12 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
             rows.append(dict(kind="run", run=names[i], seeds=str(seeds[i]), metric=m, value=value, low=low, high=high, sd=math.nan,
                              difference=d["difference"], diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test="paired bootstrap over users"))
             tested.append(i > 0)  # the baseline against itself tests nothing
+    return rows, tested
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp004
+def _seed_group_rows(runs:list[Path], names:list[str], seeds:list[int], values:list[dict], metrics:Sequence[str], n:int, seed:int) -> tuple[list[dict], list[bool]]:
+    "One row per group of runs that differ only in their seed, and metric: the mean over seeds and its difference from the baseline's group."
+    rows, tested = [], []
     groups = seed_groups(runs)
     base_group = next(g for g in groups if 0 in g)
     for g in groups:
@@ -547,14 +558,33 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                              low=math.nan, high=math.nan, sd=float(np.std(per_seed, ddof=1)), difference=d["difference"],
                              diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test=d["test"]))
             tested.append(g is not base_group)
-    table = pd.DataFrame(rows)
-    if len(table): table["p_holm"] = holm(table.p_value.where(tested))  # one family: every run (and seed group) and metric of this table
-    if out is not None:
-        out = Path(out)
-        if out.suffix == ".csv":
-            with atomic_path(out, suffix=".csv") as tmp: table.to_csv(tmp, index=False)
-        elif out.suffix == ".md": atomic_write_text(out, markdown_table(table) + "\n")
-        else: raise HanorecError(f"cannot write a comparison to {out}", hint="name a .csv or a .md file")
+    return rows, tested
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp005
+def _write_comparison(table:pd.DataFrame, out:Path):
+    "The table as .csv, or as markdown (`markdown_table`) for .md; any other name is refused."
+    if out.suffix == ".csv":
+        with atomic_path(out, suffix=".csv") as tmp: table.to_csv(tmp, index=False)
+    elif out.suffix == ".md": atomic_write_text(out, markdown_table(table) + "\n")
+    else: raise HanorecError(f"cannot write a comparison to {out}", hint="name a .csv or a .md file")
+
+# %% ../nbs/10c_evaluation.ipynb #ev000045
+def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseline
+                 split:str="test", protocol:str="sampled",
+                 metrics:Sequence[str]|None=None, # default: the protocol's metrics
+                 n:int=1000, seed:int=0, # bootstrap resamples and their seed
+                 device:str="cpu", # where a missing evaluation is computed
+                 out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
+    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
+    runs = _compared_runs(runs, protocol)
+    evals, metrics = _scored_runs(runs, split, protocol, metrics, device)
+    values = _paired_values(runs, evals, split, protocol, metrics)
+    names, seeds = _names(runs), [_seed_free_config(r)[1] for r in runs]
+    rows, tested = _run_rows(names, seeds, values, metrics, n, seed)
+    group_rows, group_tested = _seed_group_rows(runs, names, seeds, values, metrics, n, seed)
+    table = pd.DataFrame(rows + group_rows)
+    if len(table): table["p_holm"] = holm(table.p_value.where(tested + group_tested))  # one family: every run (and seed group) and metric of this table
+    if out is not None: _write_comparison(table, Path(out))
     return table
 
 # %% ../nbs/10c_evaluation.ipynb #ev000047

@@ -16,6 +16,8 @@ import pandas as pd
 import yaml
 
 from .core import HanorecError, atomic_path, atomic_write_text, get_logger, load_yaml_strict, read_json, read_manifest
+from .core import FolderLock
+from .runs import RunFolder, check_place
 from .data import check_prepare_options, prepare
 from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
 from .experiments import REPORT_METRICS, markdown_html
@@ -296,23 +298,24 @@ def run_grid(grid:Grid, out:str|Path, # the grid's folder: data/, <dataset>/seed
     _check_devices(grid, device)
     for d, spec in grid.datasets.items():
         if "path" in spec: grid_dataset(d, spec, out)  # a given folder that is not there: said before any other dataset is made
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out/"grid.yaml", yaml.safe_dump(grid_dict(grid), sort_keys=False))
-    data = {d: grid_dataset(d, spec, out) for d, spec in grid.datasets.items()}
-    _check_stage_settings(grid, _Where(grid.source, grid.lines), data)  # what needs the data: a setting the catalog cannot fill, before any cell
-    cells = grid_cells(grid)
-    for d, seed, s in cells: refuse_stale(s, data[d], cell_folder(out, d, seed), device)  # every changed cell named before any work
-    done = lambda c: (cell_folder(out, c[0], c[1])/c[2].name/"metrics.json").exists()
-    new_seconds, new_cells = 0.0, 0
-    for i, (d, seed, s) in enumerate(cells):
-        todo = sum(not done(c) for c in cells[i:])
-        left = f", about {new_seconds / new_cells * todo / 60:.0f} min left" if new_cells else ""
-        print(f"[grid] {i + 1}/{len(cells)}: {d} seed {seed} {s.name} ({s.about}); {(time.time() - t0) / 60:.1f} min so far{left}", flush=True)
-        t, finished = time.perf_counter(), done((d, seed, s))
-        run_stage(s, data[d], cell_folder(out, d, seed), device)
-        release_memory()
-        if not finished: new_seconds, new_cells = new_seconds + time.perf_counter() - t, new_cells + 1
-    return write_grid_report(grid, out, time.time() - t0)
+    check_place(out, "grid", "hanorec experiment run")  # never on a prepared dataset or in a run: one would delete the other
+    with FolderLock(out, "hanorec experiment run"):  # a second grid into this folder would take its live cells for stopped ones
+        atomic_write_text(out/"grid.yaml", yaml.safe_dump(grid_dict(grid), sort_keys=False))
+        data = {d: grid_dataset(d, spec, out) for d, spec in grid.datasets.items()}
+        _check_stage_settings(grid, _Where(grid.source, grid.lines), data)  # what needs the data: a setting the catalog cannot fill, before any cell
+        cells = grid_cells(grid)
+        for d, seed, s in cells: refuse_stale(s, data[d], cell_folder(out, d, seed), device)  # every changed cell named before any work
+        done = lambda c: RunFolder(cell_folder(out, c[0], c[1])/c[2].name).finished
+        new_seconds, new_cells = 0.0, 0
+        for i, (d, seed, s) in enumerate(cells):
+            todo = sum(not done(c) for c in cells[i:])
+            left = f", about {new_seconds / new_cells * todo / 60:.0f} min left" if new_cells else ""
+            print(f"[grid] {i + 1}/{len(cells)}: {d} seed {seed} {s.name} ({s.about}); {(time.time() - t0) / 60:.1f} min so far{left}", flush=True)
+            t, finished = time.perf_counter(), done((d, seed, s))
+            run_stage(s, data[d], cell_folder(out, d, seed), device)
+            release_memory()
+            if not finished: new_seconds, new_cells = new_seconds + time.perf_counter() - t, new_cells + 1
+        return write_grid_report(grid, out, time.time() - t0)
 
 # %% ../nbs/12a_grid.ipynb #382c1db0
 def _check_devices(grid:Grid, device:str):
@@ -347,7 +350,7 @@ def grid_results(grid:Grid, out:str|Path) -> pd.DataFrame:
         ev = read_evaluation(run, "test", "sampled")
         if ev is None: continue
         m, _ = ev
-        trained = read_json(run/"metrics.json") if (run/"metrics.json").exists() else {}
+        trained = RunFolder(run).read_metrics()
         for k in grid.metrics:
             v = m["metrics"][k]
             rows.append(dict(dataset=d, seed=seed, stage=s.name, about=s.about, start=s.start or s.against, metric=k, value=v["value"],
@@ -522,7 +525,7 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this i
     for d in grid.datasets:
         for s in grid.stages:
             run = cell_folder(out, d, first)/s.name
-            if (run/"log.jsonl").exists(): curves.append(curve_figure(run).update_layout(title=f"{d} seed {first}: {s.about}"))
+            if RunFolder(run).log_file.exists(): curves.append(curve_figure(run).update_layout(title=f"{d} seed {first}: {s.about}"))
     html = [f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate([*figs, *preference_figures(grid, out), *curves])]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{grid.name}</title></head><body style='font-family:sans-serif;"
             f"max-width:1200px;margin:auto'>{markdown_html(text)}{''.join(html)}</body></html>")

@@ -26,13 +26,14 @@ from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_pro
 from .scoring import item_titles, logp as lm_logp, yes_no_logp
 from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
 from .summarize import SummaryVectors, UserSummaryConfig, summary_vectors, user_summaries
+from .runs import RunFolder
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
            'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy', 'build_lm_policy', 'build_policy',
-           'run_data', 'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_policy']
+           'run_data', 'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_weights', 'load_policy']
 
 # %% ../nbs/10b_policies.ipynb #po000006
 @dataclass
@@ -237,10 +238,9 @@ class PopularityPolicy:
 # %% ../nbs/10b_policies.ipynb #po000044
 def fit_popularity(cfg) -> dict: # a training config: data, out, history, seed, objective, init, eval.users and eval.test
     "A popularity run: training counts are the model, validated and tested like any run (on the same users)."
-    from hanorec.core import atomic_write_json, save_config
     from hanorec.metrics import evaluate_scores
-    run = Path(cfg.out)
-    if (run/"metrics.json").exists(): raise HanorecError(f"{run} already holds a run", hint="choose another out=")  # an unfinished one is made again
+    run = RunFolder(cfg.out)
+    if run.finished: raise HanorecError(f"{run.path} already holds a run", hint="choose another out=")  # an unfinished one is made again
     if cfg.objective != "sft" or cfg.init: raise HanorecError("a popularity baseline has nothing to train further", hint="use objective=sft and no init=")
     ds = load_prepared(cfg.data)
     policy = PopularityPolicy(training_counts(ds), ds)
@@ -249,9 +249,9 @@ def fit_popularity(cfg) -> dict: # a training config: data, out, history, seed, 
     metrics = {"validation": evaluate_scores(policy.eval_scores(val, users), val.target_index[users]), "best_step": 0, "steps": 0,
                "stopped_early": False, "objective": "sft", "negatives": None}
     if cfg.eval.test: metrics["test"] = evaluate_scores(policy.eval_scores(test, users), test.target_index[users])
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run/"config.yaml"); atomic_write_json(run/"base.json", {"kind": "popularity"})
-    policy.save(run/"model"); atomic_write_json(run/"metrics.json", metrics)
+    with run.writer("hanorec train"):
+        run.write_config(cfg); run.write_base({"kind": "popularity"}); run.record_data(cfg.data)
+        policy.save(run.model()); run.write_metrics(metrics)  # written last: the run is finished
     return metrics
 
 # %% ../nbs/10b_policies.ipynb #po000017
@@ -409,15 +409,18 @@ def save(self:LMPolicy, folder:Path): save_lora(self.rec, folder)
 def describe_base(model:str, # the run's model setting (a name or a folder)
                   init:str, # the run it continues ("" for a fresh model)
                   ds:PreparedDataset, run:Path, seed:int=0) -> dict:
-    "Build (or read from `init`) the description of the base model a stage trains on; the tiny composed MLLM is saved in `run/base`."
-    if init:
-        base = read_json(Path(init)/"base.json")
-        return {**base, "init": str((Path(init)/"model").resolve())}
+    """Build (or read from `init`) the description of the base model a stage trains on; the tiny composed MLLM is saved in
+    the run's `base/`. A new run starts here, so the run records the data it trains on (`RunFolder.record_data`), and a run
+    continued on another catalog is refused (`RunFolder.check_catalog`)."""
+    started = RunFolder(init) if init else None
+    if started: started.check_catalog(ds.path)
+    RunFolder(run).record_data(ds.path)
+    if started: return {**started.read_base(), "init": str(started.model().resolve())}
     if model in ("seqrec", "composed-smollm2"): return {"kind": model}
     if model == "composed-tiny":
         rec = build_composed("tiny", texts=list(item_titles(ds.items).values()), seed=seed)
-        rec.model.save_pretrained(run/"base", rec.tokenizer)
-        return {"kind": "local", "path": str((run/"base").resolve())}
+        rec.model.save_pretrained(RunFolder(run).base_model, rec.tokenizer)
+        return {"kind": "local", "path": str(RunFolder(run).base_model.resolve())}
     if not Path(model).is_dir():
         raise HanorecError(f"model {model!r} is neither a known name nor a local folder",
                            hint="use composed-tiny, composed-smollm2, seqrec or the path of a model folder on this disk")
@@ -441,11 +444,11 @@ def _encoder_summaries(model:SeqRec, cfg:PolicyConfig, ds:PreparedDataset, init:
     names no backend reads the summaries of the run that trained them (its start's, or its start's start's ...)."""
     if not model.config.summaries: return None
     s, seen = cfg.summary, set()
-    while s.backend == "none" and init and (Path(init).parent/"config.yaml").exists() and init not in seen:
+    while s.backend == "none" and init and RunFolder(Path(init).parent).started and init not in seen:
         seen.add(init)
-        run = Path(init).parent
-        s = load_config(PolicyConfig, run/"config.yaml", part=True).summary
-        init = read_json(run/"base.json").get("init") if (run/"base.json").exists() else None
+        run = RunFolder(Path(init).parent)  # `init` is the weights' folder inside the run it continues
+        s = run.config(PolicyConfig).summary
+        init = run.read_base().get("init") if run.base_file.exists() else None
     return summary_vectors(ds, s)
 
 # %% ../nbs/10b_policies.ipynb #po000024
@@ -455,7 +458,7 @@ def build_seqrec_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, #
                         **_) -> SeqRecPolicy:
     "A trainable encoder: fresh, or the init run's with a frozen copy as its reference."
     if base.get("init"):
-        model = load_seqrec(base["init"], device=str(device)).train()
+        model = load_weights(lambda: load_seqrec(base["init"], device=str(device)), Path(base["init"]), len(ds.items)).train()
         return SeqRecPolicy(model, ds, samples, copy.deepcopy(model).eval().requires_grad_(False), every_position,
                             _encoder_summaries(model, cfg, ds, base["init"]))
     s = cfg.seqrec
@@ -472,7 +475,7 @@ def build_lm_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the
                     **_) -> LMPolicy:
     "A trainable language model: the base model (with the init run's adapter merged in) and a fresh LoRA."
     rec = load_base_model(base, device)
-    if base.get("init"): load_lora(rec, base["init"])
+    if base.get("init"): load_weights(lambda: load_lora(rec, base["init"]), Path(base["init"]), len(ds.items))
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
     if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(device)
@@ -489,13 +492,9 @@ def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the ru
 
 # %% ../nbs/10b_policies.ipynb #po000026
 def run_data(run:str|Path) -> Path:
-    "A run's prepared dataset folder: its config's `data`, also where that path was relative to another working directory (the run's folder or one above it)."
-    run = Path(run)
-    data = Path(load_config(PolicyConfig, run/"config.yaml", part=True).data)
-    if data.is_absolute() or (data/"manifest.json").exists(): return data
-    for above in run.resolve().parents:  # `hanorec quickstart --out qs` writes data=qs/data: found from anywhere
-        if (above/data/"manifest.json").exists(): return above/data
-    return data  # load_prepared then says what is missing
+    """A run's prepared dataset folder: its config's `data`, from the run folder (where it is recorded relative to the run),
+    else from a folder above it (a run written before, relative to where it was started: `quickstart --out qs` wrote data=qs/data)."""
+    return Path(RunFolder(run).settings().get("data", ""))
 
 # %% ../nbs/10b_policies.ipynb #a0094fcd
 def load_popularity_policy(weights:Path, cfg:PolicyConfig, base:dict, ds:PreparedDataset, samples:Samples, device) -> PopularityPolicy:
@@ -514,16 +513,28 @@ def load_lm_policy(weights:Path, cfg:PolicyConfig, base:dict, ds:PreparedDataset
     rec.model.eval()
     return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary))
 
+# %% ../nbs/10b_policies.ipynb #e767c4bf
+def load_weights(load, # a function that loads them
+                 weights:Path, # the folder they are read from, for the message
+                 items:int): # the catalog's size now, for the message
+    "Call `load`, turning what damaged weights raise (a truncated file, tensors of another catalog's size) into an error naming the folder."
+    from safetensors import SafetensorError
+    try: return load()
+    except (SafetensorError, RuntimeError, OSError, ValueError, KeyError, EOFError) as e:
+        what = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise HanorecError(f"{weights} cannot be loaded ({what}): its files are damaged, or were made for another catalog than the {items} items of its data now",
+                           hint="train the run again (hanorec train ... out=RUN), or restore its model/ folder from a copy") from None
+
 # %% ../nbs/10b_policies.ipynb #41b3a9a0
 def load_policy(run:str|Path, # a finished run folder
                 device:str="cpu", # auto, cpu, cuda, cuda:N or mps
                 which:str="model"): # the weights' folder inside the run: "model" (the final, best validated weights)
     "The trained policy of a run, ready to score (the evaluation room and the demo read runs through this)."
-    run = Path(run)
-    for need in ("config.yaml", "base.json", which):
-        if not (run/need).exists(): raise HanorecError(f"{run} is not a finished run ({need} is missing)", hint="finish it with hanorec train --resume out=RUN")
-    cfg, base, dev = load_config(PolicyConfig, run/"config.yaml", part=True), read_json(run/"base.json"), pick_device(device)
+    folder = RunFolder(run)
+    folder.require_finished("load_policy", need=(folder.base_file, folder.model(which)))
+    folder.check_data(f"loading {folder.path}'s model")  # its weights index the catalog it was trained on
+    cfg, base, dev = folder.config(PolicyConfig), folder.read_base(), pick_device(device)
     ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
     load = {"popularity": load_popularity_policy, "seqrec": load_seqrec_policy}.get(base["kind"], load_lm_policy)
-    return load(run/which, cfg, base, ds, samples, dev)
+    return load_weights(lambda: load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))

@@ -15,7 +15,8 @@ from fastcore.basics import patch
 from .core import FolderLock, HanorecError, LOCK_FILE, atomic_write_json, hash_file, hash_obj, read_json, read_manifest
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'FolderState', 'folder_state', 'RunFolder', 'DatasetFolder', 'check_place']
+__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'EVAL_METRICS', 'EVAL_RANKS', 'FolderState', 'folder_state', 'RunFolder',
+           'run_folders', 'DatasetFolder', 'check_place']
 
 # %% ../nbs/00b_runs.ipynb #b8b15492
 RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "data.json", "metrics.json")  # a run's own files; metrics.json is written last
@@ -68,10 +69,10 @@ class RunFolder:
     finished = property(lambda self: self.started and self.metrics_file.is_file())
     def writer(self, command:str) -> FolderLock: return FolderLock(self.path, command) # e.g. "hanorec train": the lock to hold while writing
 
-# %% ../nbs/00b_runs.ipynb #ee5da7a8
+# %% ../nbs/00b_runs.ipynb #2591317e
 @patch
 def require_finished(self:RunFolder, command:str="hanorec evaluate", # what wants it, for the message
-                     need:tuple=("config.yaml", "base.json", "model", "metrics.json")): # what it must hold (compare of a scored run: config.yaml)
+                     need:tuple|None=None): # the paths it must hold; default: base.json, model/ and metrics.json (config.yaml always)
     "Refuse, before any work, what is not a finished run: a missing path, a prepared dataset, a grid, a folder train did not write, an unfinished run."
     run, state, made = self.path, self.state(), "give a folder made by hanorec train out=DIR"
     if state.kind in ("absent", "file"): raise HanorecError(state.about if state.kind == "file" else f"{run}: no such folder", hint=f"check the path; {made}" if state.kind == "absent" else made)
@@ -81,8 +82,9 @@ def require_finished(self:RunFolder, command:str="hanorec evaluate", # what want
         hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
                 f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
         raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
-    for n in need:
-        if not (run/n).exists(): raise HanorecError(f"{run} is not a finished run ({n} is missing), so {command} cannot read it", hint=f"finish it first: hanorec train --resume out={run}")
+    for p in (self.base_file, self.model(), self.metrics_file) if need is None else need:
+        if not p.exists(): raise HanorecError(f"{run} is not a finished run ({p.relative_to(run).as_posix()} is missing), so {command} cannot read it",
+                                              hint=f"finish it first: hanorec train --resume out={run}")
     return self
 
 # %% ../nbs/00b_runs.ipynb #d9498442
@@ -170,6 +172,29 @@ def append_log(self:RunFolder, record:dict):
     "Add one record to log.jsonl as one line (`read_log` skips a line torn by a kill)."
     import json
     with open(self.log_file, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
+
+# %% ../nbs/00b_runs.ipynb #54bf4bd5
+EVAL_METRICS, EVAL_RANKS = "metrics.json", "ranks.parquet"  # an evaluation's files in eval/<split>-<protocol>/
+
+@patch
+def evaluated(self:RunFolder, split:str="test", protocol:str="sampled") -> bool:
+    "Whether `evaluate` has written this split and protocol's evaluation (both its files)."
+    return (self.eval_dir(split, protocol)/EVAL_METRICS).is_file() and (self.eval_dir(split, protocol)/EVAL_RANKS).is_file()
+
+@patch
+def pair_file(self:RunFolder, step:int) -> Path: return self.pairs/f"upto-{step:06d}.parquet" # the pairs trained on up to `step`
+
+@patch
+def pair_files(self:RunFolder) -> list[Path]:
+    "The pairs/ chunks in step order (the demo's and the claims lab's record of what a preference stage trained on)."
+    return sorted(self.pairs.glob("upto-*.parquet"))
+
+# %% ../nbs/00b_runs.ipynb #e2f72f10
+def run_folders(path:str|Path) -> list[Path]: # a run folder, or a folder holding runs (a quickstart's, a grid's)
+    "Every run folder under `path`, finished or not (any of a run's own files), the outermost only; a run's own subfolders are never searched."
+    p = Path(path)
+    found = sorted({f.parent for name in RUN_FILES for f in p.rglob(name) if not set(RUN_FOLDERS) & set(f.relative_to(p).parts[:-1])})
+    return [r for r in found if not any(q in r.parents for q in found)]
 
 # %% ../nbs/00b_runs.ipynb #d548be3e
 class DatasetFolder:
