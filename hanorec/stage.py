@@ -71,10 +71,11 @@ def fit_hardness(cfg:TrainConfig, ds, samples, # the stage's settings, its prepa
 
 # %% ../nbs/10h_stage.ipynb #sg114b58
 def step_seed(seed:int, # the run's seed
-              step:int, # the optimizer step (NoDO: step × 1000 + micro-batch)
-              rank:int) -> int: # the process
-    "A 56-bit torch seed for a step on a process: the same in every run of the same seed, whatever stopped before."
-    return int.from_bytes(hashlib.blake2b(f"{seed}/{step}/{rank}".encode(), digest_size=7).digest(), "little")
+              step:int, # the optimizer step
+              rank:int, # the process
+              draw:str="") -> int: # a draw of its own within the step (e.g. "nodo/0"); "" for the step's own stream
+    "A 56-bit torch seed for a step (or one named draw of it) on a process: the same in every run of the same seed, whatever stopped before."
+    return int.from_bytes(hashlib.blake2b((f"{seed}/{step}/{rank}" + (f"/{draw}" if draw else "")).encode(), digest_size=7).digest(), "little")
 
 # %% ../nbs/10h_stage.ipynb #sg4e9723
 def main_first(acc, # accelerate's `Accelerator` (or anything with is_main_process and wait_for_everyone)

@@ -129,7 +129,7 @@ def _noise(self:Trainer, step:int, micro:int):
     "NoDO's noise on this micro-step's forward (nothing at nodo.sigma=0)."
     c = self.cfg.nodo
     if c.sigma <= 0: return nullcontext()
-    gen = torch.Generator().manual_seed(step_seed(self.cfg.seed, step * 1000 + micro, self.acc.process_index))
+    gen = torch.Generator().manual_seed(step_seed(self.cfg.seed, step, self.acc.process_index, f"nodo/{micro}"))
     return nodo(self.policy.module, c.sigma, c.mode, gen)  # an encoder has no LoRA: nodo.mode=logits noises its scores
 
 # %% ../nbs/11_train.ipynb #tr000010
