@@ -537,4 +537,9 @@ def load_policy(run:str|Path, # a finished run folder
     ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
     load = {"popularity": load_popularity_policy, "seqrec": load_seqrec_policy}.get(base["kind"], load_lm_policy)
-    return load_weights(lambda: load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))
+    policy = load_weights(lambda: load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))
+    made_for = len(policy.counts) if base["kind"] == "popularity" else policy.module.n_items if base["kind"] == "seqrec" else len(ds.items)
+    if made_for != len(ds.items):  # a run from before data.json, its config.yaml pointing at another catalog
+        raise HanorecError(f"{folder.model(which)} was made for a catalog of {made_for} items, but {ds.path} has {len(ds.items)}",
+                           hint=f"point data: in {folder.config_file} at the data it was trained on, or train the run again")
+    return policy
