@@ -485,14 +485,9 @@ def _across_seeds(values:list[pd.DataFrame], metric:str, group:list[int], base:l
         r = paired_bootstrap(averaged(base), averaged(group), n, seed, level)
     return {**r, "test": "paired bootstrap over users, values averaged over seeds"}
 
-# %% ../nbs/10c_evaluation.ipynb #ev000045
-def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseline
-                 split:str="test", protocol:str="sampled",
-                 metrics:Sequence[str]|None=None, # default: the protocol's metrics
-                 n:int=1000, seed:int=0, # bootstrap resamples and their seed
-                 device:str="cpu", # where a missing evaluation is computed
-                 out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
-    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
+# %% ../nbs/10c_evaluation.ipynb #evcmp000
+def _compared_runs(runs:Sequence[str|Path], protocol:str) -> list[Path]:
+    "The runs as paths: a baseline and at least one other, none given twice, under a known protocol."
     runs = [Path(r) for r in runs]
     if len(runs) < 2: raise HanorecError("compare needs a baseline and at least one other run" + (f": only {runs[0]} was given" if runs else ""),
                                          hint="hanorec compare BASELINE RUN [RUN ...]: the first run is the baseline the others are compared with")
@@ -502,6 +497,11 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                                                     hint="give each run once: the first is the baseline, the others are compared with it")
         first[r.resolve()] = r
     if protocol not in PROTOCOLS: raise HanorecError(f"unknown protocol {protocol!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
+    return runs
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp001
+def _scored_runs(runs:list[Path], split:str, protocol:str, metrics:Sequence[str]|None, device:str) -> tuple[list, list[str]]:
+    "Every run checked before any is scored, the missing evaluations made: each run's `(metrics.json, ranks)`, and the metrics to compare."
     for r in runs: _check_run_folder(r, "hanorec compare", scored=_evaluated(r, split, protocol))
     _same_candidates(runs)
     count = _candidate_count(runs, split, protocol)
@@ -512,6 +512,11 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
         evals.append(read_evaluation(r, split, protocol))
     _same_candidates(runs, evals)
     if count is None: metrics = _compared_metrics(asked, protocol, evals[0][0]["candidates"])  # known only once scored
+    return evals, metrics
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp002
+def _paired_values(runs:list[Path], evals:list, split:str, protocol:str, metrics:Sequence[str]) -> list[dict]:
+    "Each run's per-user metric values in the baseline's user order; runs scored on other users or targets are refused."
     users = lambda m: f"the first {m['users']} users (--users {m['users_limit']})" if m.get("users_limit") else f"{m['users']} users"
     base, values = evals[0][1], []
     for r, (m, t) in zip(runs, evals):
@@ -522,7 +527,11 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
         if (t.target.to_numpy() != base.target.to_numpy()).any():
             raise HanorecError(f"{r} and {runs[0]} have different targets for the same users", hint="compare runs on the same prepared dataset")
         values.append(user_values(t, protocol, metrics))
-    names, seeds = _names(runs), [_seed_free_config(r)[1] for r in runs]
+    return values
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp003
+def _run_rows(names:list[str], seeds:list[int], values:list[dict], metrics:Sequence[str], n:int, seed:int) -> tuple[list[dict], list[bool]]:
+    "One row per run and metric: its value with an interval, and its paired difference from the baseline; which rows are tests."
     rows, tested = [], []
     for i, v in enumerate(values):
         for m in metrics:
@@ -531,6 +540,12 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
             rows.append(dict(kind="run", run=names[i], seeds=str(seeds[i]), metric=m, value=value, low=low, high=high, sd=math.nan,
                              difference=d["difference"], diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test="paired bootstrap over users"))
             tested.append(i > 0)  # the baseline against itself tests nothing
+    return rows, tested
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp004
+def _seed_group_rows(runs:list[Path], names:list[str], seeds:list[int], values:list[dict], metrics:Sequence[str], n:int, seed:int) -> tuple[list[dict], list[bool]]:
+    "One row per group of runs that differ only in their seed, and metric: the mean over seeds and its difference from the baseline's group."
+    rows, tested = [], []
     groups = seed_groups(runs)
     base_group = next(g for g in groups if 0 in g)
     for g in groups:
@@ -543,14 +558,33 @@ def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseli
                              low=math.nan, high=math.nan, sd=float(np.std(per_seed, ddof=1)), difference=d["difference"],
                              diff_low=d["low"], diff_high=d["high"], p_value=d["p_value"], test=d["test"]))
             tested.append(g is not base_group)
-    table = pd.DataFrame(rows)
-    if len(table): table["p_holm"] = holm(table.p_value.where(tested))  # one family: every run (and seed group) and metric of this table
-    if out is not None:
-        out = Path(out)
-        if out.suffix == ".csv":
-            with atomic_path(out, suffix=".csv") as tmp: table.to_csv(tmp, index=False)
-        elif out.suffix == ".md": atomic_write_text(out, markdown_table(table) + "\n")
-        else: raise HanorecError(f"cannot write a comparison to {out}", hint="name a .csv or a .md file")
+    return rows, tested
+
+# %% ../nbs/10c_evaluation.ipynb #evcmp005
+def _write_comparison(table:pd.DataFrame, out:Path):
+    "The table as .csv, or as markdown (`markdown_table`) for .md; any other name is refused."
+    if out.suffix == ".csv":
+        with atomic_path(out, suffix=".csv") as tmp: table.to_csv(tmp, index=False)
+    elif out.suffix == ".md": atomic_write_text(out, markdown_table(table) + "\n")
+    else: raise HanorecError(f"cannot write a comparison to {out}", hint="name a .csv or a .md file")
+
+# %% ../nbs/10c_evaluation.ipynb #ev000045
+def compare_runs(runs:Sequence[str|Path], # run folders; the first is the baseline
+                 split:str="test", protocol:str="sampled",
+                 metrics:Sequence[str]|None=None, # default: the protocol's metrics
+                 n:int=1000, seed:int=0, # bootstrap resamples and their seed
+                 device:str="cpu", # where a missing evaluation is computed
+                 out:str|Path|None=None) -> pd.DataFrame: # write the table as .csv or .md (`markdown_table`); None: write nothing
+    "Each run's metrics against the first run's, paired on the same users; seed groups across seeds; `p_holm`: Holm-adjusted over the table's tests."
+    runs = _compared_runs(runs, protocol)
+    evals, metrics = _scored_runs(runs, split, protocol, metrics, device)
+    values = _paired_values(runs, evals, split, protocol, metrics)
+    names, seeds = _names(runs), [_seed_free_config(r)[1] for r in runs]
+    rows, tested = _run_rows(names, seeds, values, metrics, n, seed)
+    group_rows, group_tested = _seed_group_rows(runs, names, seeds, values, metrics, n, seed)
+    table = pd.DataFrame(rows + group_rows)
+    if len(table): table["p_holm"] = holm(table.p_value.where(tested + group_tested))  # one family: every run (and seed group) and metric of this table
+    if out is not None: _write_comparison(table, Path(out))
     return table
 
 # %% ../nbs/10c_evaluation.ipynb #ev000047

@@ -16,7 +16,7 @@ from .policies import (build_lm_policy, build_seqrec_policy, fit_popularity, loa
 
 # %% auto #0
 __all__ = ['ENCODER', 'RECIPES', 'SEQREC', 'POPULARITY', 'LANGUAGE_MODEL', 'FAMILIES', 'Family', 'encoder_recipe', 'lm_recipe',
-           'register_family', 'family_of', 'base_family']
+           'check_encoder', 'register_family', 'family_of', 'base_family']
 
 # %% ../nbs/10d_families.ipynb #3c65786e
 @dataclass(frozen=True)
@@ -34,10 +34,13 @@ class Family:
     reads_features: Callable[[object], bool] # whether a stage with these settings reads the item-feature caches
     reads_summaries: Callable[[object], bool] # whether it reads user summaries
     recipe: Callable[[object, bool], tuple] # (cfg, batch keys set by the user) -> the family's default settings, key=value
+    prompts: bool = False # reads prompts that list candidates (prompt_candidates, a shortlist, negatives among unseen items)
+    lora: bool = False # trains LoRA matrices (where nodo.mode=lora puts its noise)
+    check: Callable[[object], None] = lambda cfg: None # the family's own refusals of a fresh stage's settings
     ignores: tuple = () # settings (dotted prefixes) the family never reads
     ignores_why: str = "" # the reason, said when a user sets one
-    continuing_ignores: tuple = () # more such settings once a stage continues an init run's model
-    continuing_why: str = ""
+    shape: str|None = None # the settings group that fixes a built model's shape: a stage with init= takes it from the init run
+    shape_why: str = "" # said when a user changes it on a stage that continues a built model
 
 # %% ../nbs/10d_families.ipynb #b9da88d7
 ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
@@ -66,14 +69,20 @@ def lm_recipe(cfg, # a stage's settings
     return RECIPES["language model" + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")]
 
 # %% ../nbs/10d_families.ipynb #00b51267
+def check_encoder(cfg):
+    "A fresh SASRec's attention heads must divide its width."
+    s = cfg.seqrec
+    if not cfg.init and s.backbone == "sasrec" and s.hidden % s.heads:
+        raise HanorecError(f"seqrec.hidden={s.hidden} is not divisible by seqrec.heads={s.heads}", hint="set seqrec.heads to a divisor of seqrec.hidden, e.g. seqrec.heads=1")
+
 SEQREC = Family(
     name="seqrec", label="encoder", owns=lambda model: model == "seqrec", base_kinds=("seqrec",),
     build=build_seqrec_policy, fit=None, load=load_seqrec_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec",
-    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe,
+    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, shape="seqrec",
+    shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
     ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
-    ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it",
-    continuing_ignores=("seqrec",), continuing_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built")
+    ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
 
 # %% ../nbs/10d_families.ipynb #20476e9b
 POPULARITY = Family(
@@ -89,7 +98,7 @@ LANGUAGE_MODEL = Family(
     build=build_lm_policy, fit=None, load=load_lm_policy,
     protocols=lambda task=None: ["sampled", "yes_no" if task == "yes_no" else "generate"],
     whole_catalog=False, reads_features=lambda cfg: True, reads_summaries=lambda cfg: cfg.summary.backend != "none",
-    recipe=lm_recipe, ignores=("seqrec", "every_position"),
+    recipe=lm_recipe, prompts=True, lora=True, ignores=("seqrec", "every_position"),
     ignores_why="a sequential encoder's setting, and a language model never reads it")
 
 # %% ../nbs/10d_families.ipynb #6cf7082a

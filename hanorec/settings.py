@@ -14,13 +14,14 @@ import pandas as pd
 
 from .core import HanorecError, check_finite, config_to_dict, get_logger, load_config, load_yaml_strict, parse_overrides
 from .negatives import STRATEGIES, NegativesConfig
+from .families import Family, family_of
 from .objectives import OBJECTIVES, HarsConfig, NodoConfig
 from .policies import PolicyConfig
 
 # %% auto #0
-__all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'RECIPES', 'IGNORED', 'OBJECTIVE_KEYS', 'OptimConfig', 'EvalConfig',
-           'CheckpointConfig', 'TrainConfig', 'RunState', 'flat', 'check_ranges', 'check_settings', 'resolve_model',
-           'catalog_limits', 'catalog_room', 'fit_catalog', 'train_config']
+__all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'OBJECTIVE_KEYS', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
+           'RunState', 'flat', 'check_ranges', 'check_settings', 'resolve_model', 'catalog_limits', 'catalog_room',
+           'fit_catalog', 'train_config']
 
 # %% ../nbs/10e_settings.ipynb #fcc91868
 @dataclass
@@ -136,10 +137,18 @@ def check_ranges(cfg, # a config dataclass
         default = _get(type(cfg)(), key)
         raise HanorecError(f"{key}={value} {said} (its range is {text})", hint=f"set {key} within {text}, for example its default {key}={default}")
 
+# %% ../nbs/10e_settings.ipynb #h2cat02
+def _family(cfg:TrainConfig) -> Family:
+    "The family of the stage's own model, or (a preference stage) its init run's."
+    model = cfg.model
+    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
+        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
+    return family_of(model)
+
 # %% ../nbs/10e_settings.ipynb #tr000003
 def check_settings(cfg:TrainConfig, processes:int):
     "Refuse settings that cannot work, before anything is loaded or written."
-    o, objective, s = cfg.optim, OBJECTIVES[cfg.objective], cfg.seqrec
+    o, objective, s, family = cfg.optim, OBJECTIVES[cfg.objective], cfg.seqrec, _family(cfg)
     check_finite(cfg)  # a NaN lr passes every `<` below; a NaN max_grad_norm would switch clipping off
     if not cfg.data: raise HanorecError("no dataset given", hint="set data=PATH to a folder made by hanorec data prepare")
     if objective.reference and not cfg.init:
@@ -148,20 +157,19 @@ def check_settings(cfg:TrainConfig, processes:int):
     for ok, what, fix in ((cfg.min_history <= cfg.history, f"min_history={cfg.min_history} is above history={cfg.history}, so no sample is kept", f"set min_history to {cfg.history} or less"),
                           (o.max_steps or o.epochs, "optim.max_steps=0 and optim.epochs=0 train no step", "set optim.max_steps=N (or optim.epochs=E)"),
                           (s.moe_top_k <= s.moe_experts, f"seqrec.moe_top_k={s.moe_top_k} routes to more experts than seqrec.moe_experts={s.moe_experts}", f"set seqrec.moe_top_k to {s.moe_experts} or less"),
-                          (cfg.model != "seqrec" or cfg.init or s.backbone != "sasrec" or s.hidden % s.heads == 0,
-                           f"seqrec.hidden={s.hidden} is not divisible by seqrec.heads={s.heads}", "set seqrec.heads to a divisor of seqrec.hidden, e.g. seqrec.heads=1"),
                           (cfg.negatives.strategy != "stochastic_topk" or cfg.negatives.k <= cfg.negatives.pool_size,
                            f"negatives.k={cfg.negatives.k} negatives cannot be drawn from a pool of negatives.pool_size={cfg.negatives.pool_size}",
                            f"set negatives.pool_size to {cfg.negatives.k} or more")):
         if not ok: raise HanorecError(what, hint=fix)
+    family.check(cfg)
     if cfg.eval.metric not in EVAL_METRICS:
         raise HanorecError(f"eval.metric {cfg.eval.metric!r} is not a validation metric", hint=f"choose from {', '.join(EVAL_METRICS)}")
     if objective.hars and o.batch_size * processes < 3:
         raise HanorecError(f"HaNoRec's responsiveness needs at least 3 samples per global batch; optim.batch_size={o.batch_size} "
                            f"on {processes} process(es) gives {o.batch_size * processes}", hint="set optim.batch_size=3 or more")
-    if cfg.model == "seqrec" and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
-        raise HanorecError("nodo.mode=lora puts the noise on LoRA matrices, and the sequential encoder has none",
-                           hint="set nodo.mode=logits (noise on the encoder's scores)")
+    if not family.lora and cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora":
+        raise HanorecError(f"nodo.mode=lora puts the noise on LoRA matrices, and the {family.label} has none",
+                           hint=f"set nodo.mode=logits (noise on the {family.label}'s scores)")
     if cfg.nodo.sigma > 0 and cfg.nodo.mode == "lora" and cfg.gradient_checkpointing:
         raise HanorecError("nodo.mode=lora noises the LoRA layers during the forward pass, and gradient checkpointing recomputes those layers "
                            "in the backward pass without the noise", hint="set nodo.mode=logits (noise on the scores), or gradient_checkpointing=false")
@@ -170,7 +178,7 @@ def check_settings(cfg:TrainConfig, processes:int):
 
 # %% ../nbs/10e_settings.ipynb #0c8bf6e6
 def resolve_model(cfg:TrainConfig) -> TrainConfig:
-    "The config with `model` filled in: the init run's model (and, for an encoder, its `seqrec` settings) for a preference stage, else composed-smollm2."
+    "The config with `model` filled in: the init run's model (and the settings that fix its built shape: an encoder's `seqrec`) for a preference stage, else composed-smollm2."
     if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
     init = Path(cfg.init)
     if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
@@ -181,22 +189,14 @@ def resolve_model(cfg:TrainConfig) -> TrainConfig:
     if cfg.model and not same:
         raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
                            hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
-    if trained == "seqrec": return dataclasses.replace(cfg, model=trained, seqrec=started.seqrec)  # it continues that encoder as it was built
-    return dataclasses.replace(cfg, model=trained)
-
-# %% ../nbs/10e_settings.ipynb #h2cat02
-def _family(cfg:TrainConfig) -> str:
-    "seqrec, popularity or language model: the stage's own model, or (a preference stage) its init run's."
-    model = cfg.model
-    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
-        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
-    return model if model in ("seqrec", "popularity") else "language model"
+    shape = family_of(trained).shape  # an encoder continues as it was built
+    return dataclasses.replace(cfg, model=trained, **({shape: getattr(started, shape)} if shape else {}))
 
 # %% ../nbs/10e_settings.ipynb #934c0552
 def catalog_limits(cfg:TrainConfig, n_items:int, # the stage's settings, its catalog's size
                    unseen:int) -> dict[str, int]: # the fewest items a user of the catalog has not interacted with
     "The largest value of each catalog-bound setting this stage reads that the catalog can fill."
-    obj, strategy, lm = OBJECTIVES[cfg.objective], STRATEGIES[cfg.negatives.strategy], _family(cfg) == "language model"
+    obj, strategy, lm = OBJECTIVES[cfg.objective], STRATEGIES[cfg.negatives.strategy], _family(cfg).prompts
     # fillers, shortlists and HaRS's model-free draws always leave out the user's items; other draws only when exclude_history is on
     neg = unseen if cfg.negatives.exclude_history or lm or strategy.fillers or (obj.hars and strategy.model_based) else n_items - 1
     out = {}
@@ -240,29 +240,11 @@ def fit_catalog(cfg:TrainConfig, catalog:tuple[int, int, str], # the settings; `
         fixes.append(f"{key}={top}")
     return fixes
 
-# %% ../nbs/10e_settings.ipynb #tr000033
-_ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
-            "eval.users=0", "eval.every=100", "eval.patience=3", "checkpoint.every=100")
-RECIPES = {"sasrec": (*_ENCODER, "optim.lr=2e-3"), "gru4rec": (*_ENCODER, "optim.lr=3e-3"),
-           "sasrec, item ids only": (*_ENCODER, "optim.lr=2e-3", "optim.max_grad_norm=0", "optim.schedule=constant"),
-           "encoder preference": ("optim.lr=1e-5", "sft_weight=0.5", "beta=0.1", "optim.max_steps=200", "optim.batch_size=64",
-                                  "optim.warmup_steps=10", "eval.every=25", "eval.users=0", "checkpoint.every=50"),
-           "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
-           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
-
 # %% ../nbs/10e_settings.ipynb #78e34097
-def _recipe(cfg:TrainConfig, family:str, path, overrides) -> tuple:
-    "The model family's recipe for this stage (micro-batches for a language model only when the user set neither batch key)."
-    if family == "seqrec":
-        fresh_sft = cfg.objective == "sft" and not cfg.init
-        ids_only = cfg.seqrec.backbone == "sasrec" and not (cfg.seqrec.text or cfg.seqrec.images)
-        key = "sasrec, item ids only" if ids_only else cfg.seqrec.backbone
-        return RECIPES[key] if fresh_sft else RECIPES["encoder preference"] if OBJECTIVES[cfg.objective].reference else ()
-    if family == "language model":
-        probe = load_config(TrainConfig, path, overrides, defaults=("optim.batch_size=0", "optim.grad_accum=0")).optim
-        key = family + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")
-        return RECIPES[key] if (probe.batch_size, probe.grad_accum) == (0, 0) else ()
-    return ()
+def _recipe(cfg:TrainConfig, family:Family, path, overrides) -> tuple:
+    "The model family's recipe for this stage (a language model's micro-batches only when the user set neither batch key)."
+    probe = load_config(TrainConfig, path, overrides, defaults=("optim.batch_size=0", "optim.grad_accum=0")).optim
+    return family.recipe(cfg, (probe.batch_size, probe.grad_accum) != (0, 0))
 
 # %% ../nbs/10e_settings.ipynb #h2giv02
 def _given(path, overrides, recipe=()) -> set[str]:
@@ -276,27 +258,17 @@ def _given(path, overrides, recipe=()) -> set[str]:
         given |= {k for k in written if mine.get(k) != base.get(k)}
     return given
 
-# %% ../nbs/10e_settings.ipynb #47e0fecc
-IGNORED = {  # family: (the keys it never reads, why)
-    "seqrec": (("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
-               "a language model's setting, and model=seqrec (a sequential encoder) never reads it"),
-    "language model": (("seqrec", "every_position"), "a sequential encoder's setting, and a language model never reads it"),
-    "popularity": (("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position"),
-                   "a model's setting, and model=popularity only counts items"),
-    "continuing encoder": (("seqrec",), "an encoder's shape, and a stage with init= continues the init run's encoder as it was built")}
-
 # %% ../nbs/10e_settings.ipynb #924d1f87
-def _check_ignored(cfg:TrainConfig, family:str, given:set[str]):
+def _check_ignored(cfg:TrainConfig, family:Family, given:set[str]):
     "Refuse a setting the user gave (at other than its default, or a continuing encoder's init run's value) that this stage's model never reads."
     if not cfg.model and cfg.init and not (Path(cfg.init)/"config.yaml").exists(): return  # its model is known once init has run
     built = cfg.init and (Path(cfg.init)/"config.yaml").exists()  # a grid checks its stages before their starts exist; each is checked again when it runs
-    groups = [family] + (["continuing encoder"] if family == "seqrec" and built else [])
     default = flat(config_to_dict(TrainConfig()))
     now = flat(config_to_dict(cfg))
-    for group in groups:
-        keys, why = IGNORED[group]
-        ref = default  # a continuing encoder may repeat its init run's shape (a grid's shared settings do): only a change is refused
-        if group == "continuing encoder": ref = {**default, **flat(config_to_dict(load_config(TrainConfig, Path(cfg.init)/"config.yaml")))}
+    groups = [(family.ignores, family.ignores_why, default)]
+    if family.shape and built:  # a continuing model may repeat its init run's shape (a grid's shared settings do): only a change is refused
+        groups.append(((family.shape,), family.shape_why, {**default, **flat(config_to_dict(load_config(TrainConfig, Path(cfg.init)/"config.yaml")))}))
+    for keys, why, ref in groups:
         for k in sorted(given):
             if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
                 raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
@@ -310,12 +282,12 @@ OBJECTIVE_KEYS = (  # (keys, which objectives read them, a note): the other obje
     (("every_position",), lambda o: not o.negatives, ""))
 
 # %% ../nbs/10e_settings.ipynb #1add503a
-def _warn_unread(cfg:TrainConfig, family:str, given:set[str]) -> list[str]:
+def _warn_unread(cfg:TrainConfig, family:Family, given:set[str]) -> list[str]:
     """Warn, a log line per key, about a setting the user gave at other than its default that this stage's objective never
     reads; a warning, not an error, since a grid's stages share settings across objectives. Returns the lines."""
     from hanorec.policies import TASKS
     default, now, lines = flat(config_to_dict(TrainConfig())), flat(config_to_dict(cfg)), []
-    yes_no = family == "language model" and TASKS[cfg.task].needs_negatives  # its "no" prompts draw negatives, SFT included
+    yes_no = family.prompts and TASKS[cfg.task].needs_negatives  # its "no" prompts draw negatives, SFT included
     for keys, reads, note in OBJECTIVE_KEYS:
         if reads(OBJECTIVES[cfg.objective]) or (keys == ("negatives",) and yes_no): continue
         readers = " or ".join(f"objective={n}" for n, o in OBJECTIVES.items() if reads(o))

@@ -19,7 +19,8 @@ from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, fixed_items
 from .objectives import OBJECTIVES, hars_beta, nodo, preference_logits
-from .policies import ReferenceStore, build_policy, describe_base, evaluation_users, fit_popularity, training_counts
+from .policies import ReferenceStore, describe_base, evaluation_users, training_counts
+from .families import base_family, family_of
 from .evaluation import plot_curves
 from .observers import MicroBatch, PairRecorder
 from .settings import RunState, TrainConfig, catalog_room, check_settings, fit_catalog, resolve_model
@@ -90,7 +91,7 @@ def _build(self:Trainer):
     if self.acc.is_main_process: write_run_files(self.folder, c, lambda: describe_base(c.model, c.init, ds, self.run, c.seed), self.resume)
     self.acc.wait_for_everyone()
     self.base = self.folder.read_base()  # every process reads the base description back
-    self.policy = build_policy(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
+    self.policy = base_family(self.base).build(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
                                shortlist=c.negatives.shortlist, every_position=c.every_position)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
     self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, training_counts(ds), c.seed, self.policy.catalog_scores)
@@ -335,7 +336,7 @@ def finish(self:Trainer) -> dict:
 
 def train(cfg:TrainConfig, resume:bool=False,
           observers=()) -> dict: # `observers.Observer`s watching the stage, beside its own
-    "Run one stage: `Trainer(cfg, resume, observers).setup().fit()` (a popularity baseline: `fit_popularity`)."
-    if cfg.model == "popularity":
-        with RunFolder(cfg.out).writer("hanorec train"): return fit_popularity(cfg)
+    "Run one stage: `Trainer(cfg, resume, observers).setup().fit()`, or the family's own fit (a popularity baseline counts items)."
+    if (fit := family_of(cfg.model).fit) is not None:
+        with RunFolder(cfg.out).writer("hanorec train"): return fit(cfg)
     return Trainer(cfg, resume, observers).setup().fit()
