@@ -410,11 +410,9 @@ def describe_base(model:str, # the run's model setting (a name or a folder)
                   init:str, # the run it continues ("" for a fresh model)
                   ds:PreparedDataset, run:Path, seed:int=0) -> dict:
     """Build (or read from `init`) the description of the base model a stage trains on; the tiny composed MLLM is saved in
-    the run's `base/`. A new run starts here, so the run records the data it trains on (`RunFolder.record_data`), and a run
-    continued on another catalog is refused (`RunFolder.check_catalog`)."""
+    the run's `base/`. A run continued on another catalog than its `init` run's is refused (`RunFolder.check_catalog`)."""
     started = RunFolder(init) if init else None
     if started: started.check_catalog(ds.path)
-    RunFolder(run).record_data(ds.path)
     if started: return {**started.read_base(), "init": str(started.model().resolve())}
     if model in ("seqrec", "composed-smollm2"): return {"kind": model}
     if model == "composed-tiny":
