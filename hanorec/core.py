@@ -484,9 +484,9 @@ def __enter__(self:FolderLock):
     where = self.file.parent
     if where.exists() and not where.is_dir(): raise HanorecError(f"{where} is a file, not a folder", hint="give a folder's path")
     made = ([p for p in (where, *where.parents) if not p.exists()] or [None])[-1]
-    where.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        try: where.mkdir(parents=True, exist_ok=True); fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise HanorecError(f"{self.command} cannot write in {where} ({e.strerror})", hint="give a folder you may write in") from None
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd); h = self.holder() or {}
