@@ -69,7 +69,7 @@ class RunFolder:
     finished = property(lambda self: self.started and self.metrics_file.is_file())
     def writer(self, command:str) -> FolderLock: return FolderLock(self.path, command) # e.g. "hanorec train": the lock to hold while writing
 
-# %% ../nbs/00b_runs.ipynb #2591317e
+# %% ../nbs/00b_runs.ipynb #81599799
 @patch
 def require_finished(self:RunFolder, command:str="hanorec evaluate", # what wants it, for the message
                      need:tuple|None=None): # the paths it must hold; default: base.json, model/ and metrics.json (config.yaml always)
@@ -82,10 +82,12 @@ def require_finished(self:RunFolder, command:str="hanorec evaluate", # what want
         hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
                 f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
         raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
-    for p in (self.base_file, self.model(), self.metrics_file) if need is None else need:
-        if not p.exists(): raise HanorecError(f"{run} is not a finished run ({p.relative_to(run).as_posix()} is missing), so {command} cannot read it",
-                                              hint=f"finish it first: hanorec train --resume out={run}")
-    return self
+    missing = next((p for p in ((self.base_file, self.model(), self.metrics_file) if need is None else need) if not p.exists()), None)
+    if missing is None: return self
+    live = self.writer(command).holder()  # still training: resuming it would make a second writer
+    hint = (f"wait until {live.get('command', 'its writer')} (pid {live.get('pid', '?')}) ends: it is writing the run now" if live and live.get("pid") != os.getpid()
+            else f"finish it first: hanorec train --resume out={run}")
+    raise HanorecError(f"{run} is not a finished run ({missing.relative_to(run).as_posix()} is missing), so {command} cannot read it", hint=hint)
 
 # %% ../nbs/00b_runs.ipynb #d9498442
 @patch
