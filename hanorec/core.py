@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import yaml
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LOCK_FILE', 'MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'parse_overrides', 'load_config',
@@ -475,41 +476,45 @@ class FolderLock:
             except ValueError: return {}
         finally: os.close(fd)
 
-    def __enter__(self):
-        import fcntl, datetime
-        if self.key in _HELD: _HELD[self.key][1] += 1; return self
-        where = self.file.parent
-        if where.exists() and not where.is_dir(): raise HanorecError(f"{where} is a file, not a folder", hint="give a folder's path")
-        made = ([p for p in (where, *where.parents) if not p.exists()] or [None])[-1]
-        where.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd); h = self.holder() or {}
-                raise HanorecError(f"{self.folder} is being written by {h.get('command', 'another hanorec command')} (pid {h.get('pid', '?')}, "
-                                   f"started {h.get('started', 'at an unknown time')}): one writer at a time, so {self.command} does not start",
-                                   hint="wait until it ends (a killed one lets go at once), or choose another folder (out=)") from None
-            try: same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
-            except FileNotFoundError: same = False
-            if same: break
-            os.close(fd)  # its holder removed the file as we opened it: lock the one there now
-        holder = {"pid": os.getpid(), "command": self.command, "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
-        os.ftruncate(fd, 0); os.write(fd, json.dumps(holder).encode())
-        _HELD[self.key] = [fd, 1, holder, made]
-        return self
+# %% ../nbs/00_core.ipynb #d25c2f86
+@patch
+def __enter__(self:FolderLock):
+    import fcntl, datetime
+    if self.key in _HELD: _HELD[self.key][1] += 1; return self
+    where = self.file.parent
+    if where.exists() and not where.is_dir(): raise HanorecError(f"{where} is a file, not a folder", hint="give a folder's path")
+    made = ([p for p in (where, *where.parents) if not p.exists()] or [None])[-1]
+    while True:
+        try: where.mkdir(parents=True, exist_ok=True); fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise HanorecError(f"{self.command} cannot write in {where} ({e.strerror})", hint="give a folder you may write in") from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd); h = self.holder() or {}
+            raise HanorecError(f"{self.folder} is being written by {h.get('command', 'another hanorec command')} (pid {h.get('pid', '?')}, "
+                               f"started {h.get('started', 'at an unknown time')}): one writer at a time, so {self.command} does not start",
+                               hint="wait until it ends (a killed one lets go at once), or choose another folder (out=)") from None
+        try: same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)  # its holder removed the file as we opened it: lock the one there now
+    holder = {"pid": os.getpid(), "command": self.command, "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    os.ftruncate(fd, 0); os.write(fd, json.dumps(holder).encode())
+    _HELD[self.key] = [fd, 1, holder, made]
+    return self
 
-    def __exit__(self, *exc):
-        held = _HELD[self.key]
-        held[1] -= 1
-        if held[1]: return
-        del _HELD[self.key]
-        self.file.unlink(missing_ok=True)  # while still held: the next writer makes (and locks) a new file
-        os.close(held[0])
-        for p in (self.file.parent, *self.file.parent.parents) if held[3] else ():  # a refused writer leaves no folder behind
-            try: p.rmdir()
-            except OSError: break
-            if p == held[3]: break
+# %% ../nbs/00_core.ipynb #6026759c
+@patch
+def __exit__(self:FolderLock, *exc):
+    held = _HELD[self.key]
+    held[1] -= 1
+    if held[1]: return
+    del _HELD[self.key]
+    self.file.unlink(missing_ok=True)  # while still held: the next writer makes (and locks) a new file
+    os.close(held[0])
+    for p in (self.file.parent, *self.file.parent.parents) if held[3] else ():  # a refused writer leaves no folder behind
+        try: p.rmdir()
+        except OSError: break
+        if p == held[3]: break
 
 # %% ../nbs/00_core.ipynb #b6018da3
 def hash_bytes(b:bytes) -> str: return hashlib.sha256(b).hexdigest()

@@ -410,11 +410,9 @@ def describe_base(model:str, # the run's model setting (a name or a folder)
                   init:str, # the run it continues ("" for a fresh model)
                   ds:PreparedDataset, run:Path, seed:int=0) -> dict:
     """Build (or read from `init`) the description of the base model a stage trains on; the tiny composed MLLM is saved in
-    the run's `base/`. A new run starts here, so the run records the data it trains on (`RunFolder.record_data`), and a run
-    continued on another catalog is refused (`RunFolder.check_catalog`)."""
+    the run's `base/`. A run continued on another catalog than its `init` run's is refused (`RunFolder.check_catalog`)."""
     started = RunFolder(init) if init else None
     if started: started.check_catalog(ds.path)
-    RunFolder(run).record_data(ds.path)
     if started: return {**started.read_base(), "init": str(started.model().resolve())}
     if model in ("seqrec", "composed-smollm2"): return {"kind": model}
     if model == "composed-tiny":
@@ -537,4 +535,9 @@ def load_policy(run:str|Path, # a finished run folder
     ds = load_prepared(run_data(run))
     samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
     load = {"popularity": load_popularity_policy, "seqrec": load_seqrec_policy}.get(base["kind"], load_lm_policy)
-    return load_weights(lambda: load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))
+    policy = load_weights(lambda: load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))
+    made_for = len(policy.counts) if base["kind"] == "popularity" else policy.module.n_items if base["kind"] == "seqrec" else len(ds.items)
+    if made_for != len(ds.items):  # a run from before data.json, its config.yaml pointing at another catalog
+        raise HanorecError(f"{folder.model(which)} was made for a catalog of {made_for} items, but {ds.path} has {len(ds.items)}",
+                           hint=f"point data: in {folder.config_file} at the data it was trained on, or train the run again")
+    return policy

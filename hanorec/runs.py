@@ -69,7 +69,7 @@ class RunFolder:
     finished = property(lambda self: self.started and self.metrics_file.is_file())
     def writer(self, command:str) -> FolderLock: return FolderLock(self.path, command) # e.g. "hanorec train": the lock to hold while writing
 
-# %% ../nbs/00b_runs.ipynb #2591317e
+# %% ../nbs/00b_runs.ipynb #81599799
 @patch
 def require_finished(self:RunFolder, command:str="hanorec evaluate", # what wants it, for the message
                      need:tuple|None=None): # the paths it must hold; default: base.json, model/ and metrics.json (config.yaml always)
@@ -82,10 +82,12 @@ def require_finished(self:RunFolder, command:str="hanorec evaluate", # what want
         hint = (f"give the run folder itself: {run.parent}" if (run.parent/"config.yaml").is_file() else
                 f"it holds run folders: give one of them, e.g. {inner}" if inner else made)
         raise HanorecError(f"{run} is not a run folder (no config.yaml)", hint=hint)
-    for p in (self.base_file, self.model(), self.metrics_file) if need is None else need:
-        if not p.exists(): raise HanorecError(f"{run} is not a finished run ({p.relative_to(run).as_posix()} is missing), so {command} cannot read it",
-                                              hint=f"finish it first: hanorec train --resume out={run}")
-    return self
+    missing = next((p for p in ((self.base_file, self.model(), self.metrics_file) if need is None else need) if not p.exists()), None)
+    if missing is None: return self
+    live = self.writer(command).holder()  # still training: resuming it would make a second writer
+    hint = (f"wait until {live.get('command', 'its writer')} (pid {live.get('pid', '?')}) ends: it is writing the run now" if live and live.get("pid") != os.getpid()
+            else f"finish it first: hanorec train --resume out={run}")
+    raise HanorecError(f"{run} is not a finished run ({missing.relative_to(run).as_posix()} is missing), so {command} cannot read it", hint=hint)
 
 # %% ../nbs/00b_runs.ipynb #d9498442
 @patch
@@ -137,6 +139,19 @@ def write_config(self:RunFolder, cfg): # a config dataclass (TrainConfig)
     d = config_to_dict(cfg)
     d.update({k: self.relative(d[k]) for k in ("data", "init") if d.get(k)}, **({"out": "."} if "out" in d else {}))
     atomic_write_text(self.config_file, yaml.safe_dump(d, sort_keys=False))
+
+# %% ../nbs/00b_runs.ipynb #e28cd8d1
+@patch
+def config_changes(self:RunFolder, cfg, # the settings a resume would continue with (a config dataclass, e.g. TrainConfig)
+                   may_change:tuple=("optim.skip_nonfinite",)) -> list[str]: # keys a resume may change
+    """What `cfg` changes of the run's own settings, one 'key: recorded, now' line each. Its folders are compared by where they
+    point (config.yaml records them relative to the run; `cfg` from where the command runs), `out` not at all: a run is where it stands."""
+    from hanorec.core import config_to_dict
+    def flat(d, pre=""): return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(pre + k, v)])}
+    old, new = flat(config_to_dict(self.config(type(cfg), part=False))), flat(config_to_dict(cfg))
+    where = lambda v: os.path.abspath(v) if v else v
+    same = lambda k: k in (*may_change, "out") or (where(old[k]) == where(new.get(k)) if k in PATH_KEYS else old[k] == new.get(k))
+    return [f"{k}: {old[k]} in {self.config_file}, {new.get(k)} now" for k in old if not same(k)]
 
 # %% ../nbs/00b_runs.ipynb #7e8a3939
 @patch

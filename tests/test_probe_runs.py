@@ -181,8 +181,17 @@ def test_the_next_prepare_removes_what_a_stopped_one_left(tmp_path):
 
 def test_run_file_names_are_spelled_in_the_runs_room_only():
     names = re.compile(r"""["'/](config\.yaml|base\.json|log\.jsonl|data\.json|checkpoints|pairs|plots|reference)["'/]""")
-    rooms = ("evaluation", "policies", "grid", "cli", "demo", "claims", "experiments", "runner")  # the trainer's (11_train) is routed separately
+    rooms = ("evaluation", "policies", "grid", "cli", "demo", "claims", "experiments", "runner", "train", "families")  # settings, observers, checkpoints: left to the lead
     found = {r: [l.strip() for l in (ROOT/"hanorec"/f"{r}.py").read_text().splitlines()
                  if names.search(l) and not l.strip().startswith(("#", '"', "'")) and "help=" not in l and "HanorecError(" not in l and "elem_id" not in l]
              for r in rooms}
     assert not any(found.values()), found
+
+
+def test_evaluate_of_a_run_still_training_says_wait_not_resume(tiny, tmp_path, capsys):
+    run = tmp_path/"live"
+    shutil.copytree(tiny/"runs"/"sft", run); (run/"metrics.json").unlink()  # not finished yet
+    first = holder(run, "hanorec train")
+    try: err = refused(capsys, ["evaluate", run], "is not a finished run (metrics.json is missing)", f"wait until hanorec train (pid {first.pid}) ends")
+    finally: first.kill(); first.wait()
+    assert "--resume" not in err  # resuming a live run would make a second writer
