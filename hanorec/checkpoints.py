@@ -165,7 +165,7 @@ def append_record(folder:RunFolder, # the run's folder
                   record:dict): # one log record: a step's or a validation's
     "Append `record` to the run's log.jsonl as one line, flushed to disk; a full disk is an error saying so."
     line = json.dumps(record) + "\n"
-    with space_for(folder.path, len(line), "log.jsonl", folder.path):
+    with space_for(folder.path, len(line), folder.log_file.name, folder.path):
         with open(folder.log_file, "a", encoding="utf-8") as f:
             f.write(line); f.flush(); os.fsync(f.fileno())
 
@@ -190,7 +190,7 @@ def write_run_files(folder:RunFolder, # the run's folder
                     resume:bool): # a resumed run keeps its base.json and data.json
     "Write config.yaml, and for a new run base.json and the data's fingerprint."
     folder.path.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, folder.config_file)  # on resume the same, but for optim.skip_nonfinite
+    folder.write_config(cfg)  # its folders relative to the run; on resume the same, but for optim.skip_nonfinite and where it stands
     if not resume:
         folder.write_base(base())
         folder.record_data(cfg.data)  # what --resume checks the data against
@@ -218,10 +218,8 @@ def start_run(folder:RunFolder, # the stage's run folder
         if saved.exists(): raise HanorecError(f"{run} already holds a run", hint="add --resume to continue it, or choose another out=")
         return False, False
     if not saved.exists(): raise HanorecError(f"{run} holds no run to resume (no config.yaml)", hint="start it without --resume")
-    old, new = flat(config_to_dict(load_config(type(cfg), saved))), flat(config_to_dict(cfg))
-    old["optim.skip_nonfinite"] = new["optim.skip_nonfinite"]  # the one switch a resume may change (after a divergence)
-    diff = [f"{k}: {old[k]} in {saved}, {new.get(k)} now" for k in old if old[k] != new.get(k)]
-    if diff: raise HanorecError(f"{run} was started with other settings: {'; '.join(diff)}",
-                                hint=f"resume with its own settings (hanorec train --resume out={run}), or start a new run with another out=")
+    if diff := folder.config_changes(cfg):  # optim.skip_nonfinite is the one switch a resume may change (after a divergence)
+        raise HanorecError(f"{run} was started with other settings: {'; '.join(diff)}",
+                           hint=f"resume with its own settings (hanorec train --resume out={run}), or start a new run with another out=")
     if not folder.metrics_file.exists(): folder.check_data("hanorec train --resume", cfg.data)
     return True, folder.metrics_file.exists()  # metrics.json is written last: the run is done

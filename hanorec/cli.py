@@ -313,19 +313,13 @@ def _spaced_setting(settings:list[str]) -> tuple[list[str], str]|None:
 def train_in_folder(cfg, # the run's TrainConfig
                     resume:bool=False): # continuing the run in cfg.out
     """Train `cfg` after checking its place (never inside a prepared dataset or another run) and an `init=` run's catalog,
-    before anything is written; on resume, the data it was trained on, and a copied or moved run's config.yaml is first
-    brought up to where it stands (under the run's lock), so it continues there. The trainer holds the lock while it trains."""
-    from hanorec.core import save_config
+    before anything is written; on resume, the data it was trained on. config.yaml records its folders relative to the run,
+    so a copied or moved run continues where it stands. The trainer holds the lock while it trains."""
     from hanorec.train import train
     check_place(cfg.out, "run", "hanorec train")
     if cfg.init and not resume and RunFolder(cfg.init).started: RunFolder(cfg.init).check_catalog(cfg.data)
     run = RunFolder(cfg.out)
-    if resume and run.started:
-        run.check_data("hanorec train --resume", cfg.data)
-        raw = run.read_config()
-        moved = any(str(raw.get(k) or "") != str(getattr(cfg, k) or "") for k in ("data", "init", "out"))
-        if moved and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # several processes: each would write it; the trainer names the difference
-            with run.writer("hanorec train --resume"): save_config(cfg, run.config_file)  # as the trainer writes it on resume
+    if resume and run.started: run.check_data("hanorec train --resume", cfg.data)
     return train(cfg, resume=resume)
 
 # %% ../nbs/17_cli.ipynb #38d7546c

@@ -14,6 +14,7 @@ import pandas as pd
 from fastcore.basics import patch
 
 from .core import atomic_path
+from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['MicroBatch', 'Observer', 'PairRecorder', 'pair_rows']
@@ -47,10 +48,10 @@ class PairRecorder(Observer):
     def on_setup(self, trainer): self.kept = []
     def on_micro_step(self, trainer, step:int, batch:MicroBatch):
         if batch.negatives is not None and trainer.acc.is_main_process: self.kept.append(pair_rows(trainer.samples, trainer.item_ids, batch))
-    def on_checkpoint(self, trainer, step:int): self.flush(Path(trainer.run)/"pairs", step)
-    def on_finish(self, trainer, metrics:dict): self.flush(Path(trainer.run)/"pairs", trainer.state.step)
-    def on_resume(self, trainer, step:int):
-        for chunk in (Path(trainer.run)/"pairs").glob("upto-*.parquet"):
+    def on_checkpoint(self, trainer, step:int): self.flush(RunFolder(trainer.run), step)
+    def on_finish(self, trainer, metrics:dict): self.flush(RunFolder(trainer.run), trainer.state.step)
+    def on_resume(self, trainer, step:int):  # the pairs continue from the checkpoint
+        for chunk in RunFolder(trainer.run).pair_files():
             if int(chunk.stem.split("-")[1]) > step: chunk.unlink()
 
 # %% ../nbs/02b_observers.ipynb #obfd2f90
@@ -71,11 +72,11 @@ def pair_rows(samples, # the training `data.Samples`
 
 # %% ../nbs/02b_observers.ipynb #ob5bfbf3
 @patch
-def flush(self:PairRecorder, folder:Path, # the run's pairs/ folder
+def flush(self:PairRecorder, run:RunFolder, # the run's folder
            step:int): # the step the file reaches
-    "Write the pairs kept since the last flush to folder/upto-NNNNNN.parquet (nothing when none were kept)."
+    "Write the pairs kept since the last flush to the run's pairs file up to `step` (nothing when none were kept)."
     if not self.kept: return
-    with atomic_path(Path(folder)/f"upto-{step:06d}.parquet", suffix=".parquet") as tmp:
+    with atomic_path(run.pair_file(step), suffix=".parquet") as tmp:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(self.kept, ignore_index=True).to_parquet(tmp, index=False)
     self.kept = []

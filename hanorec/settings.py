@@ -17,6 +17,7 @@ from .negatives import STRATEGIES, NegativesConfig
 from .families import Family, family_of
 from .objectives import OBJECTIVES, HarsConfig, NodoConfig
 from .policies import PolicyConfig
+from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'OBJECTIVE_KEYS', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
@@ -141,8 +142,7 @@ def check_ranges(cfg, # a config dataclass
 def _family(cfg:TrainConfig) -> Family:
     "The family of the stage's own model, or (a preference stage) its init run's."
     model = cfg.model
-    if not model and cfg.init and (Path(cfg.init)/"config.yaml").exists():
-        model = load_config(PolicyConfig, Path(cfg.init)/"config.yaml", part=True).model
+    if not model and cfg.init and RunFolder(cfg.init).started: model = RunFolder(cfg.init).config(PolicyConfig).model
     return family_of(model)
 
 # %% ../nbs/10e_settings.ipynb #tr000003
@@ -181,9 +181,10 @@ def resolve_model(cfg:TrainConfig) -> TrainConfig:
     "The config with `model` filled in: the init run's model (and the settings that fix its built shape: an encoder's `seqrec`) for a preference stage, else composed-smollm2."
     if not cfg.init: return cfg if cfg.model else dataclasses.replace(cfg, model="composed-smollm2")
     init = Path(cfg.init)
-    if not (init/"base.json").exists() or not (init/"model").exists() or not (init/"config.yaml").exists():
+    run = RunFolder(init)
+    if not (run.started and run.base_file.exists() and run.model().exists()):
         raise HanorecError(f"init run {init} has no finished model (config.yaml, base.json and model/)", hint="finish that run first, or check the path")
-    started = load_config(PolicyConfig, init/"config.yaml", part=True)
+    started = run.config(PolicyConfig)
     trained = started.model
     same = cfg.model == trained or (Path(cfg.model).is_dir() and Path(trained).is_dir() and Path(cfg.model).resolve() == Path(trained).resolve())
     if cfg.model and not same:
@@ -261,13 +262,13 @@ def _given(path, overrides, recipe=()) -> set[str]:
 # %% ../nbs/10e_settings.ipynb #924d1f87
 def _check_ignored(cfg:TrainConfig, family:Family, given:set[str]):
     "Refuse a setting the user gave (at other than its default, or a continuing encoder's init run's value) that this stage's model never reads."
-    if not cfg.model and cfg.init and not (Path(cfg.init)/"config.yaml").exists(): return  # its model is known once init has run
-    built = cfg.init and (Path(cfg.init)/"config.yaml").exists()  # a grid checks its stages before their starts exist; each is checked again when it runs
+    built = bool(cfg.init) and RunFolder(cfg.init).started  # a grid checks its stages before their starts exist; each is checked again when it runs
+    if not cfg.model and cfg.init and not built: return  # its model is known once init has run
     default = flat(config_to_dict(TrainConfig()))
     now = flat(config_to_dict(cfg))
     groups = [(family.ignores, family.ignores_why, default)]
     if family.shape and built:  # a continuing model may repeat its init run's shape (a grid's shared settings do): only a change is refused
-        groups.append(((family.shape,), family.shape_why, {**default, **flat(config_to_dict(load_config(TrainConfig, Path(cfg.init)/"config.yaml")))}))
+        groups.append(((family.shape,), family.shape_why, {**default, **flat(config_to_dict(RunFolder(cfg.init).config(TrainConfig, part=False)))}))
     for keys, why, ref in groups:
         for k in sorted(given):
             if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
