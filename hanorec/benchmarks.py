@@ -243,7 +243,8 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
     import numpy as np, torch
     from hanorec.data import load_prepared, load_samples
     from hanorec.evaluation import earlier_items, full_catalog_ranks
-    from hanorec.policies import PolicyConfig, build_policy, describe_base
+    from hanorec.policies import PolicyConfig, describe_base
+    from hanorec.families import build_policy
     work = Path(tempfile.mkdtemp(prefix="hanorec-bench-eval-"))
     try:
         data, model = _eval_world(work, quick)

@@ -32,7 +32,8 @@ from .core import HanorecError, read_json
 from .data import load_prepared, load_samples
 from .evaluation import curve_figure, eval_dir, metrics_table, read_evaluation, read_pairs
 from .experiments import QUICKSTART_RECORD, last_quickstart
-from .policies import PolicyConfig, load_policy, run_data
+from .families import base_family, load_policy
+from .policies import PolicyConfig, run_data
 from .runs import RunFolder, run_folders
 
 # %% auto #0
@@ -196,6 +197,7 @@ class DemoRun:
         if missing: raise HanorecError(f"{missing[0].name}{'/' if missing[0].is_relative_to(run.model()) else ''} is missing", hint=f"finish it: hanorec train --resume out={self.path}")
         self.config = _mapping(config, _parsed(self.path, config, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
         self.kind = _mapping(base, _parsed(self.path, base, _json)).get("kind", "")
+        self.family = _parsed(self.path, base, lambda _: base_family({"kind": self.kind}))  # what the demo may ask of it
         self.metrics = _mapping(metrics, _parsed(self.path, metrics, _json))
         self.data_folder = _parsed(self.path, config, lambda _: run_data(self.path)).resolve()
         where = eval_dir(self.path, "test", "sampled").relative_to(self.path).as_posix() + "/"
@@ -206,8 +208,8 @@ class DemoRun:
     @property
     def about(self) -> str:
         obj = self.config.get("objective", "sft")
-        what = {"popularity": "popularity", "seqrec": "encoder"}.get(self.kind, "language model")
-        return what if self.kind == "popularity" else f"{what}, {obj}" + (f", {self.config['negatives']['strategy']} negatives" if obj != "sft" else "")
+        what = self.family.label
+        return what if self.family.fit is not None else f"{what}, {obj}" + (f", {self.config['negatives']['strategy']} negatives" if obj != "sft" else "")
 
     @cached_property
     def curves(self) -> str|None:
@@ -225,7 +227,7 @@ class DemoRun:
 @patch
 def top(self:DemoRun, user:str, k:int=10) -> pd.DataFrame|None:
     "The k best items of the whole catalog for the user's test history, earlier items left out (encoders and popularity)."
-    if self.kind not in ("seqrec", "popularity"): return None
+    if not self.family.whole_catalog: return None
     policy, samples = self._policy
     where = np.flatnonzero(samples.users.astype(str) == user)
     if not len(where): return None
@@ -453,7 +455,7 @@ def choices(self:Demo) -> list[tuple[str, str]]:
 def default_runs(self:Demo) -> tuple[str, str|None]:
     "An evaluated SFT run and, where there is one, a preference stage on the same dataset to compare it with (HaNoRec if any)."
     evaluated = [n for n, r in self.runs.items() if r.evaluation is not None] or list(self.runs)
-    sft = [n for n in evaluated if self.runs[n].kind != "popularity" and self.runs[n].config.get("objective", "sft") == "sft"]
+    sft = [n for n in evaluated if self.runs[n].family.fit is None and self.runs[n].config.get("objective", "sft") == "sft"]
     a = (sft or evaluated)[0]
     pref = [n for n in evaluated if self.runs[n].config.get("objective", "sft") != "sft" and self.runs[n].data_folder == self.runs[a].data_folder]
     pref.sort(key=lambda n: self.runs[n].config.get("objective") != "hanorec")  # HaNoRec first: its pairs carry hardness
@@ -490,7 +492,7 @@ def warm(self:Demo):
     "What first requests would otherwise wait for: every dataset's thumbnails, then each encoder's and popularity's policy (`launch` runs it in the background)."
     for data in list(self._data.values()): data.warm()
     for r in self.runs.values():
-        if r.kind in ("seqrec", "popularity"):
+        if r.family.whole_catalog:
             try: r._policy
             except (HanorecError, OSError, RuntimeError, ValueError, KeyError): pass  # the page says why when the run is picked
 

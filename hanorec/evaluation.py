@@ -10,7 +10,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,8 @@ from .core import HanorecError, atomic_path, atomic_write_json, atomic_write_tex
 from .data import PreparedDataset, Samples, item_rows, load_samples
 from .metrics import auc, parse_rank_metric, target_ranks, user_metrics
 from .runs import EVAL_METRICS, EVAL_RANKS, RunFolder
+
+if TYPE_CHECKING: from hanorec.families import Family  # loaded where it is asked (it brings the model code)
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
@@ -159,20 +161,22 @@ PROTOCOLS = {p.name: p for p in (
              ("valid_ratio", "hr@1/valid", "hr@1/all"), "language models trained with task=multiple_choice"))}
 
 # %% ../nbs/10c_evaluation.ipynb #85cdc60a
-def protocols_for(family:str, # "seqrec", "popularity", or a language model's family
+def protocols_for(family:Family|str, # a model family's record, or a `model=` setting (seqrec, popularity, a language model)
                   task:str|None=None) -> list[str]: # a language model's task: "multiple_choice" or "yes_no"
-    "The protocols a model can be evaluated with."
-    if family in ("seqrec", "popularity"): return ["sampled", "full"]
-    return ["sampled", "yes_no" if task == "yes_no" else "generate"]
+    "The protocols a model can be evaluated with, as its family's record says."
+    from hanorec.families import Family, family_of
+    return (family if isinstance(family, Family) else family_of(family)).protocols(task)
 
 # %% ../nbs/10c_evaluation.ipynb #c0fae19a
-def check_protocol(protocol:str, family:str, task:str|None=None):
+def check_protocol(protocol:str, family:Family|str, task:str|None=None):
     "Raise a `HanorecError` naming the protocols that fit when `protocol` does not fit the model."
     if protocol not in PROTOCOLS:
         raise HanorecError(f"unknown protocol {protocol!r}", hint=f"use one of: {', '.join(PROTOCOLS)}")
+    from hanorec.families import Family, family_of
+    family = family if isinstance(family, Family) else family_of(family)
     fit = protocols_for(family, task)
     if protocol not in fit:
-        what = f"a {family} model" + (f" trained with task={task}" if task and family not in ("seqrec", "popularity") else "")
+        what = f"a {family.label} model" + (f" trained with task={task}" if task and family.prompts else "")
         raise HanorecError(f"protocol {protocol!r} does not fit {what}: it needs {PROTOCOLS[protocol].fits}",
                            hint=f"use --protocol {' or '.join(fit)}")
 
@@ -256,8 +260,9 @@ def _run_settings(run:Path) -> dict:
     from hanorec.policies import PolicyConfig
     _check_run_folder(run)
     folder = RunFolder(run)
-    raw, kind = folder.read_config(), folder.read_base().get("kind")
-    return dict(policy=folder.config(PolicyConfig), family=kind if kind in ("seqrec", "popularity") else "language",
+    from hanorec.families import base_family
+    raw = folder.read_config()
+    return dict(policy=folder.config(PolicyConfig), family=base_family(folder.read_base()),
                 batch_size=int((raw.get("eval") or {}).get("batch_size", 8)), precision=raw.get("precision", "auto"))
 
 def _number(x:float): return None if x is None or not math.isfinite(x) else float(x)
@@ -320,7 +325,7 @@ def evaluate_run(run:str|Path, # a finished run folder
                  max_new_tokens:int=64) -> dict: # generate: the longest answer
     "Score every user of `split` under `protocol`; write `ranks.parquet` and `metrics.json` into `eval_dir`; return the metrics."
     from hanorec.core import pick_device
-    from hanorec.policies import load_policy
+    from hanorec.families import load_policy
     run = Path(run)
     if split not in ("validation", "test"): raise HanorecError(f"cannot evaluate on split {split!r}", hint="use test or validation (they hold the fixed candidate sets)")
     if users is not None and users < 1: raise HanorecError(f"--users must be at least 1, got {users}", hint="leave it out to score every user")

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .core import HanorecError
+from .core import HanorecError, pick_device
+from .data import PreparedDataset, Samples, load_prepared, load_samples
 from .objectives import OBJECTIVES
-from .policies import (build_lm_policy, build_seqrec_policy, fit_popularity, load_lm_policy, load_popularity_policy,
-                              load_seqrec_policy)
+from .policies import (PolicyConfig, build_lm_policy, build_seqrec_policy, fit_popularity, load_lm_policy, load_popularity_policy,
+                              load_seqrec_policy, load_weights, run_data)
+from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['ENCODER', 'RECIPES', 'SEQREC', 'POPULARITY', 'LANGUAGE_MODEL', 'FAMILIES', 'Family', 'encoder_recipe', 'lm_recipe',
-           'check_encoder', 'register_family', 'family_of', 'base_family']
+           'check_encoder', 'register_family', 'family_of', 'base_family', 'build_policy', 'load_policy']
 
 # %% ../nbs/10d_families.ipynb #3c65786e
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Family:
     ignores_why: str = "" # the reason, said when a user sets one
     shape: str|None = None # the settings group that fixes a built model's shape: a stage with init= takes it from the init run
     shape_why: str = "" # said when a user changes it on a stage that continues a built model
+    catalog_of: Callable = lambda policy: None # how many items a loaded policy's weights index (None: any catalog fits)
+    fit_about: str = "" # what `fit` does, for reports (a family the loop trains says it with steps and epochs)
 
 # %% ../nbs/10d_families.ipynb #b9da88d7
 ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
@@ -79,7 +83,7 @@ SEQREC = Family(
     name="seqrec", label="encoder", owns=lambda model: model == "seqrec", base_kinds=("seqrec",),
     build=build_seqrec_policy, fit=None, load=load_seqrec_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec",
-    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, shape="seqrec",
+    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape="seqrec",
     shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
     ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
     ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
@@ -88,9 +92,10 @@ SEQREC = Family(
 POPULARITY = Family(
     name="popularity", label="popularity", owns=lambda model: model == "popularity", base_kinds=("popularity",),
     build=None, fit=fit_popularity, load=load_popularity_policy, protocols=lambda task=None: ["sampled", "full"],
-    whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (),
+    whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (), catalog_of=lambda policy: len(policy.counts),
     ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position"),
-    ignores_why="a model's setting, and model=popularity only counts items")
+    ignores_why="a model's setting, and model=popularity only counts items",
+    fit_about="counts each item's training interactions; nothing is trained")
 
 # %% ../nbs/10d_families.ipynb #0e8a1d1e
 LANGUAGE_MODEL = Family(
@@ -122,3 +127,30 @@ def base_family(base:dict) -> Family: # a run's base.json
     found = next((f for f in FAMILIES.values() if kind in f.base_kinds), None)
     if found is None: raise HanorecError(f"base.json names an unknown kind of model {kind!r}", hint=f"a run of hanorec records one of: {', '.join(k for f in FAMILIES.values() for k in f.base_kinds)}")
     return found
+
+# %% ../nbs/10d_families.ipynb #c581be92
+def build_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
+                 base:dict, device, # from `policies.describe_base`; a torch device
+                 **options): # the family's builder's options (`every_position`, `train_projector`, `shortlist`)
+    "A trainable policy, built by the record of the family `base.json` names."
+    family = base_family(base)
+    if family.build is None: raise HanorecError(f"a {family.label} model is fitted, not trained step by step", hint=f"train it with hanorec train model={family.name}")
+    return family.build(cfg, ds, samples, base, device, **options)
+
+# %% ../nbs/10d_families.ipynb #55cbacfd
+def load_policy(run:str|Path, # a finished run folder
+                device:str="cpu", # auto, cpu, cuda, cuda:N or mps
+                which:str="model"): # the weights' folder inside the run: "model" (the final, best validated weights)
+    "The trained policy of a run, ready to score: its family's loader, on the data it was trained on (checked)."
+    folder = RunFolder(run)
+    folder.require_finished("load_policy", need=(folder.base_file, folder.model(which)))
+    folder.check_data(f"loading {folder.path}'s model")  # its weights index the catalog it was trained on
+    cfg, base, dev = folder.config(PolicyConfig), folder.read_base(), pick_device(device)
+    family, ds = base_family(base), load_prepared(run_data(run))
+    samples = load_samples(ds, "train", cfg.history, cfg.min_history, max_samples=1, seed=cfg.seed)
+    policy = load_weights(lambda: family.load(folder.model(which), cfg, base, ds, samples, dev), folder.model(which), len(ds.items))
+    made_for = family.catalog_of(policy)
+    if made_for is not None and made_for != len(ds.items):  # a run from before data.json, its config.yaml pointing at another catalog
+        raise HanorecError(f"{folder.model(which)} was made for a catalog of {made_for} items, but {ds.path} has {len(ds.items)}",
+                           hint=f"point data: in {folder.config_file} at the data it was trained on, or train the run again")
+    return policy

@@ -313,7 +313,7 @@ def _inputs(model, history:torch.Tensor, summary:torch.Tensor|None, table:torch.
                                                    hint="train one with seqrec.summaries=true to read them")
         return x
     if summary is None: raise HanorecError("this encoder reads a user summary at each position (summaries=True), and none was given",
-                                           hint="score it through its policy (hanorec.policies.load_policy), which looks the summaries up")
+                                           hint="score it through its policy (hanorec.families.load_policy), which looks the summaries up")
     summary = summary[:, -history.shape[1]:]
     if summary.shape != (*history.shape, model.config.summary_dim):
         raise HanorecError(f"summary must be [batch, length, {model.config.summary_dim}] like the history {tuple(history.shape)}, got {tuple(summary.shape)}")

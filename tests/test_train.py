@@ -145,7 +145,7 @@ import numpy as np, torch
 from hanorec.core import Purpose, sample_rng
 from hanorec.data import load_samples
 from hanorec.metrics import evaluate_scores
-from hanorec.policies import load_policy
+from hanorec.families import load_policy
 policy = load_policy({str(world/'sft')!r})
 test = load_samples(policy.ds, "test", 10, 0)
 users = np.sort(sample_rng(0, Purpose.EVAL_USERS).choice(len(load_samples(policy.ds, "validation", 10, 0)), 20, replace=False))
