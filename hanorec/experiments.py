@@ -169,13 +169,14 @@ def _kept(r:dict) -> str:
 # %% ../nbs/12_experiments.ipynb #ex0did4
 def stage_notes(records:list[dict]) -> str:
     "The report's 'What each stage did' section, from `stage_record`s: one line each, the shared environment once."
-    envs = [_environment_line(r["environment"]) for r in records if r["model"] != "popularity"]
+    from hanorec.families import family_of
+    envs = [_environment_line(r["environment"]) for r in records if family_of(r["model"]).fit is None]  # a fitted baseline records none
     common = max(set(envs), key=envs.count) if envs else ""
     lines = ["## What each stage did", "", f"Code, machine and precision: {common}." if common else "", ""]
     for r in records:
         head = f"- **{r['about']}** (`{r['stage']}`" + (f", continues {r['start']}" if r["start"] else "") + "): "
-        if r["model"] == "popularity":
-            lines.append(head + "counts each item's training interactions; nothing is trained."); continue
+        if (fitted := family_of(r["model"]).fit_about):
+            lines.append(head + fitted + "."); continue
         t, parts = r["trained"], []
         if t: parts.append(f"{r['steps']} steps of {t['samples_per_step']} samples = {t['epochs']:.2f} epochs of {t['training_samples']:,} "
                            f"training samples at lr {r['lr']:g}; {_kept(r)}")
