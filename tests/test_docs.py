@@ -35,11 +35,11 @@ def test_docs_writes_index_and_a_page_per_notebook(site):
 
 
 def test_module_pages_read_as_docs(site):
-    data = (site / "02_data.html").read_text()
+    data = (site / "12_data.html").read_text()
     assert "test_eq" in data and "test_eq" not in _unfolded(data)  # the checks are there, folded
     assert '<details class="tests">' in data and '<details class="source">' in data
     assert "import pyarrow" not in _unfolded(data)  # the module's opening import block is not shown
-    summary = read_page(ROOT / "nbs" / "02_data.ipynb").summary
+    summary = read_page(ROOT / "nbs" / "12_data.ipynb").summary
     assert summary and data.count(summary) == 1 and data.count("<h1>") == 1  # title and summary once
     main = data.split('<main id="content">', 1)[1].split("</main>", 1)[0]
     assert "<h2>" not in main and "<h3>" not in main and main.count('class="heading"') > 10  # every heading has an id
@@ -121,7 +121,7 @@ def test_docs_site_renders_in_chromium(site, browser, shots):
     page.locator("div.api#load_config").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "docs-core.png"), full_page=False)
 
-    page.goto((site / "02_data.html").as_uri())
+    page.goto((site / "12_data.html").as_uri())
     page.wait_for_selector("aside.toc a")
     assert page.locator("main#content h1").count() == 1
     assert page.locator("main#content h2:not([id]), main#content .md h3:not([id])").count() == 0

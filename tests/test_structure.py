@@ -39,13 +39,18 @@ def test_no_private_name_crosses_a_room():
     assert not crossing, crossing
 
 
-def test_rooms_import_only_rooms_on_lower_floors():
-    "A notebook's number says its floor (its tens): a room may import only rooms on floors below its own."
+def test_rooms_import_only_rooms_below_them():
+    """Notebooks are numbered by floor in tens (00 the ground: core, assets, metrics; 10 the data; 20 the models; 30 what
+    training is made of; 40 the trainer; 50 what people run; 60 benchmarks; 70 the docs and the command line), and in
+    order within a floor: a room may import only rooms with a lower number. So the numbers are an order of the import
+    graph, which therefore has no cycle and no arrow up."""
     mods = _modules()
-    floor = {m: int(_notebook_of(p)[:2]) // 10 for m, p in mods.items()}
-    up = [f"{m} (floor {floor[m]}) imports {dep} (floor {floor[dep]})" for m, p in mods.items()
-          for dep, _ in _imports(p) if dep in mods and dep != m and floor[dep] >= floor[m]]
-    assert not up, up
+    number = {m: _notebook_of(p) for m, p in mods.items()}
+    assert all(re.fullmatch(r"\d\d_[a-z_]+", n) for n in number.values()), sorted(number.values())
+    assert len(set(number.values())) == len(number)
+    up = [f"{number[m]} imports {number[dep]}" for m, p in mods.items()
+          for dep, _ in _imports(p) if dep in mods and dep != m and number[dep] >= number[m]]
+    assert not up, sorted(set(up))
 
 
 def test_the_demo_and_the_evaluation_never_load_the_trainer():
@@ -71,3 +76,11 @@ def test_export_cells_are_small():
     assert not big, f"export cells over 60 lines: {big}"
     every = [n for ns in sizes.values() for n in ns]
     assert statistics.median(every) <= 20, statistics.median(every)
+
+
+def test_figures_are_stored_once():
+    "A notebook's saved output holds a figure's data, never a copy of plotly.js (4.8 MB each); the docs site ships it once."
+    heavy = [(nb.name, i) for nb in sorted(NBS.glob("*.ipynb"))
+             for i, c in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]) for o in c.get("outputs", [])
+             if len(json.dumps(o)) > 1_000_000]
+    assert not heavy, f"cell outputs over 1 MB (plotly.js stored with a figure?): {heavy}"
