@@ -146,8 +146,7 @@ def config_changes(self:RunFolder, cfg, # the settings a resume would continue w
                    may_change:tuple=("optim.skip_nonfinite",)) -> list[str]: # keys a resume may change
     """What `cfg` changes of the run's own settings, one 'key: recorded, now' line each. Its folders are compared by where they
     point (config.yaml records them relative to the run; `cfg` from where the command runs), `out` not at all: a run is where it stands."""
-    from hanorec.core import config_to_dict
-    def flat(d, pre=""): return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(pre + k, v)])}
+    from hanorec.core import config_to_dict, flat
     old, new = flat(config_to_dict(self.config(type(cfg), part=False))), flat(config_to_dict(cfg))
     where = lambda v: os.path.abspath(v) if v else v
     same = lambda k: k in (*may_change, "out") or (where(old[k]) == where(new.get(k)) if k in PATH_KEYS else old[k] == new.get(k))
