@@ -21,7 +21,6 @@ import torch
 from .core import (HanorecError, Manifest, atomic_path, atomic_write_text, config_to_dict, damaged_outputs, get_logger, hash_bytes,
                           load_config, read_json, read_manifest, remove_stale_temps, rng_state, save_config, set_rng_state, write_manifest)
 from .runs import RUN_FILES, RUN_FOLDERS, RunFolder
-from .settings import flat
 
 # %% auto #0
 __all__ = ['Checkpoint', 'rng_snapshot', 'restore_rng', 'checkpoint_files', 'space_for', 'list_checkpoints', 'checkpoint_damage',

@@ -27,11 +27,11 @@ import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'parse_overrides', 'load_config',
-           'check_finite', 'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device', 'Purpose',
-           'sample_rng', 'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'remove_stale_temps',
-           'read_json', 'FolderLock', 'hash_bytes', 'hash_file', 'hash_obj', 'package_version', 'Manifest',
-           'write_manifest', 'read_manifest', 'StaleArtifactError', 'manifest_diff', 'damaged_outputs',
+__all__ = ['LOCK_FILE', 'MANIFEST', 'HanorecError', 'load_yaml_strict', 'config_to_dict', 'flat', 'parse_overrides',
+           'load_config', 'check_finite', 'save_config', 'seed_everything', 'rng_state', 'set_rng_state', 'pick_device',
+           'Purpose', 'sample_rng', 'atomic_path', 'atomic_write', 'atomic_write_text', 'atomic_write_json',
+           'remove_stale_temps', 'read_json', 'FolderLock', 'hash_bytes', 'hash_file', 'hash_obj', 'package_version',
+           'Manifest', 'write_manifest', 'read_manifest', 'StaleArtifactError', 'manifest_diff', 'damaged_outputs',
            'check_manifest', 'hanorec_home', 'tune_malloc', 'get_logger', 'progress_mode', 'progress']
 
 # %% ../nbs/00_core.ipynb #8ac8743b
@@ -262,6 +262,12 @@ def config_to_dict(cfg) -> dict:
         if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
         return v
     return plain(cfg)
+
+# %% ../nbs/00_core.ipynb #se27277f
+def flat(d:dict, # a nested dict, e.g. `core.config_to_dict` of a config
+         prefix:str="") -> dict: # put before every key
+    "A nested dict as {dotted key: value}, the keys as `key=value` overrides spell them."
+    return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
 
 # %% ../nbs/00_core.ipynb #f78673fc
 def parse_overrides(overrides:Iterable[str]) -> dict:

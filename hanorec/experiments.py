@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write_text, config_to_dict, load_config, pick_device
+from .core import atomic_write_text, config_to_dict, flat, load_config, pick_device
 from .data import prepare
 from .evaluation import compare_runs, curve_figure, read_evaluation
 from .runner import Stage, cpu_cores, refuse_stale, run_tasks
 from .runs import DatasetFolder, RunFolder
-from .settings import TrainConfig, flat
+from .settings import TrainConfig
 
 # %% auto #0
 __all__ = ['REPORT_METRICS', 'QUICKSTART_RECORD', 'cpu_bf16', 'quickstart_stages', 'report_rows', 'report_markdown',

@@ -413,12 +413,12 @@ def describe_base(model:str, # the run's model setting (a name or a folder)
     the run's `base/`. A run continued on another catalog than its `init` run's is refused (`RunFolder.check_catalog`)."""
     started = RunFolder(init) if init else None
     if started: started.check_catalog(ds.path)
-    if started: return {**started.read_base(), "init": str(started.model().resolve())}
+    if started: return {**started.read_base(), "init": str(started.model())}  # as given: base.json records it as config.yaml does
     if model in ("seqrec", "composed-smollm2"): return {"kind": model}
     if model == "composed-tiny":
         rec = build_composed("tiny", texts=list(item_titles(ds.items).values()), seed=seed)
         rec.model.save_pretrained(RunFolder(run).base_model, rec.tokenizer)
-        return {"kind": "local", "path": str(RunFolder(run).base_model.resolve())}
+        return {"kind": "local", "path": str(RunFolder(run).base_model)}
     if not Path(model).is_dir():
         raise HanorecError(f"model {model!r} is neither a known name nor a local folder",
                            hint="use composed-tiny, composed-smollm2, seqrec or the path of a model folder on this disk")

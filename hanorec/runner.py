@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .core import HanorecError, config_to_dict, get_logger, load_config, pick_device, progress_mode, tune_malloc
+from .core import HanorecError, config_to_dict, flat, get_logger, load_config, pick_device, progress_mode, tune_malloc
 from .data import load_prepared
 from .images import image_features
 from .objectives import neighbour_scores
 from .evaluation import evaluate_run, read_evaluation
 from .families import family_of
 from .runs import RunFolder
-from .settings import TrainConfig, flat, train_config
+from .settings import TrainConfig, train_config
 
 # %% auto #0
 __all__ = ['FEATURES', 'Stage', 'stage_config', 'stale_settings', 'refuse_stale', 'release_memory', 'run_stage', 'cpu_cores',

@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .core import FolderLock, HanorecError, LOCK_FILE, atomic_write_json, hash_file, hash_obj, read_json, read_manifest
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'EVAL_METRICS', 'EVAL_RANKS', 'FolderState', 'folder_state', 'RunFolder',
-           'run_folders', 'DatasetFolder', 'check_place']
+__all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'BASE_PATHS', 'EVAL_METRICS', 'EVAL_RANKS', 'FolderState', 'folder_state',
+           'RunFolder', 'run_folders', 'DatasetFolder', 'check_place']
 
 # %% ../nbs/04_runs.ipynb #b8b15492
 RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "data.json", "metrics.json")  # a run's own files; metrics.json is written last
@@ -146,21 +146,28 @@ def config_changes(self:RunFolder, cfg, # the settings a resume would continue w
                    may_change:tuple=("optim.skip_nonfinite",)) -> list[str]: # keys a resume may change
     """What `cfg` changes of the run's own settings, one 'key: recorded, now' line each. Its folders are compared by where they
     point (config.yaml records them relative to the run; `cfg` from where the command runs), `out` not at all: a run is where it stands."""
-    from hanorec.core import config_to_dict
-    def flat(d, pre=""): return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(pre + k, v)])}
+    from hanorec.core import config_to_dict, flat
     old, new = flat(config_to_dict(self.config(type(cfg), part=False))), flat(config_to_dict(cfg))
     where = lambda v: os.path.abspath(v) if v else v
     same = lambda k: k in (*may_change, "out") or (where(old[k]) == where(new.get(k)) if k in PATH_KEYS else old[k] == new.get(k))
     return [f"{k}: {old[k]} in {self.config_file}, {new.get(k)} now" for k in old if not same(k)]
 
 # %% ../nbs/04_runs.ipynb #7e8a3939
-@patch
-def read_base(self:RunFolder) -> dict:
-    "base.json: what the run's model was built from (`kind`, and `path` or `init`)."
-    return read_json(self.base_file)
+BASE_PATHS = ("path", "init")  # base.json's folders: a local base model, the run a stage continues
 
 @patch
-def write_base(self:RunFolder, base:dict): atomic_write_json(self.base_file, base)
+def read_base(self:RunFolder) -> dict:
+    "base.json: what the run's model was built from (`kind`, and `path` or `init`), its folders resolved as config.yaml's are."
+    base = read_json(self.base_file)
+    return {**base, **{k: self.resolve(base[k]) for k in BASE_PATHS if base.get(k)}}
+
+@patch
+def write_base(self:RunFolder, base:dict):
+    "Write base.json: a folder inside the run (a tiny model's `base/`) relative to it, others as `relative` records them."
+    def where(v):
+        inside = os.path.relpath(os.path.abspath(v), os.path.abspath(self.path))
+        return inside if not inside.startswith("..") else self.relative(v)
+    atomic_write_json(self.base_file, {**base, **{k: where(base[k]) for k in BASE_PATHS if base.get(k)}})
 
 @patch
 def read_metrics(self:RunFolder) -> dict:

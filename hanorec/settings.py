@@ -12,7 +12,7 @@ from typing import Literal
 
 import pandas as pd
 
-from .core import HanorecError, check_finite, config_to_dict, get_logger, load_config, load_yaml_strict, parse_overrides
+from .core import HanorecError, check_finite, config_to_dict, get_logger, load_config, load_yaml_strict, parse_overrides, flat
 from .negatives import STRATEGIES, NegativesConfig
 from .families import Family, family_of
 from .objectives import OBJECTIVES, HarsConfig, NodoConfig
@@ -21,7 +21,7 @@ from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['EVAL_METRICS', 'SETTING_RANGES', 'OBJECTIVE_KEYS', 'OptimConfig', 'EvalConfig', 'CheckpointConfig', 'TrainConfig',
-           'RunState', 'flat', 'check_ranges', 'check_settings', 'resolve_model', 'catalog_limits', 'catalog_room',
+           'RunState', 'check_ranges', 'check_settings', 'resolve_model', 'catalog_limits', 'catalog_room',
            'fit_catalog', 'train_config']
 
 # %% ../nbs/35_settings.ipynb #fcc91868
@@ -117,12 +117,6 @@ def _get(cfg, key:str):
     "The value of a dotted key of a config."
     for part in key.split("."): cfg = getattr(cfg, part)
     return cfg
-
-# %% ../nbs/35_settings.ipynb #se27277f
-def flat(d:dict, # a nested dict, e.g. `core.config_to_dict` of a config
-         prefix:str="") -> dict: # put before every key
-    "A nested dict as {dotted key: value}, the keys as `key=value` overrides spell them."
-    return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
 
 # %% ../nbs/35_settings.ipynb #f1768753
 def check_ranges(cfg, # a config dataclass

@@ -556,35 +556,35 @@ def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, 
 
 _AMAZON_REVIEWS, _AMAZON_META = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz"), ("meta_*.json", "meta_*.json.gz", "meta_*.jsonl", "meta_*.jsonl.gz")
 
+# %% ../nbs/11_sources.ipynb #7f83d454
+def _load_amazon(src:str, path, reviews, meta, images, strict:bool, # the loader's name and arguments
+                 id_key:str, categories:tuple, review_keys:dict, # the release's item key, category fields and review fields
+                 python_literals:bool=False, fallback_category:str|None=None) -> RawData:
+    "The Amazon releases share their files' shapes: reviews and meta JSON lines, images named by the item key."
+    rejects = Rejects(strict)
+    reviews_file = _find_file(src, "reviews", reviews, path, _AMAZON_REVIEWS, exclude=("meta_*",))
+    meta_file = _find_file(src, "meta", meta, path, _AMAZON_META)
+    images_dir = _images_dir(images)
+    items = _read_meta(meta_file, rejects, id_key, categories, python_literals=python_literals, source=src, fallback_category=fallback_category)
+    items["image_source"] = image_sources(items.item_id, images_dir)
+    inter = _read_reviews(reviews_file, rejects, review_keys, python_literals=python_literals, source=src)
+    return _raw(items, inter, rejects, {"reviews": reviews_file, "meta": meta_file}, images_dir)
+
 # %% ../nbs/11_sources.ipynb #1b2b480d
 @register_loader("amazon-2018", "Amazon reviews 2014/2018 (reviews JSON lines; meta JSON or Python-literal lines); images <asin>.<ext>",
                  files="<Category>.json[.gz] (or reviews_<Category>.json[.gz]), meta_<Category>.json[.gz]")
 def load_amazon_2018(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
     "An Amazon 2014 or 2018 category in the canonical schema."
-    src, rejects = "amazon-2018", Rejects(strict)
-    reviews_file = _find_file(src, "reviews", reviews, path, _AMAZON_REVIEWS, exclude=("meta_*",))
-    meta_file = _find_file(src, "meta", meta, path, _AMAZON_META)
-    images_dir = _images_dir(images)
-    items = _read_meta(meta_file, rejects, "asin", ("category", "categories"), python_literals=True, source=src)
-    items["image_source"] = image_sources(items.item_id, images_dir)
-    inter = _read_reviews(reviews_file, rejects, dict(user_id="reviewerID", item_id="asin", timestamp="unixReviewTime",
-                                                      rating="overall"), python_literals=True, source=src)
-    return _raw(items, inter, rejects, {"reviews": reviews_file, "meta": meta_file}, images_dir)
+    return _load_amazon("amazon-2018", path, reviews, meta, images, strict, "asin", ("category", "categories"),
+                        dict(user_id="reviewerID", item_id="asin", timestamp="unixReviewTime", rating="overall"), python_literals=True)
 
 # %% ../nbs/11_sources.ipynb #13441209
 @register_loader("amazon-2023", "Amazon Reviews 2023 (JSON lines; items are parent ASINs; ms timestamps); images <parent_asin>.<ext>",
                  files="<Category>.jsonl[.gz], meta_<Category>.jsonl[.gz]")
 def load_amazon_2023(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
-    "An Amazon Reviews 2023 category in the canonical schema."
-    src, rejects = "amazon-2023", Rejects(strict)
-    reviews_file = _find_file(src, "reviews", reviews, path, _AMAZON_REVIEWS, exclude=("meta_*",))
-    meta_file = _find_file(src, "meta", meta, path, _AMAZON_META)
-    images_dir = _images_dir(images)
-    items = _read_meta(meta_file, rejects, "parent_asin", ("categories",), source=src, fallback_category="main_category")
-    items["image_source"] = image_sources(items.item_id, images_dir)
-    inter = _read_reviews(reviews_file, rejects, dict(user_id="user_id", item_id="parent_asin", timestamp="timestamp",
-                                                      rating="rating"), source=src)  # milliseconds become seconds, value by value
-    return _raw(items, inter, rejects, {"reviews": reviews_file, "meta": meta_file}, images_dir)
+    "An Amazon Reviews 2023 category in the canonical schema (its millisecond timestamps become seconds, value by value)."
+    return _load_amazon("amazon-2023", path, reviews, meta, images, strict, "parent_asin", ("categories",),
+                        dict(user_id="user_id", item_id="parent_asin", timestamp="timestamp", rating="rating"), fallback_category="main_category")
 
 # %% ../nbs/11_sources.ipynb #8ac9a089
 def _microlens_pairs(path:Path, rejects:Rejects) -> pd.DataFrame:

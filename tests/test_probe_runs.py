@@ -126,6 +126,20 @@ def test_a_copied_run_resumes_in_the_copy(tiny, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tiny/"runs"/"sft").rglob("*")} == original  # the original is untouched
 
 
+def test_a_moved_language_model_run_is_whole_where_it_stands(tiny, tmp_path):
+    "The tiny composed MLLM a run saves in its own base/ is found there after the whole experiment folder moved."
+    exp = tmp_path/"exp"
+    shutil.copytree(tiny/"data", exp/"data")
+    r = run_hanorec("train", "data=data", "out=runs/lm", "model=composed-tiny", "optim.max_steps=1", "optim.batch_size=2",
+                    "optim.grad_accum=1", "eval.users=2", "eval.every=0", "history=3", "prompt_candidates=2", env=ENV, cwd=exp)
+    assert r.returncode == 0, r.stderr
+    assert "exp" not in (exp/"runs"/"lm"/"base.json").read_text()  # recorded inside the run, not where it was made
+    shutil.move(exp, tmp_path/"moved")
+    (tmp_path/"elsewhere").mkdir()
+    r = run_hanorec("evaluate", tmp_path/"moved"/"runs"/"lm", "--users", 2, env=ENV, cwd=tmp_path/"elsewhere")
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_relative_data_is_read_from_the_run_folder(tiny, tmp_path):
     from hanorec.runs import RunFolder
     shutil.copytree(tiny/"data", tmp_path/"exp"/"data"); shutil.copytree(tiny/"runs"/"sft", tmp_path/"exp"/"runs"/"sft")
