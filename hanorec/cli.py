@@ -25,7 +25,7 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 __all__ = ['environment', 'format_environment', 'check_uses', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare',
            'cmd_data_stats', 'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'train_in_folder',
            'cmd_train', 'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench',
-           'build_parser', 'main']
+           'build_parser', 'main', 'console']
 
 # %% ../nbs/71_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -608,8 +608,6 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted)."
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_malloc()  # big short-lived tensors stay in the heap (see core): a fifth to a half less CPU in training and features
-    if progress_mode() != "bars": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too (no bars in a log file)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -630,3 +628,12 @@ def main(argv:list[str]|None=None) -> int:
         if getattr(args, "interrupted_hint", None): print(f"  hint: {args.interrupted_hint}", file=sys.stderr)
         return 130
     return 0
+
+# %% ../nbs/71_cli.ipynb #c66abf3f
+def console() -> int:
+    """The `hanorec` command's own process, then `main`: glibc's heap keeps big short-lived tensors (`core.tune_malloc`: a
+    fifth to a half less CPU in training and features), and transformers shows no bars where hanorec shows none. Both are
+    set for the whole process, so only the command does it; `main` called from Python changes nothing process-wide."""
+    tune_malloc()
+    if progress_mode() != "bars": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too (no bars in a log file)
+    return main()
