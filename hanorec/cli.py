@@ -337,6 +337,12 @@ def cmd_train(args) -> dict:
     out = next((s[4:] for s in settings if s.startswith("out=")), None)
     own = RunFolder(Path(path).parent) if args.resume and path and RunFolder(Path(path).parent).config_file.resolve() == Path(path).resolve() else None
     if own and out is None: out, path = str(own.path), None  # `--resume RUN/config.yaml`: that run, where it stands (a copy resumes in the copy)
+    template = RunFolder(Path(path).parent) if path and not args.resume and RunFolder(Path(path).parent).config_file.resolve() == Path(path).resolve() else None
+    if template is not None:  # a run's own settings as a template: its folders are where the run says, and the new run needs its own
+        if out is None: raise HanorecError(f"{path} holds the settings of the run {template.path}, which records out: as itself; a new run needs a folder of its own",
+                                           hint=f"give one: hanorec train {path} out=NEW (or continue that run: hanorec train --resume out={template.path})")
+        raw, given = template.read_config(), {s.partition("=")[0].strip() for s in settings}
+        settings = [*(f"{k}={template.resolve(raw[k])}" for k in ("data", "init") if raw.get(k) and k not in given), *settings]
     if args.resume and path is None and not any(s.startswith("data=") for s in settings):  # `--resume out=RUN [key=value ...]`
         if out is None: raise HanorecError("--resume needs the run folder to continue", hint="hanorec train --resume out=RUN")
         if not RunFolder(out).started: raise HanorecError(f"{out} holds no run to resume (no config.yaml)", hint="check out=, or start the run without --resume")

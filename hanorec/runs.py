@@ -159,6 +159,7 @@ BASE_PATHS = ("path", "init")  # base.json's folders: a local base model, the ru
 def read_base(self:RunFolder) -> dict:
     "base.json: what the run's model was built from (`kind`, and `path` or `init`), its folders resolved as config.yaml's are."
     base = read_json(self.base_file)
+    if not isinstance(base, dict): raise HanorecError(f"{self.base_file}: expected a mapping (kind, path or init), found {type(base).__name__}", hint="the run's base.json is damaged: train the run again")
     return {**base, **{k: self.resolve(base[k]) for k in BASE_PATHS if base.get(k)}}
 
 @patch
@@ -302,8 +303,13 @@ def check_place(path:str|Path, # the folder about to be written
         if own or kind not in ("started", "finished", "dataset"): continue
         what = "a prepared dataset" if kind == "dataset" else "a run folder"
         where = "is" if above == p else f"is inside {above}, which is"
+        beside = above.parent/"runs"/p.name if making == "run" else above.parent/(p.name if p.name != above.name else f"{p.name}-2")
         raise HanorecError(f"{path} {where} {what}, so {command} does not write a {making} there: one would overwrite or delete the other",
-                           hint=f"choose a folder outside it, e.g. beside it: {above.parent/('runs' if making == 'run' else 'data')}")
+                           hint=f"choose a folder outside it, e.g. {beside}")
+    if making == "run" and p.is_dir() and folder_state(p).kind not in ("started", "finished"):  # a new run over what other writers made
+        held = next((c for c in sorted(p.iterdir()) if c.is_dir() and folder_state(c).kind in ("started", "finished", "dataset", "grid", "runs")), None)
+        if held: raise HanorecError(f"{path} already holds other work ({folder_state(held).about}), so {command} does not make it a run "
+                                    "folder: what is inside would then be inside a run", hint=f"give the new run a folder of its own, e.g. out={p/'new-run'}")
     if making == "dataset" and p.is_dir():
         inside = next((c for c in sorted(p.rglob("config.yaml")) if RunFolder(c.parent).started), None)
         if inside: raise HanorecError(f"{path} holds a run ({inside.parent}), so {command} does not replace it: that would delete the run",

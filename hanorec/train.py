@@ -14,7 +14,7 @@ import torch
 from fastcore.basics import patch
 
 from .core import HanorecError, Purpose, get_logger, pick_device, progress, sample_rng, seed_everything
-from .runs import RunFolder
+from .runs import RunFolder, check_place
 from .data import load_prepared, load_samples
 from .metrics import evaluate_scores
 from .negatives import NegativeSampler, fixed_items
@@ -47,6 +47,7 @@ class Trainer:
         self.device = device if self.acc.num_processes == 1 else self.acc.device
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
         check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
+        check_place(cfg.out, "run", "hanorec train")  # never inside another run or a dataset, never over other work
         self.held = ExitStack()  # the run folder's lock (main process), from here to the end of fit()
         if self.acc.is_main_process: self.held.enter_context(self.folder.writer("hanorec train"))
         main, wait = self.acc.is_main_process, self.acc.wait_for_everyone
