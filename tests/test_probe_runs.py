@@ -169,6 +169,43 @@ def test_nested_folders_are_refused_before_anything_is_written(tiny, tmp_path, c
     assert not (tiny/"data"/"grid.yaml").exists()
 
 
+def test_a_new_run_over_other_work_is_refused(tiny, tmp_path, capsys):
+    "A run made over a folder that holds runs or a dataset would put them inside a run, locked out of every later writer."
+    shutil.copytree(tiny/"runs"/"sft", tmp_path/"runs"/"sft"); shutil.copytree(tiny/"data", tmp_path/"data")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    refused(capsys, ["train", f"data={tmp_path/'data'}", f"out={tmp_path/'runs'}", "model=seqrec"], "already holds other work", "holds a finished run",
+            f"out={tmp_path/'runs'/'new-run'}")
+    refused(capsys, ["train", f"data={tmp_path/'data'}", f"out={tmp_path}", "model=seqrec"], "already holds other work")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+    from hanorec.core import HanorecError
+    from hanorec.settings import train_config
+    from hanorec.train import train
+    with pytest.raises(HanorecError, match="which is a prepared dataset"):  # the trainer checks its place itself, called from Python too
+        train(train_config(overrides=[f"data={tmp_path/'data'}", f"out={tmp_path/'data'/'run'}", "model=seqrec", "optim.max_steps=1"]))
+    assert not (tmp_path/"data"/"run").exists()
+
+
+def test_a_runs_own_settings_as_a_template(tiny, tmp_path, capsys, monkeypatch):
+    "hanorec train RUN/config.yaml: the run's folders are read from the run (not from here), and the new run needs its own out=."
+    shutil.copytree(tiny/"data", tmp_path/"exp"/"data"); shutil.copytree(tiny/"runs"/"sft", tmp_path/"exp"/"runs"/"sft")
+    run = tmp_path/"exp"/"runs"/"sft"
+    run.joinpath("config.yaml").write_text(run.joinpath("config.yaml").read_text().replace(f"data: {tiny/'data'}", "data: ../../data"))
+    (tmp_path/"elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path/"elsewhere")
+    refused(capsys, ["train", run/"config.yaml"], "holds the settings of the run", "a new run needs a folder of its own", "out=NEW")
+    assert not list((tmp_path/"elsewhere").iterdir())  # nothing trained into the current folder
+    r = run_hanorec("train", run/"config.yaml", f"out={tmp_path/'exp'/'runs'/'again'}", env=ENV, cwd=tmp_path/"elsewhere")
+    assert r.returncode == 0, r.stderr
+    from hanorec.runs import RunFolder
+    assert os.path.samefile(RunFolder(tmp_path/"exp"/"runs"/"again").settings()["data"], tmp_path/"exp"/"data")  # the template's data
+
+
+def test_a_base_json_that_is_not_a_mapping_is_a_clear_error(tiny, tmp_path, capsys):
+    run = tmp_path/"run"; shutil.copytree(tiny/"runs"/"sft", run)
+    (run/"base.json").write_text("[1]")
+    refused(capsys, ["evaluate", run], "base.json: expected a mapping", "damaged")
+
+
 # damaged weights -------------------------------------------------------------------------------------------------------
 
 def test_truncated_weights_are_a_refusal_naming_the_file(tiny, tmp_path, capsys):
