@@ -359,7 +359,7 @@ def cmd_train(args) -> dict:
     if "test" in m: print(f"test:       {show(m['test'])}")
     if "note" in m: print(f"note: {m['note']}")
     run = RunFolder(cfg.out)
-    print(f"model: {run.model()}   log: {run.log_file}   curves: {run.curves}")
+    print("   ".join(f"{what}: {path}" for what, path in (("model", run.model()), ("log", run.log_file), ("curves", run.curves)) if path.exists()))  # a fitted baseline has no log
     return m
 
 # %% ../nbs/71_cli.ipynb #5bdd7d61
