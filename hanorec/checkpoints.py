@@ -163,10 +163,7 @@ def drop_log_after(folder:RunFolder, # the run's folder
 def append_record(folder:RunFolder, # the run's folder
                   record:dict): # one log record: a step's or a validation's
     "Append `record` to the run's log.jsonl as one line, flushed to disk; a full disk is an error saying so."
-    line = json.dumps(record) + "\n"
-    with space_for(folder.path, len(line), folder.log_file.name, folder.path):
-        with open(folder.log_file, "a", encoding="utf-8") as f:
-            f.write(line); f.flush(); os.fsync(f.fileno())
+    with space_for(folder.path, len(json.dumps(record)) + 1, folder.log_file.name, folder.path): folder.append_log(record)
 
 # %% ../nbs/36_checkpoints.ipynb #ckbd8527
 def diverged(folder:RunFolder, # the run's folder

@@ -192,9 +192,10 @@ def read_log(self:RunFolder) -> list[dict]:
 
 @patch
 def append_log(self:RunFolder, record:dict):
-    "Add one record to log.jsonl as one line (`read_log` skips a line torn by a kill)."
+    "Add one record to log.jsonl as one line, flushed to disk (`read_log` skips a line torn by a kill)."
     import json
-    with open(self.log_file, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
+    with open(self.log_file, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n"); f.flush(); os.fsync(f.fileno())
 
 # %% ../nbs/04_runs.ipynb #54bf4bd5
 EVAL_METRICS, EVAL_RANKS = "metrics.json", "ranks.parquet"  # an evaluation's files in eval/<split>-<protocol>/
@@ -215,9 +216,11 @@ def pair_files(self:RunFolder) -> list[Path]:
 # %% ../nbs/04_runs.ipynb #e2f72f10
 def run_folders(path:str|Path) -> list[Path]: # a run folder, or a folder holding runs (a quickstart's, a grid's)
     "Every run folder under `path`, finished or not (any of a run's own files), the outermost only; a run's own subfolders are never searched."
-    p = Path(path)
-    found = sorted({f.parent for name in RUN_FILES for f in p.rglob(name) if not set(RUN_FOLDERS) & set(f.relative_to(p).parts[:-1])})
-    return [r for r in found if not any(q in r.parents for q in found)]
+    found = []
+    for root, dirs, files in os.walk(path):  # one walk; it stops at a run, so a run named like a run's subfolder is found too
+        if set(RUN_FILES) & set(files): found.append(Path(root)); dirs.clear()
+        else: dirs.sort()
+    return sorted(found)
 
 # %% ../nbs/04_runs.ipynb #d548be3e
 class DatasetFolder:
