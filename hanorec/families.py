@@ -18,7 +18,7 @@ from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['ENCODER', 'RECIPES', 'SEQREC', 'POPULARITY', 'LANGUAGE_MODEL', 'FAMILIES', 'Family', 'encoder_recipe', 'lm_recipe',
-           'check_encoder', 'register_family', 'family_of', 'base_family', 'build_policy', 'load_policy']
+           'check_encoder', 'check_lm', 'register_family', 'family_of', 'base_family', 'build_policy', 'load_policy']
 
 # %% ../nbs/33_families.ipynb #3c65786e
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Family:
     check: Callable[[object], None] = lambda cfg: None # the family's own refusals of a fresh stage's settings
     ignores: tuple = () # settings (dotted prefixes) the family never reads
     ignores_why: str = "" # the reason, said when a user sets one
-    shape: str|None = None # the settings group that fixes a built model's shape: a stage with init= takes it from the init run
+    shape: tuple = () # the settings (dotted prefixes) that fix a built model's shape: a stage with init= takes them from the init run
     shape_why: str = "" # said when a user changes it on a stage that continues a built model
     catalog_of: Callable = lambda policy: None # how many items a loaded policy's weights index (None: any catalog fits)
     fit_about: str = "" # what `fit` does, for reports (a family the loop trains says it with steps and epochs)
@@ -83,9 +83,10 @@ SEQREC = Family(
     name="seqrec", label="encoder", owns=lambda model: model == "seqrec", base_kinds=("seqrec",),
     build=build_seqrec_policy, fit=None, load=load_seqrec_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec",
-    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape="seqrec",
+    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape=("seqrec",),
     shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
-    ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist"),
+    ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist",
+             "items", "item_tokens", "title_tokens", "label_orders"),
     ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
 
 # %% ../nbs/33_families.ipynb #20476e9b
@@ -93,18 +94,37 @@ POPULARITY = Family(
     name="popularity", label="popularity", owns=lambda model: model == "popularity", base_kinds=("popularity",),
     build=None, fit=fit_popularity, load=load_popularity_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (), catalog_of=lambda policy: len(policy.counts),
-    ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position"),
+    ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position",
+             "items", "item_tokens", "title_tokens", "label_orders"),
     ignores_why="a model's setting, and model=popularity only counts items",
     fit_about="counts each item's training interactions; nothing is trained")
 
 # %% ../nbs/33_families.ipynb #0e8a1d1e
+def check_lm(cfg):
+    "A language model's item tokens come from a finished encoder run on a fresh stage (a continuing one keeps its init run's); labels are single letters."
+    from hanorec.policies import TASKS
+    needs = cfg.task == "head" or cfg.items != "text"
+    if needs and not cfg.init and not cfg.item_tokens:
+        what = "task=head scores items through their collaborative tokens" if cfg.task == "head" else f"items={cfg.items} writes each item's collaborative token"
+        raise HanorecError(f"{what}, and no item_tokens= run gives them",
+                           hint="set item_tokens=RUN, a finished encoder run on the same data (hanorec train model=seqrec seqrec.text=false out=RUN), or items=text with task=label or multiple_choice")
+    if cfg.item_tokens and not cfg.init:
+        folder = RunFolder(cfg.item_tokens)
+        folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
+        if folder.read_base().get("kind") != "seqrec":
+            raise HanorecError(f"item_tokens={cfg.item_tokens} is not an encoder run", hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    if cfg.task == "label" and cfg.prompt_candidates > 26:
+        raise HanorecError(f"task=label labels candidates A to Z, and prompt_candidates={cfg.prompt_candidates} lists more", hint="set prompt_candidates=26 or fewer")
+
 LANGUAGE_MODEL = Family(
     name="language model", label="language model", owns=lambda model: True, base_kinds=("composed-smollm2", "local"),
     build=build_lm_policy, fit=None, load=load_lm_policy,
-    protocols=lambda task=None: ["sampled", "yes_no" if task == "yes_no" else "generate"],
+    protocols=lambda task=None: ["sampled", *{"yes_no": ["yes_no"], "multiple_choice": ["generate"], "head": ["full"]}.get(task or "multiple_choice", [])],
     whole_catalog=False, reads_features=lambda cfg: True, reads_summaries=lambda cfg: cfg.summary.backend != "none",
-    recipe=lm_recipe, prompts=True, lora=True, ignores=("seqrec", "every_position"),
-    ignores_why="a sequential encoder's setting, and a language model never reads it")
+    recipe=lm_recipe, prompts=True, lora=True, check=check_lm, ignores=("seqrec", "every_position"),
+    ignores_why="a sequential encoder's setting, and a language model never reads it",
+    shape=("task", "items", "item_tokens", "title_tokens"),
+    shape_why="what the language model was trained to read, and a stage with init= continues its init run's task and item lines")
 
 # %% ../nbs/33_families.ipynb #6cf7082a
 FAMILIES = {f.name: f for f in (SEQREC, POPULARITY, LANGUAGE_MODEL)}

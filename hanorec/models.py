@@ -22,10 +22,11 @@ from .prompts import Prompt
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'IMAGE_TEXT_FAMILIES', 'MROPE_FAMILIES', 'FAMILIES', 'COMPOSED_CONFIG', 'ItemImages', 'TINY_TEXTS',
-           'QWEN_TOKENS', 'TINY_FAMILIES', 'LORA_TARGETS', 'ADAPTER_INFO', 'train_tokenizer', 'family_of',
-           'image_only_processor', 'Recommender', 'build_tiny_checkpoint', 'load_recommender', 'ComposedConfig',
-           'Projector', 'ComposedMLLM', 'tiny_llama', 'build_composed', 'host_model', 'lora_targets', 'merge_lora',
-           'add_lora', 'save_lora', 'load_lora', 'enable_gradient_checkpointing', 'adapter_disabled']
+           'QWEN_TOKENS', 'TINY_FAMILIES', 'LORA_TARGETS', 'ADAPTER_INFO', 'ITEM_TOKENS', 'ITEM_IDS', 'train_tokenizer',
+           'family_of', 'image_only_processor', 'Recommender', 'build_tiny_checkpoint', 'load_recommender',
+           'ComposedConfig', 'Projector', 'ComposedMLLM', 'tiny_llama', 'build_composed', 'ItemTokens',
+           'add_item_tokens', 'host_model', 'lora_targets', 'merge_lora', 'add_lora', 'save_lora', 'load_lora',
+           'enable_gradient_checkpointing', 'adapter_disabled']
 
 # %% ../nbs/20_models.ipynb #4c7dd627
 CHAT_TEMPLATE = (
@@ -132,6 +133,7 @@ class Recommender:
     processor: Any # the processor (image-text families) or tokenizer (text, composed)
     family: str # one of `FAMILIES`
     marker: str = "<image>" # the prompts' image marker (`PromptTemplates.image_marker`)
+    item_marker: str = "<item>" # the prompts' collaborative-token marker (`PromptTemplates.item_marker`)
     path: Path|None = None # the folder it was loaded from
 
     @property
@@ -175,6 +177,13 @@ def render(self:Recommender, prompt:Prompt) -> str:
     if n != len(prompt.image_items):
         raise HanorecError(f"a prompt has {n} image markers {self.marker!r} but {len(prompt.image_items)} image items",
                            hint="build prompts with hanorec.prompts, with the same image_marker as the recommender")
+    k = prompt.text.count(self.item_marker)
+    if k != len(prompt.token_items):
+        raise HanorecError(f"a prompt has {k} item markers {self.item_marker!r} but {len(prompt.token_items)} token items",
+                           hint="build prompts with hanorec.prompts, with the same item_marker as the recommender")
+    if k and (self.family != "composed" or getattr(self.model, "items", None) is None):
+        raise HanorecError("the prompt holds collaborative item tokens, and this model has no item-token projector",
+                           hint="train with item_tokens=RUN (a finished encoder run) on a composed model (model=composed-smollm2), or set items=text")
     return self._chat(prompt.text if self.family == "composed" else prompt.text.replace(self.marker, self.image_placeholder))
 
 # %% ../nbs/20_models.ipynb #hb0rc003
@@ -238,25 +247,32 @@ def encode(self:Recommender, prompts:Sequence[Prompt], # the prompts of one batc
 # %% ../nbs/20_models.ipynb #hb0rc007
 @patch
 def _encode_composed(self:Recommender, texts, prompts, images) -> dict:
-    "Token ids with `image_tokens` placeholder positions per marker, the mask of those positions, and the features."
+    """Token ids with `image_tokens` placeholder positions per image marker and one per item marker, the masks of those
+    positions, the image features and the items' rows in the item-token table."""
     tok, cfg = self.tokenizer, self.model.config
-    rows, masks, feats = [], [], []
+    split = re.compile(f"({re.escape(self.marker)}|{re.escape(self.item_marker)})")
+    rows, masks, item_masks, feats, items = [], [], [], [], []
     for text, p in zip(texts, prompts):
-        ids, img = [], []
-        for j, seg in enumerate(text.split(self.marker)):
-            if j: ids += [cfg.placeholder_id] * cfg.image_tokens; img += [True] * cfg.image_tokens
-            s = tok(seg, add_special_tokens=j == 0 and self._special(seg)).input_ids
-            ids += s; img += [False] * len(s)
-        rows.append(ids); masks.append(img)
+        ids, img, itm = [], [], []
+        for j, seg in enumerate(split.split(text)):
+            if seg == self.marker and j % 2: ids += [cfg.placeholder_id] * cfg.image_tokens; img += [True] * cfg.image_tokens; itm += [False] * cfg.image_tokens
+            elif seg == self.item_marker and j % 2: ids.append(cfg.placeholder_id); img.append(False); itm.append(True)
+            else:
+                s = tok(seg, add_special_tokens=j == 0 and self._special(seg)).input_ids
+                ids += s; img += [False] * len(s); itm += [False] * len(s)
+        rows.append(ids); masks.append(img); item_masks.append(itm)
         if images is not None: feats += [torch.as_tensor(_lookup(images, i), dtype=torch.float32) for i in p.image_items]
+        if p.token_items: items += [self.model.items.row(i) for i in p.token_items]
     P = max(map(len, rows))
     input_ids = torch.full((len(rows), P), self.pad_id, dtype=torch.long)
     attention, image_mask = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
-    for b, (ids, img) in enumerate(zip(rows, masks)):
+    item_mask = torch.zeros_like(image_mask)
+    for b, (ids, img, itm) in enumerate(zip(rows, masks, item_masks)):
         input_ids[b, P - len(ids):], attention[b, P - len(ids):] = torch.tensor(ids), 1
-        image_mask[b, P - len(ids):] = torch.tensor(img)
+        image_mask[b, P - len(ids):], item_mask[b, P - len(ids):] = torch.tensor(img), torch.tensor(itm)
     out = dict(input_ids=input_ids, attention_mask=attention, image_mask=image_mask)
     if feats: out["image_features"] = torch.stack(feats)
+    if items: out.update(item_mask=item_mask, item_rows=torch.tensor(items, dtype=torch.long))
     return out
 
 # %% ../nbs/20_models.ipynb #hb0rc008
@@ -421,12 +437,15 @@ class ComposedMLLM(nn.Module):
         self.lm, self.config = lm, config
         d = lm.get_input_embeddings().embedding_dim
         self.projector = projector or Projector(config.image_dim, config.projector_hidden or d, d, config.image_tokens)
+        self.items: ItemTokens|None = None # collaborative item tokens and the scoring head (`add_item_tokens`)
 
 # %% ../nbs/20_models.ipynb #hb0cm000
 @patch
-def embed(self:ComposedMLLM, input_ids, image_features=None, image_mask=None):
-    "Token embeddings with the projected image features written over the `image_mask` positions, in order."
+def embed(self:ComposedMLLM, input_ids, image_features=None, image_mask=None, item_rows=None, item_mask=None):
+    "Token embeddings with the projected image features over the `image_mask` positions and the projected items over `item_mask`'s, in order."
     emb = self.lm.get_input_embeddings()(input_ids)
+    if item_rows is not None and item_mask is not None and item_mask.any():
+        emb = emb.masked_scatter(item_mask.unsqueeze(-1), self.items.tokens(item_rows).to(emb.dtype))
     if image_features is None or image_mask is None or not image_mask.any(): return emb
     tokens = self.projector(image_features.to(emb.dtype)).reshape(-1, emb.shape[-1])
     if tokens.shape[0] != int(image_mask.sum()):
@@ -436,14 +455,21 @@ def embed(self:ComposedMLLM, input_ids, image_features=None, image_mask=None):
 
 # %% ../nbs/20_models.ipynb #hb0cm001
 @patch
-def forward(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
+def forward(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, item_rows=None, item_mask=None, **kwargs):
     "The LM's forward pass (same keywords and outputs) on the embedded ids."
-    return self.lm(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
+    return self.lm(inputs_embeds=self.embed(input_ids, image_features, image_mask, item_rows, item_mask), attention_mask=attention_mask, **kwargs)
 
 @patch
-def generate(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, **kwargs):
+def last_hidden(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, item_rows=None, item_mask=None, **kwargs):
+    "[B, P, d] the decoder's last hidden states (after its final norm), without the vocabulary head: what a scoring head reads."
+    decoder = _unwrap(self.lm).get_decoder()
+    return decoder(inputs_embeds=self.embed(input_ids, image_features, image_mask, item_rows, item_mask), attention_mask=attention_mask,
+                   use_cache=False, **kwargs).last_hidden_state
+
+@patch
+def generate(self:ComposedMLLM, input_ids, attention_mask=None, image_features=None, image_mask=None, item_rows=None, item_mask=None, **kwargs):
     "The LM's `generate` on the embedded prompt; returns the new tokens only."
-    return self.lm.generate(inputs_embeds=self.embed(input_ids, image_features, image_mask), attention_mask=attention_mask, **kwargs)
+    return self.lm.generate(inputs_embeds=self.embed(input_ids, image_features, image_mask, item_rows, item_mask), attention_mask=attention_mask, **kwargs)
 
 # %% ../nbs/20_models.ipynb #hb0cm002
 @patch
@@ -514,9 +540,58 @@ def build_composed(lm:str|Path="smollm2", # "smollm2", "tiny" (a tiny Llama and 
     _calibrate(composed.projector, model.get_input_embeddings().weight.std().item(), seed)
     return Recommender(composed.to(dtype).eval(), tok, "composed")
 
+# %% ../nbs/20_models.ipynb #4f1222d2
+class ItemTokens(nn.Module):
+    "A frozen item table from a finished encoder, LLaRA's projector into the LM's space, and E4SRec's scoring head."
+    def __init__(self, table:torch.Tensor, # [N, e] item embeddings, rows in catalog order
+                 lm_dim:int, # the LM's hidden size
+                 ids:Sequence[str]): # the catalog's item ids, one per row
+        super().__init__()
+        if table.dim() != 2 or table.shape[0] != len(ids):
+            raise HanorecError(f"an item table of shape {tuple(table.shape)} for {len(ids)} items", hint="pass one embedding row per catalog item")
+        self.register_buffer("table", table.detach().float().clone())
+        e = table.shape[1]
+        self.projector = nn.Sequential(nn.Linear(e, lm_dim), nn.GELU(), nn.Linear(lm_dim, lm_dim))
+        self.head = nn.Linear(lm_dim, lm_dim, bias=False)
+        self.ids = [str(i) for i in ids]
+        self._rows = {i: r for r, i in enumerate(self.ids)}
+
+    def row(self, item:str) -> int:
+        "The table row of item id `item`."
+        try: return self._rows[str(item)]
+        except KeyError: raise HanorecError(f"item {item!r} is not in the item-token table", hint="the table was made for another catalog: train with item_tokens= a run on this data") from None
+
+    def tokens(self, rows:torch.Tensor) -> torch.Tensor: return self.projector(self.table[rows])
+    def vectors(self) -> torch.Tensor: return self.projector(self.table)
+    def scores(self, hidden:torch.Tensor) -> torch.Tensor:
+        "[B, N] every item's score for the last hidden states `hidden` [B, d]."
+        v = self.vectors()
+        return (self.head(hidden.to(v.dtype)) @ v.T) / v.shape[-1] ** 0.5
+
+# %% ../nbs/20_models.ipynb #9f9545f6
+def add_item_tokens(rec:Recommender, # a composed recommender
+                    table:torch.Tensor, # [N, e] item embeddings from a finished encoder (`SeqRecPolicy.item_embeddings`)
+                    ids:Sequence[str], # the catalog's item ids, one per row
+                    seed:int=0) -> Recommender:
+    "Give a composed recommender collaborative item tokens and a scoring head, in place (a standardised table, a calibrated projector)."
+    if rec.family != "composed":
+        raise HanorecError(f"collaborative item tokens are written by the composed model family, and this model is a {rec.family} one",
+                           hint="use model=composed-smollm2 (or compose your causal LM with build_composed), or set items=text")
+    table = torch.as_tensor(table, dtype=torch.float32)
+    table = table / table.std().clamp(min=1e-8)
+    torch.manual_seed(seed)
+    emb = rec.model.lm.get_input_embeddings().weight
+    items = ItemTokens(table, emb.shape[1], ids).to(emb.device)
+    with torch.no_grad():
+        spread = items.tokens(torch.arange(min(len(ids), 512), device=emb.device)).std().item()
+        items.projector[2].weight.mul_(emb.std().item() / max(spread, 1e-8)); items.projector[2].bias.zero_()
+    rec.model.items = items.to(emb.dtype)
+    return rec
+
 # %% ../nbs/20_models.ipynb #11c4a932
 LORA_TARGETS = {f: ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj") for f in FAMILIES}
 ADAPTER_INFO = "hanorec_adapter.json"
+ITEM_TOKENS, ITEM_IDS = "item_tokens.safetensors", "item_ids.json" # an adapter folder's item tokens and head, and the rows' item ids
 _MERGED, _SOURCE = "hanorec_merged_adapters", "hanorec_adapter_source"
 
 def host_model(rec:Recommender) -> nn.Module:
@@ -557,7 +632,7 @@ def add_lora(rec:Recommender,
              alpha:int=32, # the scale numerator (scale = alpha / r)
              dropout:float=0.05,
              targets:str|list[str]|None=None, # peft target_modules; None: `lora_targets` (the language model only)
-             train_projector:bool=True) -> Recommender: # composed MLLM: train the projector too
+             train_projector:bool=True) -> Recommender: # composed MLLM: train the projector (and item tokens, head) too
     "Add a fresh LoRA adapter (merging an existing one first), in place; only adapter (and projector) weights train."
     from peft import LoraConfig, get_peft_model
     merge_lora(rec)
@@ -571,11 +646,12 @@ def add_lora(rec:Recommender,
     setattr(wrapped, _MERGED, merged)
     _set_host(rec, wrapped)
     if rec.family == "composed": rec.model.projector.requires_grad_(train_projector)
+    if rec.family == "composed" and rec.model.items is not None: rec.model.items.requires_grad_(train_projector)
     return rec
 
 # %% ../nbs/20_models.ipynb #83bc9bc9
 def save_lora(rec:Recommender, folder:str|Path) -> Path:
-    "Write the adapter as safetensors (plus the composed projector) and the list of adapters merged under it."
+    "Write the adapter as safetensors (plus the composed projector, item tokens and head) and the list of adapters merged under it."
     from peft import PeftModel
     from safetensors.torch import save_file
     host, folder = host_model(rec), Path(folder)
@@ -588,6 +664,9 @@ def save_lora(rec:Recommender, folder:str|Path) -> Path:
         host.save_pretrained(tmp)
         if rec.family == "composed":
             save_file({k: v.contiguous() for k, v in rec.model.projector.state_dict().items()}, tmp/"projector.safetensors")
+            if rec.model.items is not None:
+                save_file({k: v.contiguous() for k, v in rec.model.items.state_dict().items()}, tmp/ITEM_TOKENS)
+                atomic_write_json(tmp/ITEM_IDS, rec.model.items.ids)
         atomic_write_json(tmp/ADAPTER_INFO, {"family": rec.family, "merged": merged})
     setattr(host, _SOURCE, str(folder.resolve()))
     return folder
@@ -617,7 +696,17 @@ def load_lora(rec:Recommender, # the base model the adapter was trained on
     if rec.family == "composed" and (folder/"projector.safetensors").exists():
         rec.model.projector.load_state_dict(load_file(folder/"projector.safetensors"))
         rec.model.projector.requires_grad_(trainable)
+    if rec.family == "composed" and (folder/ITEM_TOKENS).exists(): _load_items(rec, folder, trainable)
     return rec
+
+def _load_items(rec:Recommender, folder:Path, trainable:bool):
+    "The adapter's item tokens and head onto a composed recommender (built to the saved table's shape)."
+    from safetensors.torch import load_file
+    state = load_file(folder/ITEM_TOKENS)
+    emb = rec.model.lm.get_input_embeddings().weight
+    items = ItemTokens(state["table"], emb.shape[1], read_json(folder/ITEM_IDS))
+    items.load_state_dict(state)
+    rec.model.items = items.to(emb.device, emb.dtype).requires_grad_(trainable)
 
 # %% ../nbs/20_models.ipynb #f044d79c
 def enable_gradient_checkpointing(rec:Recommender) -> Recommender:

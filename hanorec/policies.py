@@ -20,10 +20,10 @@ from .core import (HanorecError, Manifest, Purpose, atomic_path, check_manifest,
 from .data import PreparedDataset, Samples, item_rows, load_prepared, load_samples
 from .images import item_images
 from .models import (Recommender, adapter_disabled, add_lora, build_composed, enable_gradient_checkpointing, host_model,
-                            load_lora, load_recommender, save_lora)
+                            load_lora, load_recommender, save_lora, add_item_tokens)
 from .negatives import fixed_items
-from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, yes_no_prompt
-from .scoring import item_titles, logp as lm_logp, yes_no_logp
+from .prompts import Prompt, PromptTemplates, multiple_choice_prompt, next_item_prompt, yes_no_prompt
+from .scoring import head_scores, item_titles, label_logp, logp as lm_logp, yes_no_logp
 from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
 from .summarize import SummaryVectors, UserSummaryConfig, summary_vectors, user_summaries
 from .runs import RunFolder
@@ -31,9 +31,10 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
-           'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'LMPolicy',
-           'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy', 'build_lm_policy', 'run_data',
-           'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_weights']
+           'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'Label', 'Head',
+           'short_titles', 'LMPolicy', 'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy',
+           'encoder_item_table', 'build_lm_policy', 'run_data', 'load_popularity_policy', 'load_seqrec_policy',
+           'load_lm_policy', 'load_weights']
 
 # %% ../nbs/32_policies.ipynb #po000006
 @dataclass
@@ -50,7 +51,11 @@ class PolicyConfig:
     "What a policy is: the data it reads, its model, its prompts, and how an answer is scored."
     data: str = "" # a prepared dataset folder (hanorec data prepare)
     model: str = "" # "composed-smollm2" (SmolLM2-135M + EfficientNet-Lite0, the default), "composed-tiny", "seqrec", or a local Hugging Face folder; with init=, the init run's model
-    task: Literal["multiple_choice", "yes_no"] = "multiple_choice" # language-model prompt form (`TASKS`)
+    task: Literal["multiple_choice", "label", "head", "yes_no"] = "multiple_choice" # language-model task (`TASKS`): answered by title, by label, by a scoring head, or yes/no
+    items: Literal["text", "hybrid", "token"] = "text" # language models: what an item line holds: its title, its title and a collaborative token, the token alone
+    item_tokens: str = "" # language models: a finished encoder run (model=seqrec) whose item embeddings become the collaborative tokens and the scoring head's items
+    title_tokens: int = 0 # language models: cut each title to this many tokens (0: whole titles)
+    label_orders: int = 1 # task=label, evaluation: each candidate's score averaged over this many label orders (position bias)
     prompt_candidates: int = 20 # multiple choice: items listed in a training prompt (target, negatives, fixed fillers)
     history: int = 10 # the history length: most recent items read (prompts and encoders alike)
     min_history: int = 1 # training samples with fewer history items are skipped
@@ -257,7 +262,7 @@ def fit_popularity(cfg) -> dict: # a training config: data, out, history, seed, 
 # %% ../nbs/32_policies.ipynb #po000017
 class MultipleChoice:
     "One prompt per sample listing the candidates; columns are the listed answers' log-likelihoods."
-    name, needs_negatives = "multiple_choice", False # SFT needs no negative items
+    name, needs_negatives, needs_fillers, answer = "multiple_choice", False, True, "title" # SFT needs no negative items
 
     def prompts(self, pol, samples:Samples, idx, negatives, fillers) -> tuple[list, np.ndarray, np.ndarray]:
         out = []
@@ -270,7 +275,7 @@ class MultipleChoice:
         return lm_logp(pol.rec, prompts, pol.images, reduce=pol.cfg.reduce, batch_size=len(prompts)).float()
 
     def keys(self, pol, prompts, right) -> np.ndarray:
-        return np.array([[answer_key(p.text, *p.image_items, a) for a in p.answers] for p in prompts], dtype=np.int64)
+        return np.array([[answer_key(p.text, *p.image_items, *p.token_items, a) for a in p.answers] for p in prompts], dtype=np.int64)
 
     def candidate_scores(self, pol, samples:Samples, b, batch_size:int) -> torch.Tensor:
         prompts = [pol.prompt(samples, i, samples.candidates[i].tolist(), samples.candidates[i].tolist()) for i in b]
@@ -279,7 +284,7 @@ class MultipleChoice:
 # %% ../nbs/32_policies.ipynb #po000031
 class YesNo:
     "One prompt per (sample, item); columns are the right and the wrong answer's log-probs."
-    name, needs_negatives = "yes_no", True # the "no" prompts need negative items, SFT included
+    name, needs_negatives, needs_fillers, answer = "yes_no", True, False, None # the "no" prompts need negative items, SFT included
 
     def prompts(self, pol, samples:Samples, idx, negatives, fillers) -> tuple[list, np.ndarray, np.ndarray]:
         out, rows, right_is_yes = [], [], []
@@ -295,7 +300,7 @@ class YesNo:
 
     def keys(self, pol, prompts, right_is_yes) -> np.ndarray:
         t = pol.templates
-        return np.array([[answer_key(p.text, *p.image_items, a) for a in ((t.yes, t.no) if y else (t.no, t.yes))]
+        return np.array([[answer_key(p.text, *p.image_items, *p.token_items, a) for a in ((t.yes, t.no) if y else (t.no, t.yes))]
                          for p, y in zip(prompts, right_is_yes)], dtype=np.int64)
 
     def candidate_scores(self, pol, samples:Samples, b, batch_size:int) -> torch.Tensor:
@@ -304,22 +309,75 @@ class YesNo:
                         for k in range(0, len(prompts), batch_size * 4)])
         return (lp[:, 0] - lp[:, 1]).float().cpu().view(len(b), -1)
 
-TASKS = {t.name: t for t in (MultipleChoice(), YesNo())}
+# %% ../nbs/32_policies.ipynb #bc5acd8e
+class Label(MultipleChoice):
+    "The same list answered by label: every column's log-prob comes from one forward, normalised over the shown labels."
+    name, answer = "label", "label"
+
+    def logp(self, pol, prompts, right) -> torch.Tensor: return label_logp(pol.rec, prompts, pol.images)
+
+    def candidate_scores(self, pol, samples:Samples, b, batch_size:int) -> torch.Tensor:
+        "Each fixed candidate's label log-prob, averaged over `label_orders` orders (the first the candidates' own)."
+        C, k = samples.candidates.shape[1], max(1, pol.cfg.label_orders)
+        total = torch.zeros(len(b), C)
+        for o in range(k):
+            orders = [np.arange(C) if o == 0 else sample_rng(pol.cfg.seed, Purpose.PROMPT_ORDER, int(i), o).permutation(C) for i in b]
+            rows = [samples.candidates[i][order].tolist() for i, order in zip(b, orders)]
+            lp = label_logp(pol.rec, [pol.prompt(samples, i, r, r) for i, r in zip(b, rows)], pol.images).float().cpu()
+            for j, order in enumerate(orders): total[j, torch.as_tensor(order)] += lp[j]
+        return total / k
+
+# %% ../nbs/32_policies.ipynb #36d9ba72
+class Head:
+    "A history-only prompt per sample; a scoring head gives every catalog item's log-prob, and the columns are read from it."
+    name, needs_negatives, needs_fillers, answer = "head", False, False, None
+
+    def prompts(self, pol, samples:Samples, idx, negatives, fillers) -> tuple[list, np.ndarray, np.ndarray]:
+        cols = samples.target[idx][:, None] if negatives is None else np.concatenate([samples.target[idx][:, None], negatives], 1)
+        return [pol.next_item(samples, i) for i in idx], np.arange(len(idx)), cols
+
+    def logp(self, pol, prompts, cols) -> torch.Tensor:
+        lp = head_scores(pol.rec, prompts, pol.images).log_softmax(-1)
+        return lp.gather(1, torch.as_tensor(cols, device=lp.device))
+
+    def keys(self, pol, prompts, cols) -> np.ndarray:
+        return np.array([[answer_key(p.text, *p.image_items, *p.token_items, c) for c in row] for p, row in zip(prompts, cols.tolist())], dtype=np.int64)
+
+    def catalog_scores(self, pol, samples:Samples, idx, batch_size:int=16) -> torch.Tensor:
+        "[B, N] every item's score (model-based negatives, full-catalog evaluation)."
+        return torch.cat([head_scores(pol.rec, [pol.next_item(samples, i) for i in idx[s:s + batch_size]], pol.images).cpu()
+                          for s in range(0, len(idx), batch_size)])
+
+    def candidate_scores(self, pol, samples:Samples, b, batch_size:int) -> torch.Tensor:
+        return self.catalog_scores(pol, samples, b, len(b)).gather(1, torch.as_tensor(samples.candidates[b]))
+
+TASKS = {t.name: t for t in (MultipleChoice(), Label(), Head(), YesNo())}
+
+# %% ../nbs/32_policies.ipynb #21930cfc
+def short_titles(titles:dict, # item id -> title
+                 rec:Recommender, # whose tokenizer counts the tokens
+                 n:int) -> dict: # the most tokens a title keeps (0: all)
+    "Titles cut to their first `n` tokens (compact item lines: a shorter prompt is a cheaper step)."
+    if n <= 0: return titles
+    tok = rec.tokenizer
+    return {i: tok.decode(tok(t, add_special_tokens=False).input_ids[:n]).strip() for i, t in titles.items()}
 
 # %% ../nbs/32_policies.ipynb #po000018
 class LMPolicy:
     "A language-model recommender (any family in `20_models`) as a policy over the prompts of its task."
-    needs_fillers = True # a multiple-choice prompt lists fixed filler items beside the target and negatives
     def __init__(self, rec:Recommender, ds:PreparedDataset, samples:Samples, cfg:PolicyConfig,
                  images, # item id -> image features or image (`images.item_images`), or None
                  summaries:dict|None, # (user, prefix length) -> user summary, or None
                  shortlist:int=50): # catalog_scores ranks this many fixed random unseen items per sample
         self.rec, self.ds, self.samples, self.cfg, self.images, self.summaries = rec, ds, samples, cfg, images, summaries
-        self.ids, self.titles, self.templates = [str(i) for i in ds.items.item_id], item_titles(ds.items), PromptTemplates()
+        self.ids, self.templates = [str(i) for i in ds.items.item_id], PromptTemplates()
+        self.titles = short_titles(item_titles(ds.items), rec, cfg.title_tokens)
         self.family, self.task, self.shortlist = rec.family, TASKS[cfg.task], shortlist
 
     @property
     def module(self): return self.rec.model
+    @property
+    def needs_fillers(self) -> bool: return self.task.needs_fillers # a prompt that lists candidates lists fixed fillers beside the target and negatives
     def needs_negatives(self, objective) -> bool: return objective.negatives or self.task.needs_negatives
     def _ids(self, rows) -> list: return [self.ids[int(r)] for r in rows]
 
@@ -330,16 +388,24 @@ class LMPolicy:
         return self.summaries.get((samples.users[i], p)) if p else None
 
     def prompt(self, samples:Samples, i:int, shown_rows, answer_rows) -> Prompt:
-        "Sample `i`'s multiple-choice prompt listing `shown_rows`, with the titles of `answer_rows` as its answers."
+        "Sample `i`'s multiple-choice prompt listing `shown_rows`, with the titles (or labels) of `answer_rows` as its answers."
+        answer = self.task.answer or "title"
         p = multiple_choice_prompt(self._ids(samples.history[i]), self._ids(shown_rows), self.titles, self._summary(samples, i),
-                                   self.templates, images=self.images is not None)
-        p.answers = [self.templates.multiple_choice_answer.format(title=self.titles[self.ids[r]]) for r in answer_rows]
+                                   self.templates, images=self.images is not None, items=self.cfg.items, answer=answer)
+        shown = [int(r) for r in shown_rows]
+        p.answers = ([p.labels[shown.index(int(r))] for r in answer_rows] if answer == "label" else
+                     [self.templates.multiple_choice_answer.format(title=self.titles[self.ids[r]]) for r in answer_rows])
         return p
+
+    def next_item(self, samples:Samples, i:int) -> Prompt:
+        "Sample `i`'s history-only prompt for the scoring head."
+        return next_item_prompt(self._ids(samples.history[i]), self.titles, self._summary(samples, i), self.templates,
+                                images=self.images is not None, items=self.cfg.items)
 
     def yes_no(self, samples:Samples, i:int, item_row) -> Prompt:
         "Sample `i`'s yes/no prompt about one item."
         return yes_no_prompt(self._ids(samples.history[i]), self.ids[int(item_row)], self.titles, self._summary(samples, i),
-                             self.templates, images=self.images is not None)
+                             self.templates, images=self.images is not None, items=self.cfg.items)
 
     def shown(self, i:int, pos:int, negatives, fillers) -> list:
         "The training prompt's list: target, negatives, then fillers up to `prompt_candidates`, in a fixed shuffled order."
@@ -388,8 +454,10 @@ def item_embeddings(self:LMPolicy, batch_size:int=64) -> torch.Tensor:
 # %% ../nbs/32_policies.ipynb #po000033
 @patch
 def catalog_scores(self:LMPolicy, idx:np.ndarray, samples:Samples|None=None) -> torch.Tensor: # default: the training samples
-    "[B, N]: the log-likelihood of each shortlisted item as the answer to a prompt listing the shortlist; -inf elsewhere."
+    "[B, N]: the scoring head's every item; else each shortlisted item's log-likelihood as the answer to a prompt listing the shortlist, -inf elsewhere."
     s, N = samples or self.samples, len(self.ids)
+    if hasattr(self.task, "catalog_scores"):
+        with torch.no_grad(): return self.task.catalog_scores(self, s, np.asarray(idx))
     short = fixed_items(s, idx, N, self.shortlist, self.cfg.seed, Purpose.SHORTLIST)
     prompts = [self.prompt(s, i, row.tolist(), row.tolist()) for i, row in zip(idx, short)]
     with torch.no_grad(): lp = lm_logp(self.rec, prompts, self.images, reduce=self.cfg.reduce).float().cpu()
@@ -466,19 +534,30 @@ def build_seqrec_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, #
 
 
 # %% ../nbs/32_policies.ipynb #6a421c7b
+def encoder_item_table(run:str|Path, ds:PreparedDataset) -> torch.Tensor:
+    "[N, e] a finished encoder run's item table (ids, text and image parts fused), checked to be made on `ds`'s catalog."
+    folder = RunFolder(run)
+    folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
+    folder.check_catalog(ds.path)
+    if folder.read_base().get("kind") != "seqrec":
+        raise HanorecError(f"item_tokens={run} is not an encoder run (its base.json names {folder.read_base().get('kind')!r})",
+                           hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    model = load_seqrec(folder.model(), device="cpu").eval()
+    with torch.no_grad(): return model.item_table()[0].float()
+
 def build_lm_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, # the run's policy settings, data and training samples
                     base:dict, device, # from `describe_base`; a torch device
-                    train_projector:bool=True, # composed MLLM: train the image projector (SFT stages)
+                    train_projector:bool=True, # composed MLLM: train the image projector, item tokens and head (SFT stages)
                     shortlist:int=50, # items ranked for model-based negatives
                     **_) -> LMPolicy:
-    "A trainable language model: the base model (with the init run's adapter merged in) and a fresh LoRA."
+    "A trainable language model: the base model (with the init run's adapter merged in) and a fresh LoRA; collaborative item tokens from `item_tokens`."
     rec = load_base_model(base, device)
     if base.get("init"): load_weights(lambda: load_lora(rec, base["init"]), Path(base["init"]), len(ds.items))
+    elif cfg.item_tokens: add_item_tokens(rec, encoder_item_table(cfg.item_tokens, ds), [str(i) for i in ds.items.item_id], cfg.seed)
     add_lora(rec, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, train_projector=cfg.lora.train_projector and train_projector)
     if cfg.gradient_checkpointing: enable_gradient_checkpointing(rec)
     rec.model.to(device)
     return LMPolicy(rec, ds, samples, cfg, lm_images(cfg, ds, rec), user_summaries(ds, cfg.summary), shortlist)
-
 
 # %% ../nbs/32_policies.ipynb #po000026
 def run_data(run:str|Path) -> Path:

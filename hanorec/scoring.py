@@ -20,8 +20,8 @@ from .models import (ItemImages, MROPE_FAMILIES, Recommender, add_lora, build_co
 from .prompts import Prompt, multiple_choice_prompt
 
 # %% auto #0
-__all__ = ['logp_naive', 'logp', 'yes_no_logp', 'match_title', 'valid_ratio', 'generate', 'generative_choices',
-           'synthetic_titles', 'item_titles', 'models_check']
+__all__ = ['logp_naive', 'logp', 'yes_no_logp', 'label_logp', 'head_scores', 'match_title', 'valid_ratio', 'generate',
+           'generative_choices', 'synthetic_titles', 'item_titles', 'models_check']
 
 # %% ../nbs/22_scoring.ipynb #cbf5674f
 def _answers(rec:Recommender, prompts:Sequence[Prompt], end:bool) -> list[list[list[int]]]:
@@ -58,6 +58,7 @@ def _extend(inputs:dict, ids:torch.Tensor, mask:torch.Tensor) -> dict:
     out["attention_mask"] = torch.cat([inputs["attention_mask"], mask.to(inputs["attention_mask"].dtype)], 1)
     if "mm_token_type_ids" in inputs: out["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(ids)], 1)
     if "image_mask" in inputs: out["image_mask"] = torch.cat([inputs["image_mask"], torch.zeros_like(ids, dtype=torch.bool)], 1)
+    if "item_mask" in inputs: out["item_mask"] = torch.cat([inputs["item_mask"], torch.zeros_like(ids, dtype=torch.bool)], 1)
     return out
 
 # %% ../nbs/22_scoring.ipynb #9529dd0a
@@ -187,6 +188,41 @@ def yes_no_logp(rec:Recommender,
     inputs = rec.encode(prompts, images)
     logits = rec(**inputs, position_ids=rec.positions(inputs), logits_to_keep=1).logits[:, -1].float()
     return logits.log_softmax(-1)[:, [first[0][0], first[1][0]]]
+
+# %% ../nbs/22_scoring.ipynb #74ea855a
+def _label_ids(rec:Recommender, labels:Sequence[str]) -> list[int]:
+    "The one token of each label as an answer (as it follows the prompt)."
+    ids = [rec.answer_ids(x, end=False) for x in labels]
+    bad = [x for x, i in zip(labels, ids) if len(i) != 1]
+    if bad or len({i[0] for i in ids}) != len(ids):
+        raise HanorecError(f"the labels {', '.join(bad or labels)} are not one distinct token each for this tokenizer",
+                           hint="list at most 26 candidates (labels A to Z), or use task=multiple_choice (title scoring)")
+    return [i[0] for i in ids]
+
+def label_logp(rec:Recommender,
+               prompts:Sequence[Prompt], # label prompts (`multiple_choice_prompt(..., answer="label")`), each with C answers
+               images:ItemImages|None=None) -> torch.Tensor:
+    "[B, C]: each answer label's log-probability at the answer position, normalised over the prompt's shown labels."
+    inputs = rec.encode(prompts, images)
+    last = rec(**inputs, position_ids=rec.positions(inputs), logits_to_keep=1).logits[:, -1].float()  # [B, V]: one position
+    out = []
+    for b, p in enumerate(prompts):
+        if p.kind != "label": raise HanorecError(f"label_logp scores label prompts, not {p.kind} ones", hint="build them with answer='label'")
+        shown = last[b, _label_ids(rec, p.labels)].log_softmax(-1)
+        out.append(shown[[p.labels.index(a) for a in p.answers]])
+    return torch.stack(out)
+
+# %% ../nbs/22_scoring.ipynb #2c2153a2
+def head_scores(rec:Recommender,
+                prompts:Sequence[Prompt], # next-item prompts (`prompts.next_item_prompt`)
+                images:ItemImages|None=None) -> torch.Tensor:
+    "[B, N] every catalog item's score from the scoring head on each prompt's last hidden state."
+    items = getattr(rec.model, "items", None) if rec.family == "composed" else None
+    if items is None:
+        raise HanorecError("this model has no scoring head", hint="train with task=head and item_tokens=RUN (a finished encoder run) on a composed model")
+    inputs = rec.encode(prompts, images)
+    hidden = rec.model.last_hidden(**inputs, position_ids=rec.positions(inputs))[:, -1]
+    return items.scores(hidden).float()
 
 # %% ../nbs/22_scoring.ipynb #c4f4b6c5
 def _normalise(s:str) -> str:

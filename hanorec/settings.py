@@ -98,6 +98,7 @@ class RunState:
 # %% ../nbs/35_settings.ipynb #h2rng02
 SETTING_RANGES = {  # every number of a stage's settings, with the values that mean something ("(0, inf)": above 0)
     "seed": "[0, 4294967295]", "history": "[1, inf)", "min_history": "[0, inf)", "prompt_candidates": "[2, inf)",
+    "title_tokens": "[0, inf)", "label_orders": "[1, inf)",
     "lora.r": "[1, inf)", "lora.alpha": "(0, inf)", "lora.dropout": "[0, 1)",
     "seqrec.hidden": "[1, inf)", "seqrec.layers": "[0, inf)", "seqrec.heads": "[1, inf)", "seqrec.inner": "[0, inf)",
     "seqrec.gru_hidden": "[0, inf)", "seqrec.dropout": "[0, 1)", "seqrec.history": "[1, inf)", "seqrec.moe_experts": "[1, inf)",
@@ -184,8 +185,8 @@ def resolve_model(cfg:TrainConfig) -> TrainConfig:
     if cfg.model and not same:
         raise HanorecError(f"model={cfg.model} but the init run {init} trained {trained}",
                            hint=f"a stage continues its init run's model: leave model= out, or set model={trained}")
-    shape = family_of(trained).shape  # an encoder continues as it was built
-    return dataclasses.replace(cfg, model=trained, **({shape: getattr(started, shape)} if shape else {}))
+    shape = family_of(trained).shape  # an encoder continues as it was built, a language model with its task and item lines
+    return dataclasses.replace(cfg, model=trained, **{k: getattr(started, k) for k in shape})
 
 # %% ../nbs/35_settings.ipynb #934c0552
 def catalog_limits(cfg:TrainConfig, n_items:int, # the stage's settings, its catalog's size
@@ -262,7 +263,7 @@ def _check_ignored(cfg:TrainConfig, family:Family, given:set[str]):
     now = flat(config_to_dict(cfg))
     groups = [(family.ignores, family.ignores_why, default)]
     if family.shape and built:  # a continuing model may repeat its init run's shape (a grid's shared settings do): only a change is refused
-        groups.append(((family.shape,), family.shape_why, {**default, **flat(config_to_dict(RunFolder(cfg.init).config(TrainConfig, part=False)))}))
+        groups.append((family.shape, family.shape_why, {**default, **flat(config_to_dict(RunFolder(cfg.init).config(TrainConfig, part=False)))}))
     for keys, why, ref in groups:
         for k in sorted(given):
             if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
