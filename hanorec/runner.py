@@ -24,8 +24,9 @@ from .runs import RunFolder
 from .settings import TrainConfig, train_config
 
 # %% auto #0
-__all__ = ['FEATURES', 'Stage', 'stage_config', 'stale_settings', 'refuse_stale', 'release_memory', 'run_stage', 'cpu_cores',
-           'reads_features', 'stage_graph', 'task_priority', 'next_tasks', 'make_features', 'run_task', 'run_tasks']
+__all__ = ['REFERENCES', 'FEATURES', 'Stage', 'references', 'stage_config', 'stale_settings', 'refuse_stale', 'release_memory',
+           'run_stage', 'cpu_cores', 'reads_features', 'stage_graph', 'task_priority', 'next_tasks', 'make_features',
+           'run_task', 'run_tasks']
 
 # %% ../nbs/50_runner.ipynb #ex000006
 @dataclass
@@ -38,12 +39,22 @@ class Stage:
     users: int|None = None # evaluate on the first N test users only (a language model on a CPU); None: every user
     budget: str = "" # the training budget, printed beside its numbers
     against: str = "" # a stage it does not continue but is tested against (summaries on against off); default its start
+    seeds: list|None = None # where an experiment runs several seeds (a grid): the only seeds it runs on; None: every seed
 
 # %% ../nbs/50_runner.ipynb #ex000011
+REFERENCES = ("init", "item_tokens")  # settings that may name another stage of the same experiment, read as that stage's run folder
+
+def references(settings:list) -> list[tuple[str, str]]:
+    "(key, value) of each setting of `settings` that names another stage or run (`REFERENCES`), in order; an empty value names none."
+    pairs = [(k.strip(), v.strip()) for k, _, v in (x.partition("=") for x in settings)]
+    return [(k, v) for k, v in pairs if k in REFERENCES and v]
+
 def stage_config(stage:Stage, data:Path, out:Path, device:str="auto") -> TrainConfig:
-    "The stage's settings: the model family's recipe, the stage's settings, its data, folder and device."
-    settings = [s if not s.startswith("init=") else f"init={out/s[5:]}" for s in stage.settings]
-    return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *settings])
+    "The stage's settings: the model family's recipe, the stage's settings (`REFERENCES` read as folders in `out`), its data, folder and device."
+    def resolved(x:str) -> str:
+        k, _, v = (p.strip() for p in x.partition("="))
+        return f"{k}={out/v}" if k in REFERENCES and v else x  # an absolute path stays itself (out/"/abs" is "/abs")
+    return train_config(overrides=[f"data={data}", f"out={out/stage.name}", f"device={device}", *map(resolved, stage.settings)])
 
 # %% ../nbs/50_runner.ipynb #1535dffd
 def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
@@ -54,6 +65,8 @@ def stale_settings(stage:Stage, data:Path, out:Path, device:str="auto") -> dict:
     saved = config_to_dict(load_config(TrainConfig, run.config_file))  # keys added since then read as their defaults
     ignore = {"data", "out", "init", "device"} | ({"model"} if stage.start else set())  # a continuing stage's model is its start's
     now, saved = flat(now), flat(saved)
+    for d in (now, saved):  # the item-token run by its folder's name: the stage it names, wherever the experiment's folder is now
+        if d.get("item_tokens"): d["item_tokens"] = Path(d["item_tokens"]).name
     continues = lambda k: stage.start and k.startswith("seqrec.")  # config.yaml records the start's encoder, which is checked as its own stage
     return {k: (saved.get(k), now.get(k)) for k in sorted(set(now) | set(saved)) if k not in ignore and not continues(k) and saved.get(k) != now.get(k)}
 
@@ -126,11 +139,11 @@ def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
 
 # %% ../nbs/50_runner.ipynb #288be767
 def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
-    "Each stage's prerequisites among this run's tasks: the stage it continues (`start`, `init=`) and `features` where it reads them."
+    "Each stage's prerequisites among this run's tasks: the stages it names (`start`, `init=`, `item_tokens=`) and `features` where it reads them."
     names = {s.name for s in stages}
     graph = {FEATURES: set()}
     for s in stages:
-        deps = ({s.start} | {x[5:] for x in s.settings if x.startswith("init=")}) & names
+        deps = ({s.start} | {v for _, v in references(s.settings)}) & names
         graph[s.name] = deps | ({FEATURES} if reads_features(s, data, out, device) else set())
     return graph
 
