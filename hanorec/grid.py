@@ -21,14 +21,16 @@ from .runs import RunFolder, check_place
 from .data import check_prepare_options, prepare
 from .evaluation import PROTOCOLS, curve_figure, holm, paired_bootstrap, read_evaluation, read_log, read_pairs, user_values
 from .experiments import REPORT_METRICS, markdown_html
-from .runner import Stage, refuse_stale, release_memory, run_stage, stage_config
+from .runner import Stage, references, refuse_stale, release_memory, run_stage, stage_config
 from .synthetic import check_synthetic_options, prepare_synthetic
-from .settings import check_settings
+from .objectives import OBJECTIVES
+from .settings import check_settings, train_config
 
 # %% auto #0
-__all__ = ['SEEDS', 'ABLATION_DATASETS', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells', 'cell_folder',
-           'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds', 'grid_summary', 'grid_markdown',
-           'preference_figures', 'unfinished_cells', 'write_grid_report', 'ablation_stages', 'ablation_grid']
+__all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells',
+           'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds', 'seeds_note',
+           'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells', 'write_grid_report',
+           'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/52_grid.ipynb #gr000006
 @dataclass
@@ -37,7 +39,7 @@ class Grid:
     name: str # what the report is called
     datasets: dict # dataset name -> {"prepare": SOURCE, ...options} | {"synthetic": {...options}} | {"path": FOLDER}
     stages: list # `runner.Stage`s, in order (a stage's start comes before it)
-    seeds: list = field(default_factory=lambda: [0]) # every stage runs once per seed (`seed=N`)
+    seeds: list = field(default_factory=lambda: [0]) # every stage runs once per seed (`seed=N`), or on those its own `seeds` lists
     settings: list = field(default_factory=list) # key=value settings given to every stage, before the stage's own
     metrics: tuple = REPORT_METRICS # the report's metrics (the sampled protocol's names)
     source: str = field(default="the grid", compare=False) # the file it was read from, for errors
@@ -45,7 +47,7 @@ class Grid:
 
 # %% ../nbs/52_grid.ipynb #gr000008
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes, no leading dot
-_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against"}
+_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against", "seeds"}
 SEEDS = (0, 2**32 - 1)  # the seeds every generator takes (NumPy's are 32-bit)
 
 # %% ../nbs/52_grid.ipynb #834583d2
@@ -129,7 +131,8 @@ def _check_seeds_metrics(grid:Grid, w:_Where):
 
 # %% ../nbs/52_grid.ipynb #gr0chk02
 def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -> its prepared folder (None: not made yet)
-    "Every stage's settings parsed into its `TrainConfig` and checked as the trainer will check them (against each prepared catalog, given `data`)."
+    """Every stage's settings parsed into its `TrainConfig` and checked as the trainer will check them (against each prepared
+    catalog, given `data`); a language model's `item_tokens=` stage must train an encoder."""
     models = {}  # the model each stage trains: its own model=, or the one of the stage it continues
     for i, s in enumerate(grid.stages):
         given = [*grid.settings, *s.settings]
@@ -142,13 +145,25 @@ def _check_stage_settings(grid:Grid, w:_Where, data:dict|None=None): # dataset -
         if own and trained and own[-1] != trained:
             w.fail(keys["model"], f"sets model={own[-1]}, but stage {s.name} continues {init[-1]}, which trains {trained}",
                    f"a stage continues its init stage's model: leave model= out, or set model={trained}")
+        tokens = [v for k, v in references(given) if k == "item_tokens"]
+        encoder = tokens[-1] if tokens and tokens[-1] in models else None  # a stage of this grid, trained only when the cell runs
+        if encoder and models[encoder] != "seqrec":
+            w.fail(keys["item_tokens"], f" of stage {s.name}: item_tokens={encoder} names stage {encoder}, which trains {models[encoder] or 'the default language model'}, "
+                   "not an encoder: a language model's item tokens are an encoder's item embeddings", "name a stage with model=seqrec (SASRec over item ids: model=seqrec seqrec.text=false)", sep="")
         models[s.name] = own[-1] if own else trained or ""
         resolved = [f"model={trained}"] if trained and not own else []  # what the trainer reads from the init run, not there yet
-        stage = replace(s, settings=[*given, *resolved, f"seed={grid.seeds[0]}"])
+        stage = replace(s, settings=[*given, *resolved, f"seed={(s.seeds or grid.seeds)[0]}"])
         for d, folder in (data or {"": Path("<dataset>")}).items():
-            try: check_settings(stage_config(stage, folder, Path("<grid>")), processes=1)
+            try: check_settings(_unmade_tokens(stage_config(stage, folder, Path("<grid>")), encoder), processes=1)
             except HanorecError as e: w.refuse(("stages", i), e, f" of stage {s.name}" + (f" on dataset {d}" if d else ""),
                                                keys={k: keys[k] for k in sorted(keys, key=len, reverse=True)})
+
+def _unmade_tokens(cfg, encoder:str|None):
+    """The config to check where its item tokens come from a stage not trained yet (`encoder`): the trainer's check that
+    the run is a finished encoder waits for the cell (the model family skips it for a stage with init=, as here); every
+    other setting is checked as given. A preference objective without init= keeps its own refusal (it needs a reference)."""
+    if not encoder or cfg.init or OBJECTIVES[cfg.objective].reference: return cfg
+    return replace(cfg, init=cfg.item_tokens)
 
 # %% ../nbs/52_grid.ipynb #f16eab5c
 def _check_grid_sets(grid:Grid, w:_Where):
@@ -182,6 +197,22 @@ def _check_starts(grid:Grid, w:_Where):
                    f" of stage {s.name}: it is scored on {said(s.users)}, but {ref}, which it is compared with, on {said(users[ref])}: paired values need the same users",
                    f"give both stages the same users (users: {users[ref] if users[ref] is not None else s.users} in each), or leave users out of both", sep="")
 
+# %% ../nbs/52_grid.ipynb #f98d9e37
+def _check_stage_seeds(grid:Grid, w:_Where):
+    "A stage's own `seeds` are seeds of the grid, and each stage it names (start, against, init=, item_tokens=) runs on every seed it runs on."
+    on = {s.name: s.seeds if s.seeds is not None else grid.seeds for s in grid.stages}
+    for i, s in enumerate(grid.stages):
+        for j, x in enumerate(s.seeds or []):
+            if x not in grid.seeds: w.fail(("stages", i, "seeds", j), f" of stage {s.name}: {x} is not one of the grid's seeds {grid.seeds}",
+                                           f"list seeds the grid runs (seeds: [{grid.seeds[0]}]), or add {x} to the grid's seeds", sep="")
+        named = [(s.start, "start"), (s.against, "against")] + [(v, "settings") for _, v in references([*grid.settings, *s.settings])]
+        for ref, key in named:
+            if ref not in on or ref == s.name: continue
+            if missing := [x for x in on[s.name] if x not in on[ref]]:
+                w.fail(("stages", i, "seeds" if s.seeds is not None else key),
+                       f" of stage {s.name}: it runs on seed{'s' * (len(on[s.name]) > 1)} {', '.join(map(str, on[s.name]))}, but {ref}, which it names, "
+                       f"does not run on {', '.join(map(str, missing))}", f"give stage {s.name} seeds: {on[ref]} (or fewer), or run {ref} on every seed", sep="")
+
 # %% ../nbs/52_grid.ipynb #e436b4a8
 def check_grid(grid:Grid):
     "Check every value of every dataset and stage before anything runs: dataset options, seeds, metrics, and each stage's settings."
@@ -190,6 +221,7 @@ def check_grid(grid:Grid):
     _check_seeds_metrics(grid, w)
     _check_grid_sets(grid, w)
     _check_starts(grid, w)
+    _check_stage_seeds(grid, w)
     _check_stage_settings(grid, w)
 
 # %% ../nbs/52_grid.ipynb #gr0chk03
@@ -223,11 +255,31 @@ def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
     for dep, key in [(s.get("start"), "start"), (s.get("against"), "against")] + [(x[5:], "settings") for x in st if x.startswith("init=")]:
         if dep and dep not in names: w.fail(("stages", i, key), f"{'is tested against' if key == 'against' else 'continues'} {dep!r}, which is not a stage defined before it",
                                             f"define the {key} stage first")
+    _check_token_source(name, [*settings, *st], i, len(settings), names, w)
     if s.get("start") and s.get("against"): w.fail(("stages", i, "against"), "is given beside start", "a continuing stage is tested against its start; give one of them")
     users = s.get("users")
     if users is not None and (isinstance(users, bool) or not isinstance(users, int) or users < 1):
         w.fail(("stages", i, "users"), f"must be a whole number of test users of at least 1, or null for every user; got {users!r}", "users: 20 (or leave it out)")
-    return Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), users, str(s.get("budget", "")), str(s.get("against") or ""))
+    seeds = s.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds)
+                              or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        w.fail(("stages", i, "seeds"), f"must be a list of distinct seeds of the grid, got {seeds!r}", "seeds: [0] (or leave it out: every seed of the grid)")
+    return Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), users, str(s.get("budget", "")), str(s.get("against") or ""),
+                 None if seeds is None else list(seeds))
+
+def _check_token_source(name:str, given:list, i:int, shared:int, names:list, w:_Where):
+    "A stage's item_tokens= (its own, else the grid's `shared` first settings'): a stage defined before it, or a finished run's absolute path."
+    at = [j for j, x in enumerate(given) if x.partition("=")[0].strip() == "item_tokens"]
+    if not at: return
+    j, v = at[-1], given[at[-1]].partition("=")[2].strip()
+    path = ("settings", j) if j < shared else ("stages", i, "settings", j - shared)
+    if not v or v in names: return
+    if "/" not in v and "\\" not in v:
+        w.fail(path, f" of stage {name}: item_tokens={v} takes its item tokens from {v!r}, which is not a stage defined before it",
+               "define the encoder stage first (model=seqrec seqrec.text=false), or give a finished encoder run's absolute path", sep="")
+    if not Path(v).is_absolute():
+        w.fail(path, f" of stage {name}: item_tokens={v} is a relative path, which each cell would read inside its own folder",
+               "name a stage of the grid (item_tokens=sasrec), or give the finished encoder run's absolute path", sep="")
 
 # %% ../nbs/52_grid.ipynb #b3a48122
 def load_grid(source:str|Path|dict) -> Grid: # a YAML file, or the same structure as a dict
@@ -281,9 +333,9 @@ def grid_dataset(name:str, spec:dict, out:Path) -> Path:
     return folder
 
 def grid_cells(grid:Grid) -> list[tuple[str, int, Stage]]:
-    "(dataset, seed, stage with the grid's settings and its seed) for every cell, in the order they run."
-    return [(d, seed, Stage(s.name, s.about, [*grid.settings, *s.settings, f"seed={seed}"], s.start, s.users, s.budget, s.against))
-            for d in grid.datasets for seed in grid.seeds for s in grid.stages]
+    "(dataset, seed, stage with the grid's settings and its seed) for every cell, in the order they run; a stage with its own `seeds` on those only."
+    return [(d, seed, replace(s, settings=[*grid.settings, *s.settings, f"seed={seed}"]))
+            for d in grid.datasets for seed in grid.seeds for s in grid.stages if s.seeds is None or seed in s.seeds]
 
 def cell_folder(out:Path, dataset:str, seed:int) -> Path:
     "The folder holding one (dataset, seed)'s stages."
@@ -337,7 +389,7 @@ def _last(settings:list) -> list:
 def grid_dict(grid:Grid) -> dict:
     "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it; a grid built in Python may override a key in one list, written once)."
     stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", _last(s.settings)),
-                                          ("users", s.users), ("budget", s.budget), ("against", s.against)) if v not in ("", None)}
+                                          ("users", s.users), ("budget", s.budget), ("against", s.against), ("seeds", s.seeds)) if v not in ("", None)}
     return {"name": grid.name, "datasets": grid.datasets, "seeds": grid.seeds, "settings": _last(grid.settings),
             "metrics": list(grid.metrics), "stages": [stage(s) for s in grid.stages]}
 
@@ -383,6 +435,13 @@ def paired_over_seeds(a:dict, b:dict, # {seed: per-user values (`test_values`)} 
     return dict(seeds=len(seeds), a_value=float(sa.mean()), b_value=float(sb.mean()), difference=boot["difference"], low=boot["low"],
                 high=boot["high"], p_users=boot["p_value"], p_seeds=p_seeds)
 
+# %% ../nbs/52_grid.ipynb #9f9e8745
+def seeds_note(grid:Grid, stage:Stage) -> str:
+    "'seed 0 only' (or 'seeds 0, 2 only') where the stage runs on fewer seeds than the grid, else '': the report's mark beside its numbers."
+    if stage.seeds is None or set(grid.seeds) <= set(stage.seeds): return ""
+    mine = [x for x in grid.seeds if x in stage.seeds]
+    return f"seed{'s' * (len(mine) > 1)} {', '.join(map(str, mine))} only"
+
 # %% ../nbs/52_grid.ipynb #gr0summ1
 def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstrap resamples
     "One row per (dataset, stage): mean and sd over seeds per metric, the validation mean, and against the start: difference, p across seeds, p over users."
@@ -390,12 +449,12 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
     validation = grid_results(grid, out).groupby(["dataset", "stage", "metric"]).validation.mean()
     for d in grid.datasets:
         for s in grid.stages:
-            runs = {seed: cell_folder(out, d, seed)/s.name for seed in grid.seeds}
+            runs = {seed: cell_folder(out, d, seed)/s.name for seed in grid.seeds if s.seeds is None or seed in s.seeds}
             runs = {k: r for k, r in runs.items() if read_evaluation(r, "test", "sampled") is not None}
             if not runs: continue
             vals = {k: test_values(r, grid.metrics) for k, r in runs.items()}
             ref = s.start or s.against  # what it is tested against
-            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({s.budget})" if s.budget else ""), start=ref, seeds=len(runs), users=len(next(iter(vals.values()))),
+            row = dict(dataset=d, stage=s.name, about=s.about + (f" ({'; '.join(said)})" if (said := [x for x in (s.budget, seeds_note(grid, s)) if x]) else ""), start=ref, seeds=len(runs), users=len(next(iter(vals.values()))),
                        candidates=read_evaluation(next(iter(runs.values())), "test", "sampled")[0].get("candidates"))  # per user, the target among them
             base = {k: cell_folder(out, d, k)/ref for k in runs} if ref else {}
             base = {k: test_values(r, grid.metrics) for k, r in base.items() if read_evaluation(r, "test", "sampled") is not None}
@@ -473,7 +532,7 @@ def preference_figures(grid:Grid, out:str|Path, seed:int|None=None) -> list: # d
     from plotly.subplots import make_subplots
     out, seed, figs = Path(out), grid.seeds[0] if seed is None else seed, []
     for d in grid.datasets:
-        runs = [(s, cell_folder(out, d, seed)/s.name) for s in grid.stages if s.start]
+        runs = [(s, cell_folder(out, d, seed)/s.name) for s in grid.stages if s.start and (s.seeds is None or seed in s.seeds)]
         pairs = [(s, p) for s, r in runs if len(p := read_pairs(r))]
         if pairs:
             fig = make_subplots(1, 2, subplot_titles=["beta per training pair", "HaRS hardness h per training pair"])
@@ -538,62 +597,128 @@ ABLATION_DATASETS = {"movielens-small": {"prepare": "movielens-small"},
                      "synthetic-no-visual": {"synthetic": {"users": 1000, "items": 2000, "visual_signal": 0.0}}}
 
 # %% ../nbs/52_grid.ipynb #de776ba0
-def ablation_stages(models=("encoder",), # "encoder", "mllm" and/or "summaries"
-                    cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
-    "The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows and the summary rows when asked."
-    from hanorec.experiments import quickstart_stages
-    unknown = set(models) - {"encoder", "mllm", "summaries"}
-    if unknown: raise HanorecError(f"unknown ablation model(s) {', '.join(sorted(unknown))}", hint="choose from encoder, mllm, summaries")
-    stages = []
+def _with(base:list, *settings:str, drop:tuple=()) -> list:
+    "`base` without the keys `settings` set (nor those under `drop`: a key or a dotted prefix), then `settings`: each key once (its last value), as a grid file holds it."
+    gone = lambda k: any(k == p or k.startswith(p + ".") for p in drop)
+    return _last([x for x in base if not gone(x.partition("=")[0].strip())] + list(settings))
+
+def _encoder_budget(settings:list) -> str:
+    "A fresh encoder's budget as its recipe sets it: at most so many epochs, stopped early on validation."
+    cfg = train_config(overrides=list(settings))
+    o, e = cfg.optim, cfg.eval
+    most = f"{o.epochs:g} epochs" if o.epochs else f"{o.max_steps} steps"  # epochs, where set, decide
+    return f"at most {most}, stopped when validation {e.metric.upper()} has not risen for {e.patience} checks {e.every} steps apart"
+
+def _token_sources(qs:dict, *lists:list) -> list[Stage]:
+    "The quickstart's stages that these settings name in item_tokens= (a language model's item-token encoder), each with its budget."
+    names = dict.fromkeys(v for settings in lists for k, v in references(settings) if k == "item_tokens" and v in qs)
+    return [replace(qs[k], budget=qs[k].budget or _encoder_budget(qs[k].settings)) for k in names]
+
+# %% ../nbs/52_grid.ipynb #904daafe
+def _encoder_rows() -> list[Stage]:
+    "The multimodal encoder's rows: three SFTs (text + images, text only, images permuted), each preference stage on the first, two on the second."
     enc = ["model=seqrec", "seqrec.text=true"]
-    if "encoder" in models:
-        pref = lambda name, about, start, *s: Stage(name, about, [f"init={start}", *s], start=start)
-        hanorec = ["objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits"]
-        stages += [Stage("sft", "encoder SFT (text + images)", [*enc, "seqrec.images=true"]),
-                   Stage("sft-text", "encoder SFT (text only)", [*enc, "seqrec.images=false"]),
-                   Stage("sft-permuted", "encoder SFT (text + images permuted across items: a control)",
-                         [*enc, "seqrec.images=true", "seqrec.permute_images=true"]),
-                   pref("dpo", "DPO (random negative)", "sft", "objective=dpo"),
-                   pref("sdpo", "S-DPO (3 random negatives)", "sft", "objective=sdpo", "negatives.k=3"),
-                   pref("rodpo-hard", "DPO, deterministic hard negative", "sft", "objective=dpo", "negatives.strategy=hard"),
-                   pref("rodpo-topk", "RoDPO: DPO, stochastic top-K negative (K 20)", "sft", "objective=dpo", "negatives.strategy=stochastic_topk"),
-                   pref("rodpo-topk-50", "RoDPO: DPO, stochastic top-K negative (K 50)", "sft", "objective=dpo",
-                        "negatives.strategy=stochastic_topk", "negatives.pool_size=50"),
-                   pref("hanorec", "HaNoRec (HaRS + NoDO)", "sft", *hanorec),
-                   pref("hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "sft", "objective=dpo", *hanorec[1:]),
-                   pref("hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "sft", "objective=hanorec"),
-                   pref("dpo-text", "DPO on the text-only start", "sft-text", "objective=dpo"),
-                   pref("hanorec-text", "HaNoRec on the text-only start", "sft-text", *hanorec)]
-    if "mllm" in models:
-        qs = {s.name: s for s in quickstart_stages(cuda=cuda)}
-        sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
-        lm = lambda name, about, start, *s: Stage(name, about, [*pref.settings, *s], start=start, users=pref.users, budget=pref.budget)
-        stages += [Stage("mllm-sft", "composed MLLM SFT", sft.settings, users=sft.users, budget=sft.budget),
-                   Stage("mllm-sft-text", "composed MLLM SFT (titles only)", [*sft.settings, "images=false"], users=sft.users, budget=sft.budget),
-                   lm("mllm-dpo", "composed MLLM DPO", "mllm-sft", "objective=dpo", "nodo.sigma=0"),
-                   lm("mllm-hanorec", "composed MLLM HaNoRec (NoDO on the logits)", "mllm-sft", "nodo.mode=logits"),
-                   lm("mllm-hanorec-lora", "composed MLLM HaNoRec (NoDO on LoRA, the authors' code)", "mllm-sft", "nodo.mode=lora",
-                      "gradient_checkpointing=false")]
+    pref = lambda name, about, start, *s: Stage(name, about, [f"init={start}", *s], start=start)
+    hanorec = ["objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits"]
+    return [Stage("sft", "encoder SFT (text + images)", [*enc, "seqrec.images=true"]),
+            Stage("sft-text", "encoder SFT (text only)", [*enc, "seqrec.images=false"]),
+            Stage("sft-permuted", "encoder SFT (text + images permuted across items: a control)",
+                  [*enc, "seqrec.images=true", "seqrec.permute_images=true"]),
+            pref("dpo", "DPO (random negative)", "sft", "objective=dpo"),
+            pref("sdpo", "S-DPO (3 random negatives)", "sft", "objective=sdpo", "negatives.k=3"),
+            pref("rodpo-hard", "DPO, deterministic hard negative", "sft", "objective=dpo", "negatives.strategy=hard"),
+            pref("rodpo-topk", "RoDPO: DPO, stochastic top-K negative (K 20)", "sft", "objective=dpo", "negatives.strategy=stochastic_topk"),
+            pref("rodpo-topk-50", "RoDPO: DPO, stochastic top-K negative (K 50)", "sft", "objective=dpo",
+                 "negatives.strategy=stochastic_topk", "negatives.pool_size=50"),
+            pref("hanorec", "HaNoRec (HaRS + NoDO)", "sft", *hanorec),
+            pref("hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "sft", "objective=dpo", *hanorec[1:]),
+            pref("hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "sft", "objective=hanorec"),
+            pref("dpo-text", "DPO on the text-only start", "sft-text", "objective=dpo"),
+            pref("hanorec-text", "HaNoRec on the text-only start", "sft-text", *hanorec)]
+
+# %% ../nbs/52_grid.ipynb #a7d57190
+def _mllm_rows(qs:dict) -> list[Stage]:
+    "The composed MLLM's rows, at the quickstart's language-model settings and budget: SFT with and without images, DPO, HaNoRec (NoDO on logits, on LoRA)."
+    sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
+    lm = lambda name, about, start, *s: Stage(name, about, [*pref.settings, *s], start=start, users=pref.users, budget=pref.budget)
+    return [Stage("mllm-sft", "composed MLLM SFT", sft.settings, users=sft.users, budget=sft.budget),
+            Stage("mllm-sft-text", "composed MLLM SFT (titles only)", [*sft.settings, "images=false"], users=sft.users, budget=sft.budget),
+            lm("mllm-dpo", "composed MLLM DPO", "mllm-sft", "objective=dpo", "nodo.sigma=0"),
+            lm("mllm-hanorec", "composed MLLM HaNoRec (NoDO on the logits)", "mllm-sft", "nodo.mode=logits"),
+            lm("mllm-hanorec-lora", "composed MLLM HaNoRec (NoDO on LoRA, the authors' code)", "mllm-sft", "nodo.mode=lora",
+               "gradient_checkpointing=false")]
+
+def _summary_rows() -> list[Stage]:
+    "The encoder's SFT reading MLLM-MSR's user summaries, one row per variant, each tested against the same SFT without them (`sft`)."
+    sft = ["model=seqrec", "seqrec.text=true", "seqrec.images=true"]
+    written = "summaries by SmolLM2-135M-Instruct, 48 new tokens"
+    reads = lambda name, about, *s, budget=written: Stage(name, about, [*sft, "seqrec.summaries=true", *s], budget=budget, against="sft")
+    return [Stage("sft", "encoder SFT (text + images)", sft),
+            reads("sft-summary", "encoder SFT + user summaries (recurrent, blocks of 3)", "summary.backend=lm", "summary.block_size=3"),
+            reads("sft-summary-flat", "encoder SFT + user summaries (no recurrence: the whole prefix at once, every 3 items)",
+                  "summary.backend=lm", "summary.block_size=3", "summary.recurrent=false"),
+            reads("sft-summary-b2", "encoder SFT + user summaries (recurrent, blocks of 2)", "summary.backend=lm", "summary.block_size=2"),
+            reads("sft-summary-b6", "encoder SFT + user summaries (recurrent, blocks of 6)", "summary.backend=lm", "summary.block_size=6"),
+            reads("sft-summary-titles", "encoder SFT + user summaries written from titles only (recurrent, blocks of 3; no image descriptions)", "summary.backend=lm",
+                  "summary.block_size=3", "summary.item_summaries=false"),
+            reads("sft-summary-counts", "encoder SFT + recency-weighted counts as the summary (no language model, blocks of 3)",
+                  "summary.backend=statistical", "summary.block_size=3", budget="")]
+
+def _mllm_summary_rows(qs:dict, reading:list[Stage]) -> list[Stage]:
+    "The same summary variants in the composed MLLM's prompt, against its SFT without them."
+    m = qs["mllm-sft"]
+    return [Stage(f"mllm-{s.name}", s.about.replace("encoder SFT + ", "composed MLLM SFT, in its prompt: "),
+                  [*m.settings, *[x for x in s.settings if x.startswith("summary.")]], users=m.users,
+                  budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft") for s in reading if s.start or s.against]
+
+# %% ../nbs/52_grid.ipynb #2a3f1f55
+LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images")  # what each language-model row sets itself
+
+def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings and budget are its mllm-sft's and mllm-hanorec's
+             variants:list[Stage]) -> list[Stage]: # the encoder's summary rows whose variants the language model's SFT reads on seed 0
+    """The language model's rows: its SFT (text only), every preference stage on it, each tested against it, and its SFT with
+    the items' images and with each summary variant in its prompt on seed 0 only."""
+    sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
+    def lm(name, about, *s):
+        drop = LM_METHOD + (() if "objective=hanorec" in s else ("hars",))  # HaRS's settings only where HaRS runs
+        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop),
+                     start="lm-sft", users=pref.users, budget=pref.budget)
+    nodo = ("nodo.sigma=0.1", "nodo.mode=logits")
+    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false"), users=sft.users, budget=sft.budget),
+            lm("lm-dpo", "DPO (random negative)", "objective=dpo"),
+            lm("lm-sdpo", "S-DPO (3 random negatives)", "objective=sdpo", "negatives.k=3"),
+            lm("lm-rodpo-hard", "DPO, deterministic hard negative", "objective=dpo", "negatives.strategy=hard"),
+            lm("lm-rodpo-topk", "RoDPO: DPO, stochastic top-K negative", "objective=dpo", "negatives.strategy=stochastic_topk"),
+            lm("lm-hanorec", "HaNoRec (HaRS + NoDO on the logits)", "objective=hanorec", *nodo),
+            lm("lm-hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "objective=dpo", *nodo),
+            lm("lm-hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "objective=hanorec")]
+    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s), users=sft.users,
+                                                  budget="; ".join(b for b in (sft.budget, budget) if b), against="lm-sft", seeds=[0])
+    rows.append(one("lm-sft-images", "SFT with the items' images (multimodal)", ["images=true"]))
+    rows += [one(f"lm-{s.name}", s.about.replace("encoder SFT + ", "SFT, in its prompt: ", 1), [x for x in s.settings if x.startswith("summary.")], s.budget)
+             for s in variants]
+    return rows
+
+# %% ../nbs/52_grid.ipynb #2eac323d
+def ablation_stages(models=("encoder",), # "encoder", "mllm", "summaries" and/or "lm"
+                    cuda:bool=False) -> list[Stage]: # a CUDA device: the language model's larger budget
+    """The ablation's stages: every row on the multimodal encoder, the composed MLLM's rows, the summary rows, and the
+    language model's rows (with the encoder its item tokens come from) when asked."""
+    from hanorec.experiments import quickstart_stages
+    unknown = set(models) - {"encoder", "mllm", "summaries", "lm"}
+    if unknown: raise HanorecError(f"unknown ablation model(s) {', '.join(sorted(unknown))}", hint="choose from encoder, mllm, summaries, lm")
+    qs = {s.name: s for s in quickstart_stages(cuda=cuda)} if {"mllm", "lm"} & set(models) else {}
+    stages = []
+    add = lambda rows: stages.extend(r for r in rows if r.name not in {s.name for s in stages})  # a stage two model sets share, once
+    if "encoder" in models: add(_encoder_rows())
+    if "mllm" in models: add(_token_sources(qs, qs["mllm-sft"].settings, qs["mllm-hanorec"].settings)); add(_mllm_rows(qs))
+    reading = _summary_rows()
     if "summaries" in models:
-        sft = [*enc, "seqrec.images=true"]
-        if "encoder" not in models: stages.append(Stage("sft", "encoder SFT (text + images)", sft))
-        written = "summaries by SmolLM2-135M-Instruct, 48 new tokens"
-        reads = lambda name, about, *s, budget=written: Stage(name, about, [*sft, "seqrec.summaries=true", *s], budget=budget, against="sft")
-        stages += [reads("sft-summary", "encoder SFT + user summaries (recurrent, blocks of 3)", "summary.backend=lm", "summary.block_size=3"),
-                   reads("sft-summary-flat", "encoder SFT + user summaries (no recurrence: the whole prefix at once, every 3 items)",
-                         "summary.backend=lm", "summary.block_size=3", "summary.recurrent=false"),
-                   reads("sft-summary-b2", "encoder SFT + user summaries (recurrent, blocks of 2)", "summary.backend=lm", "summary.block_size=2"),
-                   reads("sft-summary-b6", "encoder SFT + user summaries (recurrent, blocks of 6)", "summary.backend=lm", "summary.block_size=6"),
-                   reads("sft-summary-titles", "encoder SFT + user summaries written from titles only (recurrent, blocks of 3; no image descriptions)", "summary.backend=lm",
-                         "summary.block_size=3", "summary.item_summaries=false"),
-                   reads("sft-summary-counts", "encoder SFT + recency-weighted counts as the summary (no language model, blocks of 3)",
-                         "summary.backend=statistical", "summary.block_size=3", budget="")]
-        if "mllm" in models:  # the same variants in the composed MLLM's prompt, against its SFT without them
-            m = qs["mllm-sft"]
-            stages += [Stage(f"mllm-{s.name}", s.about.replace("encoder SFT + ", "composed MLLM SFT, in its prompt: "),
-                             [*m.settings, *[x for x in s.settings if x.startswith("summary.")]], users=m.users,
-                             budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft")
-                       for s in stages if s.name.startswith("sft-summary")]
+        add(reading)
+        if "mllm" in models: add(_mllm_summary_rows(qs, reading))
+    if "lm" in models:
+        add(_token_sources(qs, ["item_tokens=sasrec"], qs["mllm-sft"].settings, qs["mllm-hanorec"].settings))
+        add(_lm_rows(qs, [s for s in reading[1:] if "summaries" in models or s.name == "sft-summary-counts"]))
     return stages
 
 # %% ../nbs/52_grid.ipynb #33dcbb07
