@@ -17,15 +17,15 @@ import torch
 
 from .core import HanorecError, hash_obj
 from .data import load_prepared, load_samples
-from .evaluation import scipy_stats, paired_bootstrap, read_evaluation, read_log
-from .grid import Grid, cell_folder, paired_over_seeds, test_values
+from .evaluation import holm, scipy_stats, paired_bootstrap, read_evaluation, read_log
+from .grid import Grid, cell_folder, paired_over_seeds, seeds_note, test_values
 from .objectives import neighbour_scores
 
 # %% auto #0
-__all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'SUMMARY_STAGES', 'SUMMARY_COMPARISONS', 'stage_difference',
-           'claim_modality', 'claim_false_negatives', 'hardness_truth', 'claim_nodo_gap', 'summary_variants',
-           'claim_summaries', 'summaries_markdown', 'claim_summaries_encoder', 'claims_markdown',
-           'summaries_encoder_markdown']
+__all__ = ['MODALITY_COMPARISONS', 'NEGATIVE_STAGES', 'SUMMARY_STAGES', 'SUMMARY_COMPARISONS', 'PREFERENCE_CLAIMS',
+           'stage_difference', 'claim_modality', 'claim_false_negatives', 'hardness_truth', 'claim_nodo_gap',
+           'summary_variants', 'claim_summaries', 'summaries_markdown', 'claim_summaries_encoder', 'claim_preferences',
+           'preferences_markdown', 'claims_markdown', 'summaries_encoder_markdown']
 
 # %% ../nbs/53_claims.ipynb #cl000008
 def _seeds_with(grid:Grid, out:Path, dataset:str, *stages) -> list[int]:
@@ -355,6 +355,69 @@ def claim_summaries_encoder(grid:Grid, out:str|Path, metric:str="ndcg@5") -> pd.
                      for k, (a, b) in SUMMARY_COMPARISONS.items() if ran(d, p + a, p + b)]
     return pd.DataFrame(rows)
 
+# %% ../nbs/53_claims.ipynb #7ee44fdc
+PREFERENCE_CLAIMS = {  # claim -> per model, the stages (A, B) whose B − A answers it: the claim holds where B beats A
+    "DPO beats SFT": {"encoder": ("sft", "dpo"), "language model": ("lm-sft", "lm-dpo")},
+    "S-DPO (3 negatives) beats DPO": {"encoder": ("dpo", "sdpo"), "language model": ("lm-dpo", "lm-sdpo")},
+    "RoDPO: stochastic top-K negatives beat deterministic hard ones": {"encoder": ("rodpo-hard", "rodpo-topk"),
+                                                                       "language model": ("lm-rodpo-hard", "lm-rodpo-topk")},
+    "HaNoRec beats DPO": {"encoder": ("dpo", "hanorec"), "language model": ("lm-dpo", "lm-hanorec")},
+    "HaRS adds (HaNoRec against DPO + NoDO)": {"encoder": ("hanorec-no-hars", "hanorec"), "language model": ("lm-hanorec-no-hars", "lm-hanorec")},
+    "NoDO adds (HaNoRec against HaRS alone)": {"encoder": ("hanorec-no-nodo", "hanorec"), "language model": ("lm-hanorec-no-nodo", "lm-hanorec")},
+    "the items' images add (multimodal against text-only SFT)": {"language model": ("lm-sft", "lm-sft-images")},
+    "a user summary in the prompt adds (recency-weighted counts)": {"language model": ("lm-sft", "lm-sft-summary-counts")},
+    "a user summary in the prompt adds (SmolLM2's, recurrent, blocks of 3)": {"language model": ("lm-sft", "lm-sft-summary")}}
+# the encoder's images and summaries are claims 1 and 5
+
+# %% ../nbs/53_claims.ipynb #c1a3f6ec
+def _answer(r) -> str:
+    "holds, the opposite holds, or not shown: by every adjusted p there is (< 0.05) and the sign of B − A."
+    ps = [p for p in (r["p_users_holm"], r["p_seeds_holm"]) if not math.isnan(p)]
+    if not ps or any(p >= 0.05 for p in ps) or r["difference"] == 0: return "not shown"
+    return "holds" if r["difference"] > 0 else "the opposite holds"
+
+def claim_preferences(grid:Grid, out:str|Path, metric:str="ndcg@5", n:int=1000) -> pd.DataFrame: # bootstrap resamples
+    """Per dataset, model and claim of `PREFERENCE_CLAIMS` whose two stages the grid ran: B − A on the seeds both ran
+    (`stage_difference`), Holm-adjusted over the table's claims of each kind, and the answer."""
+    out, stages, rows = Path(out), {s.name: s for s in grid.stages}, []
+    for d in grid.datasets:
+        for model in ("encoder", "language model"):
+            for claim, pairs in PREFERENCE_CLAIMS.items():
+                a, b = pairs.get(model, ("", ""))
+                if not ({a, b} <= set(stages) and _seeds_with(grid, out, d, a, b)): continue
+                only = seeds_note(grid, stages[b]) or seeds_note(grid, stages[a])  # "seed 0 only", where one of them ran on fewer seeds
+                budgets = {s: stages[s].budget for s in (a, b) if stages[s].budget}
+                rows.append({"model": model, "claim": claim, "only": only, "budgets": budgets, **stage_difference(grid, out, d, a, b, metric, n)})
+    cols = ["model", "claim", "only", "budgets", "dataset", "a", "b", "metric", "seeds", "a_value", "b_value", "difference", "low", "high", "p_users", "p_seeds"]
+    table = pd.DataFrame(rows, columns=cols)
+    for kind in ("users", "seeds"): table[f"p_{kind}_holm"] = holm(table[f"p_{kind}"].to_numpy()) if len(table) else []
+    table["answer"] = [_answer(r) for _, r in table.iterrows()]
+    return table
+
+# %% ../nbs/53_claims.ipynb #a2c7c002
+def preferences_markdown(grid:Grid, out:str|Path, metric:str="ndcg@5") -> str:
+    "Claim 6 (`claim_preferences`) as markdown: the table, each model's answers in a line, and the budgets; '' where no claim's stages ran."
+    t = claim_preferences(grid, out, metric)
+    if not len(t): return ""
+    seeds = lambda r: f"{r.seeds}" + (f" ({r.only})" if r.only else "")
+    lines = [f"**6. The preference claims** (test {metric.upper()}; B − A paired over users and over the seeds both ran; Holm–Bonferroni over "
+             f"this table's {int(t.p_users.notna().sum())} tests over users and {int(t.p_seeds.notna().sum())} across seeds; **holds**: B above A at "
+             "adjusted p < 0.05 by every test there is, **the opposite holds**: A above B so, **not shown**: neither):", "",
+             "| dataset | model | claim | seeds | A | B | B − A [95%] | p users (Holm) | p seeds (Holm) | answer |",
+             "|:--|:--|:--|--:|--:|--:|--:|--:|--:|:--|"]
+    lines += [f"| {r.dataset} | {r.model} | {r.claim} | {seeds(r)} | {r.a} {r.a_value:.3f} | {r.b} {r.b_value:.3f} | {r.difference:+.3f} "
+              f"[{r.low:+.3f}, {r.high:+.3f}] | {_p(r.p_users)} ({_p(r.p_users_holm)}) | {_p(r.p_seeds)} ({_p(r.p_seeds_holm)}) | {r.answer} |"
+              for r in t.itertuples()]
+    lines.append("")
+    for (d, model), g in t.groupby(["dataset", "model"], sort=False):
+        said = [f"{k}: {', '.join(g.claim[g.answer == k])}" for k in ("holds", "the opposite holds", "not shown") if (g.answer == k).any()]
+        lines.append(f"- {model} on {d}, {'/'.join(map(str, sorted(set(g.seeds))))} seed(s): " + "; ".join(said) + ".")
+    budgets = {}
+    for r in t.itertuples():
+        for s, b in r.budgets.items(): budgets.setdefault(b, dict())[s] = None
+    if budgets: lines += ["", "Budgets: " + "; ".join(f"{', '.join(s)}: {b}" for b, s in budgets.items()) + "."]
+    return "\n".join(lines)
+
 # %% ../nbs/53_claims.ipynb #cl000023
 def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the world with visual tastes (claims 2 and 3)
                     metric:str="ndcg@5",
@@ -401,6 +464,7 @@ def claims_markdown(grid:Grid, out:str|Path, synthetic:str|None=None, # the worl
         lines += ["", f"**5. Recurrent summaries against one summary** (MLLM-MSR): not run for this grid; "
                   f"`hanorec experiment summaries --out {out}` answers it with the real SmolLM2 (about half a minute per user on one CPU core)."]
     if enc := summaries_encoder_markdown(grid, out, metric): lines += ["", enc]
+    if pref := preferences_markdown(grid, out, metric): lines += ["", pref]
     return "\n".join(lines)
 
 # %% ../nbs/53_claims.ipynb #de0d9f23

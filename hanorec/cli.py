@@ -438,13 +438,21 @@ def _add_quickstart(sub):
 
 # %% ../nbs/71_cli.ipynb #cl0gr002
 def _claims(grid, out) -> str:
-    "The claims lab's answers for an ablation grid (one with the sft and sft-text stages; or only the summary rows, claim 5 on the encoder); '' for any other grid."
-    from hanorec.claims import claims_markdown, summaries_encoder_markdown
+    """The claims lab's answers for an ablation grid (one with the sft and sft-text stages; or only the summary rows, claim 5
+    on the encoder; or the language model's rows, claim 6 on it); '' for any other grid."""
+    from hanorec.claims import claims_markdown, preferences_markdown, summaries_encoder_markdown
     if not {"sft", "sft-text"} <= {s.name for s in grid.stages}:
-        enc = summaries_encoder_markdown(grid, out)
-        return f"## The claims\n\n{enc}" if enc else ""
+        parts = [x for x in (summaries_encoder_markdown(grid, out), preferences_markdown(grid, out)) if x]
+        return "## The claims\n\n" + "\n\n".join(parts) if parts else ""
     world = next((d for d, spec in grid.datasets.items() if "synthetic" in spec and (spec["synthetic"] or {}).get("visual_signal", 0.5) > 0), None)
     return claims_markdown(grid, out, synthetic=world)
+
+def _ablation_grid(args):
+    "The grid `hanorec experiment ablation` plans from its arguments (--datasets, --seeds, --models, --device)."
+    from hanorec.core import pick_device
+    from hanorec.grid import ablation_grid
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    return ablation_grid([d.strip() for d in args.datasets.split(",") if d.strip()], args.seeds, models, cuda=pick_device(args.device).type == "cuda")
 
 # %% ../nbs/71_cli.ipynb #d5d6fc85
 def _experiment_summaries(args):
@@ -474,8 +482,8 @@ def _finished_any(out:Path) -> bool:
 
 # %% ../nbs/71_cli.ipynb #654e3116
 def cmd_experiment(args):
-    from hanorec.grid import ablation_grid, grid_cells, load_grid, run_grid, unfinished_cells, write_grid_report
-    from hanorec.core import FolderLock, pick_device
+    from hanorec.grid import grid_cells, load_grid, run_grid, unfinished_cells, write_grid_report
+    from hanorec.core import FolderLock
     if args.experiment_command == "summaries": return _experiment_summaries(args)
     if args.experiment_command == "report":
         if not (Path(args.out)/"grid.yaml").exists():
@@ -488,10 +496,7 @@ def cmd_experiment(args):
         if args.experiment_command == "run":
             grid, out = load_grid(args.grid), args.out or str(Path(args.grid).with_suffix(""))
         else:
-            models = [m.strip() for m in args.models.split(",") if m.strip()]
-            grid = ablation_grid([d.strip() for d in args.datasets.split(",") if d.strip()], args.seeds, models,
-                                 cuda=pick_device(args.device).type == "cuda")
-            out = args.out
+            grid, out = _ablation_grid(args), args.out
         again = f"hanorec experiment {args.experiment_command} " + (f"{args.grid} " if args.experiment_command == "run" else "")
         args.interrupted_hint = f"run the same command again to continue ({again}--out {out}): finished cells are reused"
         check_place(out, "grid", f"hanorec experiment {args.experiment_command}")
@@ -510,11 +515,14 @@ def _add_experiment(sub):
                                     "into OUT/<dataset>/seed-<n>/<stage>/, then write OUT/results.csv, report.md and report.html.")
     r.add_argument("grid", help="the grid's YAML file")
     r.add_argument("--out", default=None, help="the grid's folder (default: the file's path without .yaml)")
-    a = acts.add_parser("ablation", help="SFT, DPO, S-DPO, RoDPO's negatives, HaNoRec and its parts, text against images, over seeds")
+    a = acts.add_parser("ablation", help="SFT, DPO, S-DPO, RoDPO's negatives, HaNoRec and its parts, text against images, over seeds "
+                        "(on the encoder; --models lm on the language model)")
     a.add_argument("--datasets", default="movielens-small,synthetic,synthetic-no-visual",
                    help="comma-separated: movielens-small, synthetic (visual_signal 0.5), synthetic-no-visual (0), or prepared folders")
     a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    a.add_argument("--models", default="encoder", help="encoder, mllm and/or summaries, comma-separated (default encoder; mllm adds the composed "
+    a.add_argument("--models", default="encoder", help="encoder, mllm, summaries and/or lm, comma-separated (default encoder; lm adds the "
+                   "language-model recommender's rows at the quickstart's language-model settings: its SFT and on it DPO, S-DPO, RoDPO's negatives, "
+                   "HaNoRec with and without HaRS and NoDO, with SASRec for its item tokens, and its SFT with images and with a user summary on seed 0; mllm adds the composed "
                    "MLLM's rows; summaries the encoder reading MLLM-MSR's user summaries, and with mllm the MLLM's SFT reading them in its prompt; "
                    "SmolLM2 writes them first: minutes on a small "
                    "world, many hours on MovieLens-small on a CPU)")

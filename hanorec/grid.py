@@ -640,9 +640,9 @@ def _encoder_rows() -> list[Stage]:
 def _mllm_rows(qs:dict) -> list[Stage]:
     "The composed MLLM's rows, at the quickstart's language-model settings and budget: SFT with and without images, DPO, HaNoRec (NoDO on logits, on LoRA)."
     sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
-    lm = lambda name, about, start, *s: Stage(name, about, [*pref.settings, *s], start=start, users=pref.users, budget=pref.budget)
-    return [Stage("mllm-sft", "composed MLLM SFT", sft.settings, users=sft.users, budget=sft.budget),
-            Stage("mllm-sft-text", "composed MLLM SFT (titles only)", [*sft.settings, "images=false"], users=sft.users, budget=sft.budget),
+    lm = lambda name, about, start, *s: Stage(name, about, _with(pref.settings, *s), start=start, users=pref.users, budget=pref.budget)
+    return [Stage("mllm-sft", "composed MLLM SFT", _with(sft.settings), users=sft.users, budget=sft.budget),
+            Stage("mllm-sft-text", "composed MLLM SFT (titles only)", _with(sft.settings, "images=false"), users=sft.users, budget=sft.budget),
             lm("mllm-dpo", "composed MLLM DPO", "mllm-sft", "objective=dpo", "nodo.sigma=0"),
             lm("mllm-hanorec", "composed MLLM HaNoRec (NoDO on the logits)", "mllm-sft", "nodo.mode=logits"),
             lm("mllm-hanorec-lora", "composed MLLM HaNoRec (NoDO on LoRA, the authors' code)", "mllm-sft", "nodo.mode=lora",

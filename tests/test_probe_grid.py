@@ -96,6 +96,21 @@ CORPUS = {
     "synthetic-options-beside-prepare": ("datasets:\n  world: {prepare: synthetic, users: 40}\n" + STAGES,
                                          [":2: datasets.world.users: prepare synthetic takes no option 'users': the synthetic world's options go under synthetic:",
                                           "hint: put the world's options under synthetic: world: {synthetic: {users: 40}}"]),
+    # a language model's item tokens name an encoder stage defined before it (issue 27), and a stage's own seeds
+    "item-tokens-from-a-later-stage": (WORLD + "stages:\n  - {name: lm, settings: [model=composed-tiny, task=head, items=token, item_tokens=sas]}\n"
+                                       "  - {name: sas, settings: [model=seqrec, seqrec.text=false]}\n",
+                                       [":4: stages[0].settings[3] of stage lm: item_tokens=sas takes its item tokens from 'sas', which is not a stage defined before it",
+                                        "hint: define the encoder stage first"]),
+    "item-tokens-from-a-language-model": (WORLD + "stages:\n  - {name: a, settings: [model=composed-tiny]}\n"
+                                          "  - {name: b, settings: [model=composed-tiny, task=head, items=token, item_tokens=a]}\n",
+                                          [":5: stages[1].settings[3] of stage b: item_tokens=a names stage a, which trains composed-tiny, not an encoder",
+                                           "hint: name a stage with model=seqrec"]),
+    "stage-seed-outside-the-grid": (WORLD + "seeds: [0, 1]\nstages:\n  - {name: sft, seeds: [0, 2], settings: [model=seqrec]}\n",
+                                    [":5: stages[0].seeds[1] of stage sft: 2 is not one of the grid's seeds [0, 1]", "hint: list seeds the grid runs"]),
+    "start-on-fewer-seeds": (WORLD + "seeds: [0, 1]\nstages:\n  - {name: sft, seeds: [0], settings: [model=seqrec]}\n"
+                             "  - {name: dpo, start: sft, settings: [init=sft, objective=dpo]}\n",
+                             [":6: stages[1].start of stage dpo: it runs on seeds 0, 1, but sft, which it names, does not run on 1",
+                              "hint: give stage dpo seeds: [0] (or fewer), or run sft on every seed"]),
     "missing-path-dataset": ("datasets:\n  mine: {path: /nowhere/prepared}\n" + STAGES,
                              ["dataset mine: /nowhere/prepared is not a prepared folder (no manifest.json)", "hint: make it with hanorec data prepare"]),
 }
