@@ -54,7 +54,12 @@ RECIPES = {"sasrec": (*ENCODER, "optim.lr=2e-3"), "gru4rec": (*ENCODER, "optim.l
            "encoder preference": ("optim.lr=1e-5", "sft_weight=0.5", "beta=0.1", "optim.max_steps=200", "optim.batch_size=64",
                                   "optim.warmup_steps=10", "eval.every=25", "eval.users=0", "checkpoint.every=50"),
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
-           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
+           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2"),
+           "language model, one forward": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-3", "optim.warmup_steps=5",
+                                           "optim.max_steps=320", "eval.every=40", "eval.users=200", "checkpoint.every=40"),
+           "language model, one forward, preference": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-4", "optim.warmup_steps=2",
+                                                       "optim.max_steps=40", "beta=0.1", "sft_weight=0.5", "eval.every=20", "eval.users=200",
+                                                       "checkpoint.every=20")}
 
 # %% ../nbs/33_families.ipynb #ba6dc8c5
 def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
@@ -68,7 +73,13 @@ def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
 # %% ../nbs/33_families.ipynb #0820b3e6
 def lm_recipe(cfg, # a stage's settings
               batch_given:bool=False) -> tuple: # the user set optim.batch_size or optim.grad_accum: keep theirs
-    "A language model's micro-batches (larger for HaNoRec, whose responsiveness needs batch statistics), unless the user chose them."
+    """A language model's recipe. The one-forward tasks (head, label) train on the CPU budget chosen on validation (see
+    the notebook); the title and yes/no tasks only get micro-batches (larger for HaNoRec's batch statistics), unless the user chose them."""
+    init = getattr(cfg, "init", "")
+    task = RunFolder(init).config(PolicyConfig).task if init and RunFolder(init).started else cfg.task  # a continuing stage keeps its init run's
+    if task in ("head", "label"):
+        recipe = RECIPES["language model, one forward" + (", preference" if OBJECTIVES[cfg.objective].reference else "")]
+        return tuple(r for r in recipe if not (batch_given and r.startswith(("optim.batch_size=", "optim.grad_accum="))))
     if batch_given: return ()
     return RECIPES["language model" + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")]
 
