@@ -97,7 +97,7 @@ SEQREC = Family(
     reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape=("seqrec",),
     shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
     ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
 
 # %% ../nbs/33_families.ipynb #20476e9b
@@ -106,7 +106,7 @@ POPULARITY = Family(
     build=None, fit=fit_popularity, load=load_popularity_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (), catalog_of=lambda policy: len(policy.counts),
     ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a model's setting, and model=popularity only counts items",
     fit_about="counts each item's training interactions; nothing is trained")
 
@@ -124,6 +124,8 @@ def check_lm(cfg):
         folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
         if folder.read_base().get("kind") != "seqrec":
             raise HanorecError(f"item_tokens={cfg.item_tokens} is not an encoder run", hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    if cfg.curriculum and cfg.items == "text":
+        raise HanorecError("curriculum=true moves training from titles-only prompts to prompts with item tokens, and items=text has none", hint="set items=hybrid (LLaRA's) or drop curriculum=true")
     if cfg.task == "label" and cfg.prompt_candidates > 26:
         raise HanorecError(f"task=label labels candidates A to Z, and prompt_candidates={cfg.prompt_candidates} lists more", hint="set prompt_candidates=26 or fewer")
 
