@@ -54,7 +54,12 @@ RECIPES = {"sasrec": (*ENCODER, "optim.lr=2e-3"), "gru4rec": (*ENCODER, "optim.l
            "encoder preference": ("optim.lr=1e-5", "sft_weight=0.5", "beta=0.1", "optim.max_steps=200", "optim.batch_size=64",
                                   "optim.warmup_steps=10", "eval.every=25", "eval.users=0", "checkpoint.every=50"),
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
-           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
+           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2"),
+           "language model, one forward": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-3", "optim.warmup_steps=5",
+                                           "optim.max_steps=320", "eval.every=40", "eval.users=200", "checkpoint.every=40"),
+           "language model, one forward, preference": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-4", "optim.warmup_steps=2",
+                                                       "optim.max_steps=40", "beta=0.1", "sft_weight=0.5", "eval.every=20", "eval.users=200",
+                                                       "checkpoint.every=20")}
 
 # %% ../nbs/33_families.ipynb #ba6dc8c5
 def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
@@ -68,7 +73,13 @@ def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
 # %% ../nbs/33_families.ipynb #0820b3e6
 def lm_recipe(cfg, # a stage's settings
               batch_given:bool=False) -> tuple: # the user set optim.batch_size or optim.grad_accum: keep theirs
-    "A language model's micro-batches (larger for HaNoRec, whose responsiveness needs batch statistics), unless the user chose them."
+    """A language model's recipe. The one-forward tasks (head, label) train on the CPU budget chosen on validation (see
+    the notebook); the title and yes/no tasks only get micro-batches (larger for HaNoRec's batch statistics), unless the user chose them."""
+    init = getattr(cfg, "init", "")
+    task = RunFolder(init).config(PolicyConfig).task if init and RunFolder(init).started else cfg.task  # a continuing stage keeps its init run's
+    if task in ("head", "label"):
+        recipe = RECIPES["language model, one forward" + (", preference" if OBJECTIVES[cfg.objective].reference else "")]
+        return tuple(r for r in recipe if not (batch_given and r.startswith(("optim.batch_size=", "optim.grad_accum="))))
     if batch_given: return ()
     return RECIPES["language model" + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")]
 
@@ -86,7 +97,7 @@ SEQREC = Family(
     reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape=("seqrec",),
     shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
     ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
 
 # %% ../nbs/33_families.ipynb #20476e9b
@@ -95,7 +106,7 @@ POPULARITY = Family(
     build=None, fit=fit_popularity, load=load_popularity_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (), catalog_of=lambda policy: len(policy.counts),
     ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a model's setting, and model=popularity only counts items",
     fit_about="counts each item's training interactions; nothing is trained")
 
@@ -113,6 +124,8 @@ def check_lm(cfg):
         folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
         if folder.read_base().get("kind") != "seqrec":
             raise HanorecError(f"item_tokens={cfg.item_tokens} is not an encoder run", hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    if cfg.curriculum and cfg.items == "text":
+        raise HanorecError("curriculum=true moves training from titles-only prompts to prompts with item tokens, and items=text has none", hint="set items=hybrid (LLaRA's) or drop curriculum=true")
     if cfg.task == "label" and cfg.prompt_candidates > 26:
         raise HanorecError(f"task=label labels candidates A to Z, and prompt_candidates={cfg.prompt_candidates} lists more", hint="set prompt_candidates=26 or fewer")
 
