@@ -151,6 +151,8 @@ def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",
            "model": cfg.model, "steps": m.get("steps", 0), "best_step": m.get("best_step"), "note": m.get("note", ""), "lr": cfg.optim.lr,
            "stopped_early": m.get("stopped_early", False), "trained": m.get("trained"), "environment": m.get("environment")}
+    from hanorec.families import family_of
+    rec["item_line"] = family_of(cfg.model).item_line(cfg)
     if OBJECTIVES[cfg.objective].reference: rec["end"] = _log_end(run, ("reward_margin", "preference_accuracy"))
     if OBJECTIVES[cfg.objective].hars: rec["beta"] = _log_end(run, ("beta_mean", "beta_std"))
     rec["same_as"] = next(((e.name, n) for e in reversed(earlier) if (n := same_ranks(run, out/e.name))), None)
@@ -179,7 +181,7 @@ def stage_notes(records:list[dict]) -> str:
         head = f"- **{r['about']}** (`{r['stage']}`" + (f", continues {r['start']}" if r["start"] else "") + "): "
         if (fitted := family_of(r["model"]).fit_about):
             lines.append(head + fitted + "."); continue
-        t, parts = r["trained"], []
+        t, parts = r["trained"], ([f"each item reads as {r['item_line']}"] if r.get("item_line") else [])
         if t: parts.append(f"{r['steps']} steps of {t['samples_per_step']} samples = {t['epochs']:.2f} epochs of {t['training_samples']:,} "
                            f"training samples at lr {r['lr']:g}; {_kept(r)}")
         else: parts.append(f"{r['steps']} steps at lr {r['lr']:g} (epochs not recorded); {_kept(r)}")
