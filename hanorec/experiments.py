@@ -181,7 +181,7 @@ def stage_notes(records:list[dict]) -> str:
         head = f"- **{r['about']}** (`{r['stage']}`" + (f", continues {r['start']}" if r["start"] else "") + "): "
         if (fitted := family_of(r["model"]).fit_about):
             lines.append(head + fitted + "."); continue
-        t, parts = r["trained"], ([f"each item reads as {r['item_line']}"] if r.get("item_line") else [])
+        t, parts = r["trained"], []
         if t: parts.append(f"{r['steps']} steps of {t['samples_per_step']} samples = {t['epochs']:.2f} epochs of {t['training_samples']:,} "
                            f"training samples at lr {r['lr']:g}; {_kept(r)}")
         else: parts.append(f"{r['steps']} steps at lr {r['lr']:g} (epochs not recorded); {_kept(r)}")
@@ -193,6 +193,7 @@ def stage_notes(records:list[dict]) -> str:
             last = f"; the last step's {w['last']:.2e}" if w["last"] != w["kept"] else ""
             parts.append(f"weights moved {w['kept']:.2e} of their norm from the start (relative L2 over {w['parameters']:,} trained parameters{last})")
         else: parts.append("weights moved: not recorded")
+        if r.get("item_line"): parts.append(f"each item reads as {r['item_line']}")
         env = _environment_line(r["environment"])
         if env != common: parts.append(env)
         line = head + "; ".join(parts) + "."
