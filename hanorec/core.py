@@ -385,6 +385,8 @@ class Purpose(enum.IntEnum):
     HARS_MEAN = 6 # the training samples whose mean delta normalises HaRS hardness
     EVAL_USERS = 7 # the validation users scored while training
     PROMPT_ORDER = 9 # the shuffled order of a training prompt's listed items
+    LABEL_ORDER = 10 # the extra orders of an evaluation prompt's candidates (task=label, label_orders > 1)
+    CURRICULUM = 11 # LLaRA's curriculum: whether a training step's prompts carry item tokens
 
 # %% ../nbs/00_core.ipynb #13ec4bcf
 def sample_rng(seed:int, # the run's seed

@@ -27,9 +27,9 @@ if TYPE_CHECKING: from hanorec.families import Family  # loaded where it is aske
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'CURVES', 'LIKELIHOODS', 'TIES', 'VARIANTS', 'PROTOCOLS', 'read_log', 'read_pairs', 'curve_figure',
            'plot_curves', 'bootstrap_interval', 'paired_bootstrap', 'holm', 'Protocol', 'protocols_for',
-           'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'evaluate_run',
-           'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'scipy_stats', 'compare_runs',
-           'markdown_table', 'format_comparison']
+           'check_protocol', 'earlier_items', 'full_catalog_ranks', 'user_values', 'eval_dir', 'position_bias',
+           'evaluate_run', 'read_evaluation', 'metrics_table', 'format_evaluation', 'seed_groups', 'scipy_stats',
+           'compare_runs', 'markdown_table', 'format_comparison']
 
 # %% ../nbs/34_evaluation.ipynb #ev000006
 def read_log(run:str|Path) -> list[dict]:
@@ -313,6 +313,17 @@ def _generate_table(policy, ids:np.ndarray, samples:Samples, idx:np.ndarray, bat
                          "valid": c is not None, "hit": c is not None and c == samples.target_index[i]})
     return pd.DataFrame(rows)
 
+# %% ../nbs/34_evaluation.ipynb #40ddf19e
+def position_bias(table:pd.DataFrame, # a sampled evaluation's ranks (`target_index`, `rank`)
+                  orders:int=1) -> dict: # the label orders each score was averaged over
+    "HR@1 by the label the target was shown under: a label-scoring model that prefers a letter ranks by position, not by taste."
+    by = table.groupby("target_index")["rank"].agg(users="size", hits=lambda r: int((r == 1).sum()))
+    hr = {chr(65 + int(k)) if k < 26 else str(k): round(v.hits / v.users, 4) for k, v in by.iterrows()}
+    rates = np.array(list(hr.values()))
+    return {"hr@1 by target label": hr, "users by target label": {chr(65 + int(k)) if k < 26 else str(k): int(v) for k, v in by.users.items()},
+            "spread": round(float(rates.max() - rates.min()), 4) if len(rates) else 0.0, "label_orders": orders,
+            "about": "HR@1 of the users whose target was shown under each label (A: first); label_orders > 1 averages each candidate's score over that many orders of the list"}
+
 # %% ../nbs/34_evaluation.ipynb #ev000036
 def evaluate_run(run:str|Path, # a finished run folder
                  split:str="test", # test or validation
@@ -354,6 +365,7 @@ def evaluate_run(run:str|Path, # a finished run folder
                   "candidates": len(ids) if protocol == "full" else int(samples.candidates.shape[1]), "family": policy.family,
                   "task": getattr(policy, "task", None) and policy.task.name, "precision": "bf16" if bf16 else "fp32", "hanorec": package_version()}
         if protocol == "full": result["variants"] = VARIANTS
+        if protocol == "sampled" and result["task"] == "label": result["position_bias"] = position_bias(table, cfg.label_orders)
         if protocol == "generate": result.update(max_new_tokens=max_new_tokens, hr_at_1={"valid": "hits / valid answers (LLaRA)", "all": "hits / all users (S-DPO)"})
         with atomic_path(eval_dir(run, split, protocol)) as tmp:
             tmp.mkdir()

@@ -19,9 +19,9 @@ from .runs import DatasetFolder, RunFolder
 from .settings import TrainConfig
 
 # %% auto #0
-__all__ = ['REPORT_METRICS', 'QUICKSTART_RECORD', 'cpu_bf16', 'quickstart_stages', 'report_rows', 'report_markdown',
-           'changed_settings', 'same_ranks', 'stage_record', 'stage_notes', 'write_report', 'markdown_html',
-           'quickstart', 'remember_quickstart', 'last_quickstart']
+__all__ = ['REPORT_METRICS', 'QUICKSTART_RECORD', 'cpu_bf16', 'lm_settings', 'quickstart_stages', 'report_rows',
+           'report_markdown', 'changed_settings', 'same_ranks', 'stage_record', 'stage_notes', 'write_report',
+           'markdown_html', 'quickstart', 'remember_quickstart', 'last_quickstart']
 
 # %% ../nbs/51_experiments.ipynb #ex000008
 def cpu_bf16() -> bool:
@@ -31,19 +31,22 @@ def cpu_bf16() -> bool:
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 # %% ../nbs/51_experiments.ipynb #51d3a15f
+def lm_settings(cuda:bool=False) -> list[str]:
+    """The language model's settings in the quickstart and the ablation: SmolLM2-135M reading each history item as one
+    collaborative token (its SASRec embedding, projected) and ranking through a scoring head, on `hanorec train`'s recipe."""
+    return ["model=composed-smollm2", "task=head", "items=token", "item_tokens=sasrec", "images=false",
+            "eval.every=0", f"eval.users={0 if cuda else 50}", "eval.test=false"]
+
 def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model budget
-                      mllm_steps:int|None=None, # language-model SFT steps (default 8 on a CPU, 400 on CUDA)
-                      mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 20 on a CPU; all on CUDA)
+                      mllm_steps:int|None=None, # language-model SFT steps (default 24 on a CPU, 600 on CUDA)
+                      mllm_users:int|None=None) -> list[Stage]: # test users the language model is scored on (default 200 on a CPU; all on CUDA)
     "The stages of `hanorec quickstart`, in order."
-    sft_steps = mllm_steps or (400 if cuda else 8)
-    users = mllm_users if mllm_users is not None else (None if cuda else 20)
+    sft_steps = mllm_steps or (600 if cuda else 24)
+    pref_steps = max(2, sft_steps // 2)
+    users = mllm_users if mllm_users is not None else (None if cuda else 200)
     pref = []  # the encoder's preference stages: hanorec train's preference recipe (chosen on validation, see 40_train)
-    val = 0 if cuda else 5  # validation users: on a CPU a check that it runs (the test below is evaluate_run's)
-    bf16 = not cuda and cpu_bf16()  # CUDA: bf16 anyway (precision=auto)
-    frugal = [] if cuda else ["gradient_checkpointing=true"]  # 4 prompts a step in one pass, activations recomputed
-    mllm = ["model=composed-smollm2", "history=5", "prompt_candidates=10", "optim.batch_size=4", "optim.grad_accum=1", *frugal,
-            "eval.every=0", f"eval.users={val}", "eval.test=false", *([] if cuda else ["eval.batch_size=2"]), "optim.lr=2e-4", "optim.warmup_steps=2", *(["precision=bf16"] if bf16 else [])]
-    budget = lambda steps: f"{steps} steps x 4 prompts, history 5, {users or 'all'} test users" + (", bf16 on the CPU" if bf16 else "")
+    lm = lm_settings(cuda)
+    budget = lambda steps: f"{steps} steps x 16 prompts, {users or 'all'} test users"
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),
             Stage("encoder-sft", "multimodal encoder, SFT", ["model=seqrec", "seqrec.text=true", "seqrec.images=true"]),
@@ -52,12 +55,11 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
                   ["init=encoder-sft", "objective=dpo", "negatives.strategy=stochastic_topk", *pref], start="encoder-sft"),
             Stage("encoder-hanorec", "encoder, HaNoRec (HaRS + NoDO)",
                   ["init=encoder-sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=logits", *pref], start="encoder-sft"),
-            Stage("mllm-sft", "composed MLLM (SmolLM2-135M + EfficientNet-Lite0), SFT", [*mllm, f"optim.max_steps={sft_steps}"],
+            Stage("mllm-sft", "language model (SmolLM2-135M, SASRec item tokens, scoring head), SFT", [*lm, f"optim.max_steps={sft_steps}"],
                   users=users, budget=budget(sft_steps)),
-            Stage("mllm-hanorec", "composed MLLM, HaNoRec", ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1",
-                  *([] if cuda else ["nodo.mode=logits"]), *mllm,
-                  f"optim.max_steps={max(2, sft_steps // 2)}", "optim.lr=5e-5"],
-                  start="mllm-sft", users=users, budget=budget(max(2, sft_steps // 2)))]
+            Stage("mllm-hanorec", "language model, HaNoRec (HaRS + NoDO on LoRA)",
+                  ["init=mllm-sft", "objective=hanorec", "nodo.sigma=0.1", "nodo.mode=lora", *lm, f"optim.max_steps={pref_steps}"],
+                  start="mllm-sft", users=users, budget=budget(pref_steps))]
 
 # %% ../nbs/51_experiments.ipynb #ex000013
 REPORT_METRICS = ("hr@1", "hr@5", "ndcg@5", "mrr@5")
@@ -149,6 +151,8 @@ def stage_record(stage:Stage, out:Path, earlier:list[Stage]) -> dict:
     rec = {"stage": stage.name, "about": stage.about, "settings": changed_settings(run), "start": Path(cfg.init).name if cfg.init else "",
            "model": cfg.model, "steps": m.get("steps", 0), "best_step": m.get("best_step"), "note": m.get("note", ""), "lr": cfg.optim.lr,
            "stopped_early": m.get("stopped_early", False), "trained": m.get("trained"), "environment": m.get("environment")}
+    from hanorec.families import family_of
+    rec["item_line"] = family_of(cfg.model).item_line(cfg)
     if OBJECTIVES[cfg.objective].reference: rec["end"] = _log_end(run, ("reward_margin", "preference_accuracy"))
     if OBJECTIVES[cfg.objective].hars: rec["beta"] = _log_end(run, ("beta_mean", "beta_std"))
     rec["same_as"] = next(((e.name, n) for e in reversed(earlier) if (n := same_ranks(run, out/e.name))), None)
@@ -189,6 +193,7 @@ def stage_notes(records:list[dict]) -> str:
             last = f"; the last step's {w['last']:.2e}" if w["last"] != w["kept"] else ""
             parts.append(f"weights moved {w['kept']:.2e} of their norm from the start (relative L2 over {w['parameters']:,} trained parameters{last})")
         else: parts.append("weights moved: not recorded")
+        if r.get("item_line"): parts.append(f"each item reads as {r['item_line']}")
         env = _environment_line(r["environment"])
         if env != common: parts.append(env)
         line = head + "; ".join(parts) + "."

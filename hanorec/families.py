@@ -18,7 +18,8 @@ from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['ENCODER', 'RECIPES', 'SEQREC', 'POPULARITY', 'LANGUAGE_MODEL', 'FAMILIES', 'Family', 'encoder_recipe', 'lm_recipe',
-           'check_encoder', 'check_lm', 'register_family', 'family_of', 'base_family', 'build_policy', 'load_policy']
+           'encoder_item_line', 'check_encoder', 'lm_item_line', 'check_lm', 'register_family', 'family_of',
+           'base_family', 'build_policy', 'load_policy']
 
 # %% ../nbs/33_families.ipynb #3c65786e
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Family:
     shape_why: str = "" # said when a user changes it on a stage that continues a built model
     catalog_of: Callable = lambda policy: None # how many items a loaded policy's weights index (None: any catalog fits)
     fit_about: str = "" # what `fit` does, for reports (a family the loop trains says it with steps and epochs)
+    item_line: Callable[[object], str] = lambda cfg: "" # what the model reads for each item of a history, for reports
 
 # %% ../nbs/33_families.ipynb #b9da88d7
 ENCODER = ("optim.epochs=20", "optim.batch_size=128", "optim.warmup_steps=0", "sample_stride=0", "every_position=true",
@@ -54,7 +56,12 @@ RECIPES = {"sasrec": (*ENCODER, "optim.lr=2e-3"), "gru4rec": (*ENCODER, "optim.l
            "encoder preference": ("optim.lr=1e-5", "sft_weight=0.5", "beta=0.1", "optim.max_steps=200", "optim.batch_size=64",
                                   "optim.warmup_steps=10", "eval.every=25", "eval.users=0", "checkpoint.every=50"),
            "language model": ("optim.batch_size=2", "optim.grad_accum=4"),
-           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2")}
+           "language model, batch statistics": ("optim.batch_size=4", "optim.grad_accum=2"),
+           "language model, one forward": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-3", "optim.warmup_steps=5",
+                                           "optim.max_steps=320", "eval.every=40", "eval.users=200", "checkpoint.every=40"),
+           "language model, one forward, preference": ("optim.batch_size=16", "optim.grad_accum=1", "optim.lr=1e-4", "optim.warmup_steps=2",
+                                                       "optim.max_steps=40", "beta=0.1", "sft_weight=0.5", "eval.every=20", "eval.users=200",
+                                                       "checkpoint.every=20")}
 
 # %% ../nbs/33_families.ipynb #ba6dc8c5
 def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
@@ -68,11 +75,22 @@ def encoder_recipe(cfg, # a stage's settings (`settings.TrainConfig`)
 # %% ../nbs/33_families.ipynb #0820b3e6
 def lm_recipe(cfg, # a stage's settings
               batch_given:bool=False) -> tuple: # the user set optim.batch_size or optim.grad_accum: keep theirs
-    "A language model's micro-batches (larger for HaNoRec, whose responsiveness needs batch statistics), unless the user chose them."
+    """A language model's recipe. The one-forward tasks (head, label) train on the CPU budget chosen on validation (see
+    the notebook); the title and yes/no tasks only get micro-batches (larger for HaNoRec's batch statistics), unless the user chose them."""
+    init = getattr(cfg, "init", "")
+    task = RunFolder(init).config(PolicyConfig).task if init and RunFolder(init).started else cfg.task  # a continuing stage keeps its init run's
+    if task in ("head", "label"):
+        recipe = RECIPES["language model, one forward" + (", preference" if OBJECTIVES[cfg.objective].reference else "")]
+        return tuple(r for r in recipe if not (batch_given and r.startswith(("optim.batch_size=", "optim.grad_accum="))))
     if batch_given: return ()
     return RECIPES["language model" + (", batch statistics" if OBJECTIVES[cfg.objective].hars else "")]
 
 # %% ../nbs/33_families.ipynb #00b51267
+def encoder_item_line(cfg) -> str:
+    "What an encoder reads for each item: its id embedding, and the text and image features it was built with."
+    s = cfg.seqrec
+    return ", ".join(["an item-id embedding", *(["a MiniLM title vector"] if s.text else []), *(["EfficientNet-Lite0 image features"] if s.images else [])])
+
 def check_encoder(cfg):
     "A fresh SASRec's attention heads must divide its width."
     s = cfg.seqrec
@@ -83,10 +101,10 @@ SEQREC = Family(
     name="seqrec", label="encoder", owns=lambda model: model == "seqrec", base_kinds=("seqrec",),
     build=build_seqrec_policy, fit=None, load=load_seqrec_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: cfg.seqrec.text or cfg.seqrec.images or cfg.objective == "hanorec",
-    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape=("seqrec",),
+    reads_summaries=lambda cfg: cfg.seqrec.summaries, recipe=encoder_recipe, check=check_encoder, catalog_of=lambda policy: policy.module.n_items, shape=("seqrec",), item_line=encoder_item_line,
     shape_why="an encoder's shape, and a stage with init= continues the init run's encoder as it was built",
     ignores=("task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "lora", "negatives.shortlist",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a language model's setting, and model=seqrec (a sequential encoder) never reads it")
 
 # %% ../nbs/33_families.ipynb #20476e9b
@@ -95,11 +113,21 @@ POPULARITY = Family(
     build=None, fit=fit_popularity, load=load_popularity_policy, protocols=lambda task=None: ["sampled", "full"],
     whole_catalog=True, reads_features=lambda cfg: False, reads_summaries=lambda cfg: False, recipe=lambda cfg, batch_given=False: (), catalog_of=lambda policy: len(policy.counts),
     ignores=("seqrec", "lora", "task", "prompt_candidates", "reduce", "images", "gradient_checkpointing", "every_position",
-             "items", "item_tokens", "title_tokens", "label_orders"),
+             "items", "item_tokens", "title_tokens", "label_orders", "curriculum"),
     ignores_why="a model's setting, and model=popularity only counts items",
-    fit_about="counts each item's training interactions; nothing is trained")
+    fit_about="counts each item's training interactions; nothing is trained", item_line=lambda cfg: "nothing (it counts items)")
 
 # %% ../nbs/33_families.ipynb #0e8a1d1e
+def lm_item_line(cfg) -> str:
+    "What a language model's prompt holds for each item (`items`, `images`, `title_tokens`), and how it answers (`task`)."
+    title = f"its title cut to {cfg.title_tokens} tokens" if cfg.title_tokens else "its title"
+    held = {"text": title, "hybrid": f"{title} and a collaborative token", "token": "a collaborative token alone"}[cfg.items]
+    if cfg.images: held += " and its image tokens"
+    how = {"head": "a scoring head ranks every catalog item", "label": "answered by the candidate's label, one forward",
+           "multiple_choice": "answered by the candidate's title", "yes_no": "yes or no for each candidate"}[cfg.task]
+    src = f" (the projected item embeddings of {Path(cfg.item_tokens).name})" if cfg.item_tokens and cfg.items != "text" else ""
+    return f"{held}{src}; {how}"
+
 def check_lm(cfg):
     "A language model's item tokens come from a finished encoder run on a fresh stage (a continuing one keeps its init run's); labels are single letters."
     from hanorec.policies import TASKS
@@ -113,6 +141,8 @@ def check_lm(cfg):
         folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
         if folder.read_base().get("kind") != "seqrec":
             raise HanorecError(f"item_tokens={cfg.item_tokens} is not an encoder run", hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    if cfg.curriculum and cfg.items == "text":
+        raise HanorecError("curriculum=true moves training from titles-only prompts to prompts with item tokens, and items=text has none", hint="set items=hybrid (LLaRA's) or drop curriculum=true")
     if cfg.task == "label" and cfg.prompt_candidates > 26:
         raise HanorecError(f"task=label labels candidates A to Z, and prompt_candidates={cfg.prompt_candidates} lists more", hint="set prompt_candidates=26 or fewer")
 
@@ -121,7 +151,7 @@ LANGUAGE_MODEL = Family(
     build=build_lm_policy, fit=None, load=load_lm_policy,
     protocols=lambda task=None: ["sampled", *{"yes_no": ["yes_no"], "multiple_choice": ["generate"], "head": ["full"]}.get(task or "multiple_choice", [])],
     whole_catalog=False, reads_features=lambda cfg: True, reads_summaries=lambda cfg: cfg.summary.backend != "none",
-    recipe=lm_recipe, prompts=True, lora=True, check=check_lm, ignores=("seqrec", "every_position"),
+    recipe=lm_recipe, prompts=True, lora=True, check=check_lm, item_line=lm_item_line, ignores=("seqrec", "every_position"),
     ignores_why="a sequential encoder's setting, and a language model never reads it",
     shape=("task", "items", "item_tokens", "title_tokens"),
     shape_why="what the language model was trained to read, and a stage with init= continues its init run's task and item lines")

@@ -27,14 +27,15 @@ from .scoring import head_scores, item_titles, label_logp, logp as lm_logp, yes_
 from .seqrec import PAD, SeqRec, SeqRecConfig, all_states, item_features, load_seqrec, save_seqrec
 from .summarize import SummaryVectors, UserSummaryConfig, summary_vectors, user_summaries
 from .runs import RunFolder
+from .observers import Observer
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'Label', 'Head',
-           'short_titles', 'LMPolicy', 'describe_base', 'load_base_model', 'lm_images', 'build_seqrec_policy',
-           'encoder_item_table', 'build_lm_policy', 'run_data', 'load_popularity_policy', 'load_seqrec_policy',
-           'load_lm_policy', 'load_weights']
+           'short_titles', 'LMPolicy', 'Curriculum', 'describe_base', 'load_base_model', 'lm_images',
+           'build_seqrec_policy', 'encoder_item_table', 'build_lm_policy', 'run_data', 'load_popularity_policy',
+           'load_seqrec_policy', 'load_lm_policy', 'load_weights']
 
 # %% ../nbs/32_policies.ipynb #po000006
 @dataclass
@@ -55,6 +56,7 @@ class PolicyConfig:
     items: Literal["text", "hybrid", "token"] = "text" # language models: what an item line holds: its title, its title and a collaborative token, the token alone
     item_tokens: str = "" # language models: a finished encoder run (model=seqrec) whose item embeddings become the collaborative tokens and the scoring head's items
     title_tokens: int = 0 # language models: cut each title to this many tokens (0: whole titles)
+    curriculum: bool = False # items=hybrid or token, training: LLaRA's curriculum, each step's prompts carry item tokens with probability step / max_steps (else titles only)
     label_orders: int = 1 # task=label, evaluation: each candidate's score averaged over this many label orders (position bias)
     prompt_candidates: int = 20 # multiple choice: items listed in a training prompt (target, negatives, fixed fillers)
     history: int = 10 # the history length: most recent items read (prompts and encoders alike)
@@ -321,7 +323,7 @@ class Label(MultipleChoice):
         C, k = samples.candidates.shape[1], max(1, pol.cfg.label_orders)
         total = torch.zeros(len(b), C)
         for o in range(k):
-            orders = [np.arange(C) if o == 0 else sample_rng(pol.cfg.seed, Purpose.PROMPT_ORDER, int(i), o).permutation(C) for i in b]
+            orders = [np.arange(C) if o == 0 else sample_rng(pol.cfg.seed, Purpose.LABEL_ORDER, int(i), o).permutation(C) for i in b]
             rows = [samples.candidates[i][order].tolist() for i, order in zip(b, orders)]
             lp = label_logp(pol.rec, [pol.prompt(samples, i, r, r) for i, r in zip(b, rows)], pol.images).float().cpu()
             for j, order in enumerate(orders): total[j, torch.as_tensor(order)] += lp[j]
@@ -373,6 +375,7 @@ class LMPolicy:
         self.ids, self.templates = [str(i) for i in ds.items.item_id], PromptTemplates()
         self.titles = short_titles(item_titles(ds.items), rec, cfg.title_tokens)
         self.family, self.task, self.shortlist = rec.family, TASKS[cfg.task], shortlist
+        self.items, self.curriculum = cfg.items, None # what item lines hold now; the curriculum's (step, steps) while training
 
     @property
     def module(self): return self.rec.model
@@ -391,7 +394,7 @@ class LMPolicy:
         "Sample `i`'s multiple-choice prompt listing `shown_rows`, with the titles (or labels) of `answer_rows` as its answers."
         answer = self.task.answer or "title"
         p = multiple_choice_prompt(self._ids(samples.history[i]), self._ids(shown_rows), self.titles, self._summary(samples, i),
-                                   self.templates, images=self.images is not None, items=self.cfg.items, answer=answer)
+                                   self.templates, images=self.images is not None, items=self.items, answer=answer)
         shown = [int(r) for r in shown_rows]
         p.answers = ([p.labels[shown.index(int(r))] for r in answer_rows] if answer == "label" else
                      [self.templates.multiple_choice_answer.format(title=self.titles[self.ids[r]]) for r in answer_rows])
@@ -400,12 +403,12 @@ class LMPolicy:
     def next_item(self, samples:Samples, i:int) -> Prompt:
         "Sample `i`'s history-only prompt for the scoring head."
         return next_item_prompt(self._ids(samples.history[i]), self.titles, self._summary(samples, i), self.templates,
-                                images=self.images is not None, items=self.cfg.items)
+                                images=self.images is not None, items=self.items)
 
     def yes_no(self, samples:Samples, i:int, item_row) -> Prompt:
         "Sample `i`'s yes/no prompt about one item."
         return yes_no_prompt(self._ids(samples.history[i]), self.ids[int(item_row)], self.titles, self._summary(samples, i),
-                             self.templates, images=self.images is not None, items=self.cfg.items)
+                             self.templates, images=self.images is not None, items=self.items)
 
     def shown(self, i:int, pos:int, negatives, fillers) -> list:
         "The training prompt's list: target, negatives, then fillers up to `prompt_candidates`, in a fixed shuffled order."
@@ -415,16 +418,40 @@ class LMPolicy:
 
 # %% ../nbs/32_policies.ipynb #po000032
 @patch
+def _training_items(self:LMPolicy) -> str:
+    "What a training step's item lines hold: `items`, or under LLaRA's curriculum titles only with probability 1 - step / steps."
+    if not self.cfg.curriculum or self.curriculum is None: return self.cfg.items
+    step, steps = self.curriculum()
+    return self.cfg.items if sample_rng(self.cfg.seed, Purpose.CURRICULUM, step).random() < step / max(1, steps) else "text"
+
+@patch
 def score(self:LMPolicy, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> Scored:
     "The policy's log-probs of the batch's columns, with their answer keys."
-    prompts, rows, right = self.task.prompts(self, self.samples, idx, negatives, fillers)
+    self.items = self._training_items()
+    try: prompts, rows, right = self.task.prompts(self, self.samples, idx, negatives, fillers)
+    finally: self.items = self.cfg.items
     return Scored(self.task.logp(self, prompts, right), self.task.keys(self, prompts, right), rows)
+
+# %% ../nbs/32_policies.ipynb #8222e6c0
+class Curriculum(Observer):
+    "LLaRA's curriculum: tells a language-model policy, at every step, how far training is (`LMPolicy.observers` adds it)."
+    def on_setup(self, trainer): trainer.policy.curriculum = lambda: (trainer.state.step, trainer.max_steps)
+    def on_step_end(self, trainer, record:dict) -> dict:
+        step, steps = trainer.policy.curriculum()
+        return {"curriculum": round(step / max(1, steps), 4)} # this step's chance of item-token prompts
+
+@patch(as_prop=True)
+def observers(self:LMPolicy) -> list:
+    "What watches training on this policy's behalf: the curriculum, when it is on."
+    return [Curriculum()] if self.cfg.curriculum else []
 
 # %% ../nbs/32_policies.ipynb #cec419fc
 @patch
 def reference(self:LMPolicy, idx:np.ndarray, negatives:np.ndarray|None, fillers:np.ndarray) -> torch.Tensor:
     "The same columns under the frozen reference: adapter off, eval mode, no noise."
-    prompts, rows, right = self.task.prompts(self, self.samples, idx, negatives, fillers)
+    self.items = self._training_items()  # the prompts the policy scored this step
+    try: prompts, rows, right = self.task.prompts(self, self.samples, idx, negatives, fillers)
+    finally: self.items = self.cfg.items
     was = self.module.training
     self.module.eval()
     try:

@@ -105,6 +105,7 @@ def _build(self:Trainer):
     self.start_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
     own = [PairRecorder()] if self.objective.reference else []  # the demo's pairs/; below, the false-negative rate of a world with truth
     if (ds.path/"truth").exists(): from hanorec.synthetic import FalseNegativeRate; own.append(FalseNegativeRate(ds.path))
+    own += list(getattr(self.policy, "observers", []))  # what the policy asks to be told (a language model's curriculum)
     self.observers = [*own, *self.observers]
     self._observe("on_setup")
     if self.resume: self._load_checkpoint()

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import run_hanorec
 
-NAMES = ["scoring", "preference", "mfu", "quickstart", "eval", "data-prepare", "summaries"]
+NAMES = ["scoring", "label-scoring", "preference", "mfu", "lm-step", "quickstart", "eval", "data-prepare", "summaries"]
 COMMON = ("name", "about", "command", "ratio", "goal", "met", "checks", "median_s", "spread_s", "sizes", "machine", "details",
           "quick", "seconds", "hanorec")
 
@@ -50,6 +50,22 @@ def test_benchmarks_md_has_a_row_per_benchmark(quick_all):
     for name in NAMES:
         assert f"| {name} |" in md and f"`hanorec bench {name} --quick`" in md, name
     if "| **no** |" in md: assert "## Where the time goes" in md
+
+
+def test_language_model_benchmarks_quick(tmp_path):
+    "`lm-step` and `label-scoring` run by name at quick size: the common shape, positive finite ratios, one forward a label batch."
+    r = run_hanorec("bench", "lm-step", "label-scoring", "--quick", "--out", tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    step, label = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("lm-step", "label-scoring"))
+    for report, name in ((step, "lm-step"), (label, "label-scoring")):
+        _shape(report, name)
+        assert all(0 < c["value"] < float("inf") for c in report["checks"]), report["checks"]
+        tokens = report["details"]["prompt_tokens_per_prompt"]
+        assert tokens["head_token"] < tokens["head_text"] and tokens["label_token"] < tokens["label_text"]
+    assert [c["what"].split()[0] for c in step["checks"]] == ["task=head", "task=label"]
+    assert all(step["details"][t]["tokens_per_s"] > 0 for t in ("head", "label"))
+    assert label["details"]["decoder_passes_per_batch"] == {"label": 1, "title": 2}
+    assert "lm-step: ratio" in r.stdout and "label-scoring: ratio" in r.stdout
 
 
 def test_one_benchmark_the_list_and_an_unknown_name(tmp_path):
