@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -553,6 +554,8 @@ class ItemTokens(nn.Module):
         e = table.shape[1]
         self.projector = nn.Sequential(nn.Linear(e, lm_dim), nn.GELU(), nn.Linear(lm_dim, lm_dim))
         self.head = nn.Linear(lm_dim, lm_dim, bias=False)
+        nn.init.eye_(self.head.weight) # the tied vocabulary head's reading: an item scores as a token whose embedding is its projection
+        self.scale = nn.Parameter(torch.tensor(math.log(10.0))) # the logits' learned sharpness (a CLIP-style temperature)
         self.ids = [str(i) for i in ids]
         self._rows = {i: r for r, i in enumerate(self.ids)}
 
@@ -564,9 +567,10 @@ class ItemTokens(nn.Module):
     def tokens(self, rows:torch.Tensor) -> torch.Tensor: return self.projector(self.table[rows])
     def vectors(self) -> torch.Tensor: return self.projector(self.table)
     def scores(self, hidden:torch.Tensor) -> torch.Tensor:
-        "[B, N] every item's score for the last hidden states `hidden` [B, d]."
-        v = self.vectors()
-        return (self.head(hidden.to(v.dtype)) @ v.T) / v.shape[-1] ** 0.5
+        "[B, N] every item's score for the last hidden states `hidden` [B, d]: the cosine of the user vector and the item's, sharpened."
+        v = nn.functional.normalize(self.vectors(), dim=-1)
+        u = nn.functional.normalize(self.head(hidden.to(v.dtype)), dim=-1)
+        return self.scale.exp() * (u @ v.T)
 
 # %% ../nbs/20_models.ipynb #9f9545f6
 def add_item_tokens(rec:Recommender, # a composed recommender
