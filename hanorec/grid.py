@@ -672,7 +672,13 @@ def _mllm_summary_rows(qs:dict, reading:list[Stage]) -> list[Stage]:
                   budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft") for s in reading if s.start or s.against]
 
 # %% ../nbs/52_grid.ipynb #2a3f1f55
-LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images")  # what each language-model row sets itself
+LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images", "optim.max_steps")  # what each language-model row sets itself (its length: the recipe's)
+
+def _lm_budget(recipe:str, users) -> str:
+    "A language-model row's budget as `hanorec train`'s recipe sets it (the quickstart's shorter one is for its smoke test)."
+    from hanorec.families import RECIPES
+    got = dict(r.split("=", 1) for r in RECIPES[recipe])
+    return f"{got['optim.max_steps']} steps x {got['optim.batch_size']} prompts (hanorec train's recipe), {users or 'all'} test users"
 
 def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings and budget are its mllm-sft's and mllm-hanorec's
              variants:list[Stage]) -> list[Stage]: # the encoder's summary rows whose variants the language model's SFT reads on seed 0
@@ -681,19 +687,20 @@ def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings a
     sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
     def lm(name, about, *s):
         drop = LM_METHOD + (() if "objective=hanorec" in s else ("hars",))  # HaRS's settings only where HaRS runs
-        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop),
-                     start="lm-sft", users=pref.users, budget=pref.budget)
-    nodo = ("nodo.sigma=0.1", "nodo.mode=logits")
-    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false"), users=sft.users, budget=sft.budget),
+        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop + ("eval.every", "eval.users")),
+                     start="lm-sft", users=pref.users, budget=_lm_budget("language model, one forward, preference", pref.users))
+    nodo = ("nodo.sigma=0.1", "nodo.mode=lora")  # the authors' code: noise on the LoRA matrices
+    sft_budget = _lm_budget("language model, one forward", sft.users)
+    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false", drop=("optim.max_steps", "eval.every", "eval.users")), users=sft.users, budget=sft_budget),
             lm("lm-dpo", "DPO (random negative)", "objective=dpo"),
             lm("lm-sdpo", "S-DPO (3 random negatives)", "objective=sdpo", "negatives.k=3"),
             lm("lm-rodpo-hard", "DPO, deterministic hard negative", "objective=dpo", "negatives.strategy=hard"),
             lm("lm-rodpo-topk", "RoDPO: DPO, stochastic top-K negative", "objective=dpo", "negatives.strategy=stochastic_topk"),
-            lm("lm-hanorec", "HaNoRec (HaRS + NoDO on the logits)", "objective=hanorec", *nodo),
+            lm("lm-hanorec", "HaNoRec (HaRS + NoDO on LoRA)", "objective=hanorec", *nodo),
             lm("lm-hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "objective=dpo", *nodo),
             lm("lm-hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "objective=hanorec")]
-    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s), users=sft.users,
-                                                  budget="; ".join(b for b in (sft.budget, budget) if b), against="lm-sft", seeds=[0])
+    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s, drop=("optim.max_steps", "eval.every", "eval.users")),
+                                                  users=sft.users, budget="; ".join(b for b in (sft_budget, budget) if b), against="lm-sft", seeds=[0])
     rows.append(one("lm-sft-images", "SFT with the items' images (multimodal)", ["images=true"]))
     rows += [one(f"lm-{s.name}", s.about.replace("encoder SFT + ", "SFT, in its prompt: ", 1), [x for x in s.settings if x.startswith("summary.")], s.budget)
              for s in variants]

@@ -21,7 +21,7 @@ __all__ = ['RUN_FILES', 'RUN_FOLDERS', 'PATH_KEYS', 'BASE_PATHS', 'EVAL_METRICS'
 # %% ../nbs/04_runs.ipynb #b8b15492
 RUN_FILES = ("config.yaml", "base.json", "log.jsonl", "data.json", "metrics.json")  # a run's own files; metrics.json is written last
 RUN_FOLDERS = ("base", "reference", "checkpoints", "pairs", "model", "plots", "eval")  # a run's subfolders, never runs themselves
-PATH_KEYS = ("data", "init", "out")  # config.yaml's folders, written relative to the run folder
+PATH_KEYS = ("data", "init", "item_tokens", "out")  # config.yaml's folders, written relative to the run folder
 
 # %% ../nbs/04_runs.ipynb #65b995bd
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def write_config(self:RunFolder, cfg): # a config dataclass (TrainConfig)
     "Write config.yaml, its folders relative to the run folder (`relative`), so a copied or moved run is whole where it stands."
     from hanorec.core import atomic_write_text, config_to_dict
     d = config_to_dict(cfg)
-    d.update({k: self.relative(d[k]) for k in ("data", "init") if d.get(k)}, **({"out": "."} if "out" in d else {}))
+    d.update({k: self.relative(d[k]) for k in PATH_KEYS if k != "out" and d.get(k)}, **({"out": "."} if "out" in d else {}))
     atomic_write_text(self.config_file, yaml.safe_dump(d, sort_keys=False))
 
 # %% ../nbs/04_runs.ipynb #e28cd8d1
