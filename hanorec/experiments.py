@@ -45,8 +45,9 @@ def quickstart_stages(cuda:bool=False, # a CUDA device: a larger language-model 
     pref_steps = max(2, sft_steps // 2)
     users = mllm_users if mllm_users is not None else (None if cuda else 200)
     pref = []  # the encoder's preference stages: hanorec train's preference recipe (chosen on validation, see 40_train)
-    lm = lm_settings(cuda)
-    budget = lambda steps: f"{steps} steps x 16 prompts, {users or 'all'} test users"
+    bf16 = not cuda and cpu_bf16()  # CUDA: bf16 anyway (precision=auto)
+    lm = [*lm_settings(cuda), *(["precision=bf16"] if bf16 else [])]
+    budget = lambda steps: f"{steps} steps x 16 prompts, {users or 'all'} test users" + (", bf16 on the CPU" if bf16 else "")
     return [Stage("popularity", "popularity (training counts)", ["model=popularity"]),
             Stage("sasrec", "SASRec over item ids", ["model=seqrec", "seqrec.text=false"]),
             Stage("encoder-sft", "multimodal encoder, SFT", ["model=seqrec", "seqrec.text=true", "seqrec.images=true"]),

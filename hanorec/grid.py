@@ -27,9 +27,9 @@ from .objectives import OBJECTIVES
 from .settings import check_settings, train_config
 
 # %% auto #0
-__all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'Grid', 'check_grid', 'load_grid', 'grid_dataset', 'grid_cells',
-           'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds', 'seeds_note',
-           'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells', 'write_grid_report',
+__all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'LM_LENGTH', 'Grid', 'check_grid', 'load_grid', 'grid_dataset',
+           'grid_cells', 'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds',
+           'seeds_note', 'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells', 'write_grid_report',
            'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/52_grid.ipynb #gr000006
@@ -674,6 +674,8 @@ def _mllm_summary_rows(qs:dict, reading:list[Stage]) -> list[Stage]:
 # %% ../nbs/52_grid.ipynb #2a3f1f55
 LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images", "optim.max_steps")  # what each language-model row sets itself (its length: the recipe's)
 
+LM_LENGTH = ("optim.max_steps", "eval.every", "eval.users", "precision") # the quickstart's short smoke-test settings the ablation leaves to the recipe (fp32: one precision on every CPU)
+
 def _lm_budget(recipe:str, users) -> str:
     "A language-model row's budget as `hanorec train`'s recipe sets it (the quickstart's shorter one is for its smoke test)."
     from hanorec.families import RECIPES
@@ -687,11 +689,11 @@ def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings a
     sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
     def lm(name, about, *s):
         drop = LM_METHOD + (() if "objective=hanorec" in s else ("hars",))  # HaRS's settings only where HaRS runs
-        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop + ("eval.every", "eval.users")),
+        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop + LM_LENGTH),
                      start="lm-sft", users=pref.users, budget=_lm_budget("language model, one forward, preference", pref.users))
     nodo = ("nodo.sigma=0.1", "nodo.mode=lora")  # the authors' code: noise on the LoRA matrices
     sft_budget = _lm_budget("language model, one forward", sft.users)
-    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false", drop=("optim.max_steps", "eval.every", "eval.users")), users=sft.users, budget=sft_budget),
+    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false", drop=LM_LENGTH), users=sft.users, budget=sft_budget),
             lm("lm-dpo", "DPO (random negative)", "objective=dpo"),
             lm("lm-sdpo", "S-DPO (3 random negatives)", "objective=sdpo", "negatives.k=3"),
             lm("lm-rodpo-hard", "DPO, deterministic hard negative", "objective=dpo", "negatives.strategy=hard"),
@@ -699,7 +701,7 @@ def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings a
             lm("lm-hanorec", "HaNoRec (HaRS + NoDO on LoRA)", "objective=hanorec", *nodo),
             lm("lm-hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "objective=dpo", *nodo),
             lm("lm-hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "objective=hanorec")]
-    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s, drop=("optim.max_steps", "eval.every", "eval.users")),
+    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s, drop=LM_LENGTH),
                                                   users=sft.users, budget="; ".join(b for b in (sft_budget, budget) if b), against="lm-sft", seeds=[0])
     rows.append(one("lm-sft-images", "SFT with the items' images (multimodal)", ["images=true"]))
     rows += [one(f"lm-{s.name}", s.about.replace("encoder SFT + ", "SFT, in its prompt: ", 1), [x for x in s.settings if x.startswith("summary.")], s.budget)
