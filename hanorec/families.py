@@ -150,7 +150,7 @@ LANGUAGE_MODEL = Family(
     name="language model", label="language model", owns=lambda model: True, base_kinds=("composed-smollm2", "local"),
     build=build_lm_policy, fit=None, load=load_lm_policy,
     protocols=lambda task=None: ["sampled", *{"yes_no": ["yes_no"], "multiple_choice": ["generate"], "head": ["full"]}.get(task or "multiple_choice", [])],
-    whole_catalog=False, reads_features=lambda cfg: True, reads_summaries=lambda cfg: cfg.summary.backend != "none",
+    whole_catalog=False, reads_features=lambda cfg: cfg.images or cfg.objective == "hanorec", reads_summaries=lambda cfg: cfg.summary.backend != "none",
     recipe=lm_recipe, prompts=True, lora=True, check=check_lm, item_line=lm_item_line, ignores=("seqrec", "every_position"),
     ignores_why="a sequential encoder's setting, and a language model never reads it",
     shape=("task", "items", "item_tokens", "title_tokens"),

@@ -135,7 +135,7 @@ FEATURES = "features"  # the task that makes the item-feature caches, before any
 def reads_features(stage:Stage, data:Path, out:Path, device:str="auto") -> bool:
     "Whether the stage reads the item-feature caches (posters' EfficientNet features, MiniLM's, HaRS's neighbours), as its model family says."
     cfg = stage_config(stage, data, out, device)
-    return family_of(cfg.model).reads_features(cfg)  # popularity never; an encoder with text, images or HaRS; a language model always
+    return family_of(cfg.model).reads_features(cfg)  # popularity never; an encoder with text, images or HaRS; a language model with images or HaRS
 
 # %% ../nbs/50_runner.ipynb #288be767
 def stage_graph(stages:list[Stage], data:Path, out:Path, device:str="auto") -> dict[str, set[str]]:
