@@ -12,7 +12,7 @@ from typing import Callable
 from .core import HanorecError, pick_device
 from .data import PreparedDataset, Samples, load_prepared, load_samples
 from .objectives import OBJECTIVES
-from .policies import (PolicyConfig, build_lm_policy, build_seqrec_policy, fit_popularity, load_lm_policy, load_popularity_policy,
+from .policies import (PolicyConfig, check_encoder_run, build_lm_policy, build_seqrec_policy, fit_popularity, load_lm_policy, load_popularity_policy,
                               load_seqrec_policy, load_weights, run_data)
 from .runs import RunFolder
 
@@ -130,17 +130,12 @@ def lm_item_line(cfg) -> str:
 
 def check_lm(cfg):
     "A language model's item tokens come from a finished encoder run on a fresh stage (a continuing one keeps its init run's); labels are single letters."
-    from hanorec.policies import TASKS
     needs = cfg.task == "head" or cfg.items != "text"
     if needs and not cfg.init and not cfg.item_tokens:
         what = "task=head scores items through their collaborative tokens" if cfg.task == "head" else f"items={cfg.items} writes each item's collaborative token"
         raise HanorecError(f"{what}, and no item_tokens= run gives them",
                            hint="set item_tokens=RUN, a finished encoder run on the same data (hanorec train model=seqrec seqrec.text=false out=RUN), or items=text with task=label or multiple_choice")
-    if cfg.item_tokens and not cfg.init:
-        folder = RunFolder(cfg.item_tokens)
-        folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
-        if folder.read_base().get("kind") != "seqrec":
-            raise HanorecError(f"item_tokens={cfg.item_tokens} is not an encoder run", hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    if cfg.item_tokens and not cfg.init: check_encoder_run(cfg.item_tokens)
     if cfg.curriculum and cfg.items == "text":
         raise HanorecError("curriculum=true moves training from titles-only prompts to prompts with item tokens, and items=text has none", hint="set items=hybrid (LLaRA's) or drop curriculum=true")
     if cfg.task == "label" and cfg.prompt_candidates > 26:

@@ -34,8 +34,8 @@ from fastcore.basics import patch
 __all__ = ['TASKS', 'LoraConfig', 'PolicyConfig', 'Scored', 'answer_key', 'ReferenceStore', 'SeqRecPolicy', 'evaluation_users',
            'training_counts', 'PopularityPolicy', 'fit_popularity', 'MultipleChoice', 'YesNo', 'Label', 'Head',
            'short_titles', 'LMPolicy', 'Curriculum', 'describe_base', 'load_base_model', 'lm_images',
-           'build_seqrec_policy', 'encoder_item_table', 'build_lm_policy', 'run_data', 'load_popularity_policy',
-           'load_seqrec_policy', 'load_lm_policy', 'load_weights']
+           'build_seqrec_policy', 'check_encoder_run', 'encoder_item_table', 'build_lm_policy', 'run_data',
+           'load_popularity_policy', 'load_seqrec_policy', 'load_lm_policy', 'load_weights']
 
 # %% ../nbs/32_policies.ipynb #po000006
 @dataclass
@@ -561,14 +561,19 @@ def build_seqrec_policy(cfg:PolicyConfig, ds:PreparedDataset, samples:Samples, #
 
 
 # %% ../nbs/32_policies.ipynb #6a421c7b
-def encoder_item_table(run:str|Path, ds:PreparedDataset) -> torch.Tensor:
-    "[N, e] a finished encoder run's item table (ids, text and image parts fused), checked to be made on `ds`'s catalog."
+def check_encoder_run(run:str|Path) -> RunFolder:
+    "The run `item_tokens=` names, refused unless it is a finished encoder run (model=seqrec)."
     folder = RunFolder(run)
     folder.require_finished("item_tokens=", need=(folder.base_file, folder.model()))
-    folder.check_catalog(ds.path)
     if folder.read_base().get("kind") != "seqrec":
         raise HanorecError(f"item_tokens={run} is not an encoder run (its base.json names {folder.read_base().get('kind')!r})",
                            hint="point item_tokens= at a finished hanorec train model=seqrec run on the same data")
+    return folder
+
+def encoder_item_table(run:str|Path, ds:PreparedDataset) -> torch.Tensor:
+    "[N, e] a finished encoder run's item table (ids, text and image parts fused), checked to be made on `ds`'s catalog."
+    folder = check_encoder_run(run)
+    folder.check_catalog(ds.path)
     model = load_seqrec(folder.model(), device="cpu").eval()
     with torch.no_grad(): return model.item_table()[0].float()
 
