@@ -27,10 +27,10 @@ from .objectives import OBJECTIVES
 from .settings import check_settings, train_config
 
 # %% auto #0
-__all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'LM_LENGTH', 'Grid', 'check_grid', 'load_grid', 'grid_dataset',
-           'grid_cells', 'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values', 'paired_over_seeds',
-           'seeds_note', 'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells', 'write_grid_report',
-           'ablation_stages', 'ablation_grid']
+__all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'LM_LENGTH', 'LM_CPU_BUDGET', 'Grid', 'check_grid', 'load_grid',
+           'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values',
+           'paired_over_seeds', 'seeds_note', 'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells',
+           'write_grid_report', 'ablation_stages', 'ablation_grid']
 
 # %% ../nbs/52_grid.ipynb #gr000006
 @dataclass
@@ -672,28 +672,38 @@ def _mllm_summary_rows(qs:dict, reading:list[Stage]) -> list[Stage]:
                   budget="; ".join(b for b in (m.budget, s.budget) if b), against="mllm-sft") for s in reading if s.start or s.against]
 
 # %% ../nbs/52_grid.ipynb #2a3f1f55
-LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images", "optim.max_steps")  # what each language-model row sets itself (its length: the recipe's)
+LM_METHOD = ("init", "objective", "nodo", "negatives.strategy", "negatives.k", "images", "optim.max_steps")  # what each language-model row sets itself (its length: the grid's budget)
 
-LM_LENGTH = ("optim.max_steps", "eval.every", "eval.users", "precision") # the quickstart's short smoke-test settings the ablation leaves to the recipe (fp32: one precision on every CPU)
+LM_LENGTH = ("optim.max_steps", "eval.every", "eval.users") # the quickstart's short smoke-test settings the ablation replaces by its budget
 
-def _lm_budget(recipe:str, users) -> str:
-    "A language-model row's budget as `hanorec train`'s recipe sets it (the quickstart's shorter one is for its smoke test)."
-    from hanorec.families import RECIPES
-    got = dict(r.split("=", 1) for r in RECIPES[recipe])
-    return f"{got['optim.max_steps']} steps x {got['optim.batch_size']} prompts (hanorec train's recipe), {users or 'all'} test users"
+LM_CPU_BUDGET = {"sft": ("optim.max_steps=120", "eval.every=40", "eval.users=100"), # 3/8 of hanorec train's 30-minute recipe (validation 0.60 at step 120 there)
+                 "preference": ("optim.max_steps=20", "eval.every=0")}             # half the preference recipe's 40 steps; its last step kept (no validation)
 
-def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings and budget are its mllm-sft's and mllm-hanorec's
-             variants:list[Stage]) -> list[Stage]: # the encoder's summary rows whose variants the language model's SFT reads on seed 0
+def _lm_budget(length:tuple, users, bf16:bool=False) -> str:
+    "A language-model row's budget as its settings (or, for a GPU, `hanorec train`'s recipe) set it."
+    got = dict(r.split("=", 1) for r in length)
+    kept = "" if got.get("eval.every", "1") != "0" else ", its last step kept"
+    return f"{got['optim.max_steps']} steps x {got.get('optim.batch_size', 16)} prompts{kept}, {users or 'all'} test users" + (", bf16 on the CPU" if bf16 else "")
+
+def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings are its mllm-sft's and mllm-hanorec's
+             variants:list[Stage], # the encoder's summary rows whose variants the language model's SFT reads on seed 0
+             cuda:bool=False) -> list[Stage]: # a CUDA device: hanorec train's recipe (320 and 40 steps); else LM_CPU_BUDGET
     """The language model's rows: its SFT (text only), every preference stage on it, each tested against it, and its SFT with
-    the items' images and with each summary variant in its prompt on seed 0 only."""
+    the items' images and with each summary variant in its prompt on seed 0 only. On a CPU they run `LM_CPU_BUDGET` (in
+    bf16 where the CPU has it, as the quickstart does), so that a dataset's three seeds fit in about an hour on 2 cores."""
+    from hanorec.families import RECIPES
     sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
+    bf16 = "precision=bf16" in sft.settings
+    sft_len, pref_len = ((), ()) if cuda else (LM_CPU_BUDGET["sft"], LM_CPU_BUDGET["preference"])
+    sft_budget = _lm_budget(sft_len or RECIPES["language model, one forward"], sft.users, bf16)
+    pref_budget = _lm_budget(pref_len or RECIPES["language model, one forward, preference"], pref.users, bf16)
     def lm(name, about, *s):
         drop = LM_METHOD + (() if "objective=hanorec" in s else ("hars",))  # HaRS's settings only where HaRS runs
-        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *s, drop=drop + LM_LENGTH),
-                     start="lm-sft", users=pref.users, budget=_lm_budget("language model, one forward, preference", pref.users))
+        return Stage(name, f"language model, {about}", _with(pref.settings, "init=lm-sft", "images=false", *pref_len, *s, drop=drop + LM_LENGTH),
+                     start="lm-sft", users=pref.users, budget=pref_budget)
     nodo = ("nodo.sigma=0.1", "nodo.mode=lora")  # the authors' code: noise on the LoRA matrices
-    sft_budget = _lm_budget("language model, one forward", sft.users)
-    rows = [Stage("lm-sft", "language model, SFT (text only)", _with(sft.settings, "images=false", drop=LM_LENGTH), users=sft.users, budget=sft_budget),
+    rows = [Stage("lm-sft", "language model, SFT (item tokens, no images)", _with(sft.settings, "images=false", *sft_len, drop=LM_LENGTH),
+                  users=sft.users, budget=sft_budget),
             lm("lm-dpo", "DPO (random negative)", "objective=dpo"),
             lm("lm-sdpo", "S-DPO (3 random negatives)", "objective=sdpo", "negatives.k=3"),
             lm("lm-rodpo-hard", "DPO, deterministic hard negative", "objective=dpo", "negatives.strategy=hard"),
@@ -701,12 +711,13 @@ def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings a
             lm("lm-hanorec", "HaNoRec (HaRS + NoDO on LoRA)", "objective=hanorec", *nodo),
             lm("lm-hanorec-no-hars", "HaNoRec without HaRS (DPO + NoDO)", "objective=dpo", *nodo),
             lm("lm-hanorec-no-nodo", "HaNoRec without NoDO (HaRS only)", "objective=hanorec")]
-    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *s, drop=LM_LENGTH),
+    one = lambda name, about, s, budget="": Stage(name, f"language model, {about}", _with(sft.settings, "images=false", *sft_len, *s, drop=LM_LENGTH),
                                                   users=sft.users, budget="; ".join(b for b in (sft_budget, budget) if b), against="lm-sft", seeds=[0])
     rows.append(one("lm-sft-images", "SFT with the items' images (multimodal)", ["images=true"]))
     rows += [one(f"lm-{s.name}", s.about.replace("encoder SFT + ", "SFT, in its prompt: ", 1), [x for x in s.settings if x.startswith("summary.")], s.budget)
              for s in variants]
     return rows
+
 
 # %% ../nbs/52_grid.ipynb #2eac323d
 def ablation_stages(models=("encoder",), # "encoder", "mllm", "summaries" and/or "lm"
@@ -727,7 +738,7 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm", "summaries" and/or
         if "mllm" in models: add(_mllm_summary_rows(qs, reading))
     if "lm" in models:
         add(_token_sources(qs, ["item_tokens=sasrec"], qs["mllm-sft"].settings, qs["mllm-hanorec"].settings))
-        add(_lm_rows(qs, [s for s in reading[1:] if "summaries" in models or s.name == "sft-summary-counts"]))
+        add(_lm_rows(qs, [s for s in reading[1:] if "summaries" in models or s.name == "sft-summary-counts"], cuda))
     return stages
 
 # %% ../nbs/52_grid.ipynb #33dcbb07
