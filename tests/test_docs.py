@@ -144,3 +144,20 @@ def test_docs_site_renders_in_chromium(site, browser, shots):
 def test_readme_is_generated_from_the_index_notebook():
     from hanorec.docsite import readme_text
     assert (ROOT / "README.md").read_text() == readme_text(ROOT / "nbs" / "index.ipynb", prefix="nbs")
+
+
+def test_readme_table_is_the_quickstart_report_it_reads():
+    """The index notebook's cell that prints the quickstart report's table stores its output; that output must be what
+    the cell prints from nbs/reports/quickstart_report.md now (a report replaced without rerunning the cell left the
+    README showing an older version's table)."""
+    import contextlib, io, json, os
+    nb = json.loads((ROOT / "nbs" / "index.ipynb").read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "reports/quickstart_report.md" in "".join(c["source"])]
+    assert len(cells) == 1
+    shown = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"]) for o in cells[0]["outputs"])
+    out, here = io.StringIO(), os.getcwd()
+    try:
+        os.chdir(ROOT / "nbs")
+        with contextlib.redirect_stdout(out): exec("".join(cells[0]["source"]), {})
+    finally: os.chdir(here)
+    assert shown == out.getvalue(), "rerun the index notebook's report cell (its stored table is not the report's)"
