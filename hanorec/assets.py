@@ -94,7 +94,7 @@ class Use:
 
 # %% ../nbs/01_assets.ipynb #4b271a30
 USES: dict[str, Use] = {u.name: u for u in [
-    Use("quickstart", ("torch", "transformers", "peft", "accelerate", "pandas", "pyarrow", "plotly", "sentence_transformers"),
+    Use("quickstart", ("torch", "transformers", "peft", "accelerate", "pandas", "pyarrow", "duckdb", "plotly", "sentence_transformers"),
         'pip install -e ".[offline]"', "hanorec quickstart, train, evaluate, experiment"),
     Use("demo", ("gradio",), 'pip install -e ".[demo]"', "hanorec demo: the Gradio page"),
     Use("notebooks", ("jupyterlab", "ipykernel", "ipywidgets", "nbclient", "sklearn", "trl", "nbdev"), 'pip install -e ".[notebooks]"',

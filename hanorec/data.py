@@ -6,8 +6,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,115 +23,177 @@ import pyarrow.parquet as pq
 from .core import (MANIFEST, HanorecError, Manifest, atomic_path, atomic_write_json,
                           get_logger, hash_file, hash_obj, read_json, read_manifest, write_manifest)
 from .runs import DatasetFolder, check_place
-from .sources import Loader, RawData, get_loader
+from .sources import (STAGED_INTERACTIONS, STAGED_ITEMS, Loader, RawData, canonical_interactions, canonical_items,
+                             get_loader)
 
 # %% auto #0
-__all__ = ['clean_interactions', 'kcore', 'leave_one_out', 'history_examples', 'candidate_sets', 'prepare',
-           'check_prepare_options', 'PreparedDataset', 'load_prepared', 'to_hf_dataset', 'stats_table', 'stats_figures',
-           'dataset_stats', 'Samples', 'item_rows', 'load_samples']
+__all__ = ['ENGINE_MEMORY', 'CHUNK_ROWS', 'engine', 'stage_raw', 'clean_interactions', 'kcore', 'leave_one_out',
+           'history_examples', 'candidate_sets', 'prepare', 'check_prepare_options', 'PreparedDataset', 'load_prepared',
+           'to_hf_dataset', 'stats_table', 'stats_figures', 'dataset_stats', 'Samples', 'item_rows', 'load_samples']
+
+# %% ../nbs/12_data.ipynb #dat0eng1
+ENGINE_MEMORY = "1GB" # DuckDB's memory in prepare: past it, its joins, sorts and windows spill to the work folder
+
+def engine(work:str|Path, # a scratch folder: the database file and what spills
+           memory:str=ENGINE_MEMORY, # DuckDB's memory_limit
+           threads:int|None=None): # default: OMP_NUM_THREADS, else every core
+    "A DuckDB database in `work` that keeps its working memory under `memory` and spills the rest to `work/spill`."
+    import duckdb
+    work = Path(work); work.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(work/"engine.duckdb"))
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    con.execute(f"SET memory_limit = '{memory}'; SET temp_directory = '{_sql_text(work/'spill')}'; SET threads = {int(threads)}; "
+                "SET preserve_insertion_order = false")  # every result that needs an order says ORDER BY
+    return con
+
+def _sql_text(p) -> str: return str(p).replace("'", "''")
+
+def _one(con, sql:str, params=()):
+    "The single value `sql` returns."
+    return con.execute(sql, list(params)).fetchall()[0][0]  # fetch to the end: the connection is free again
+
+# %% ../nbs/12_data.ipynb #dat0eng2
+def stage_raw(con, # from `engine`
+              raw:RawData, # a loader's result: frames, or Parquet files staged in `work`
+              work:Path): # where frames are staged
+    "`raw` in the engine: the view `raw` (interactions with `line` and `ord`, the row in input order) and the table `items` (with `i`, the rank by id)."
+    inter, items = raw.interactions, raw.items
+    if not isinstance(inter, Path):  # a frame's rows without lines are named by their row, from 1
+        lines = raw.lines if raw.lines is not None else np.arange(1, len(inter) + 1)
+        inter = _staged(canonical_interactions(inter).assign(line=lines), STAGED_INTERACTIONS, Path(work)/"interactions.parquet")
+    if not isinstance(items, Path):
+        items = _staged(canonical_items(items).assign(line=np.arange(1, len(items) + 1)), STAGED_ITEMS, Path(work)/"items.parquet")
+    con.execute(f"CREATE VIEW raw AS SELECT *, file_row_number AS ord FROM read_parquet('{_sql_text(inter)}', file_row_number = true)")
+    con.execute("CREATE TABLE items AS SELECT * EXCLUDE (line), (row_number() OVER (ORDER BY item_id) - 1)::INTEGER AS i "
+                f"FROM read_parquet('{_sql_text(items)}')")
+
+def _staged(df:pd.DataFrame, schema:pa.Schema, path:Path) -> Path:
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False).select(schema.names).cast(schema), path)
+    return path
 
 # %% ../nbs/12_data.ipynb #400234ae
-def clean_interactions(inter:pd.DataFrame, # canonical interactions, in input order
-                       item_ids, # the catalog's item ids
-                       min_rating:float|None=None, # keep rating >= this (None: keep all)
-                       dropped:list|None=None) -> tuple[pd.DataFrame, dict]: # gets (row, reason, detail, first row or None) per dropped row
-    "Drop unknown items, exact duplicates and (optionally) low ratings; returns the rest with `order`, and the counts."
-    inter = inter.assign(order=np.arange(len(inter), dtype=np.int64))
-    known = inter.item_id.isin(pd.Index(item_ids))
-    counts = {"interactions_without_item": int((~known).sum())}
-    if dropped is not None:
-        dropped += [(int(o), "item not in the items file", f"item {i!r}", None)
-                    for o, i in zip(inter.order.to_numpy()[~known], inter.item_id.to_numpy()[~known])]
-    inter = inter[known]
-    key = ["user_id", "item_id", "timestamp"]
-    dup = inter.duplicated(key)
-    counts["duplicates_removed"] = int(dup.sum())
-    if dropped is not None and dup.any():
-        first = inter.groupby(key, sort=False).order.transform("first").to_numpy()[dup.to_numpy()]
-        d = inter[dup]
-        dropped += [(int(o), "duplicate interaction", f"user {u!r}, item {i!r}, timestamp {t}", int(f))
-                    for o, u, i, t, f in zip(d.order, d.user_id, d.item_id, d.timestamp, first)]
-    inter = inter[~dup]
-    low = ~(inter.rating >= min_rating) if min_rating is not None else np.zeros(len(inter), bool)  # NaN is below any threshold
-    counts["below_min_rating"] = int(low.sum())
-    inter = inter[~low]
-    return inter.reset_index(drop=True), counts
+def clean_interactions(con, # an engine holding `raw` and `items` (`stage_raw`)
+                       min_rating:float|None=None) -> tuple[dict, list]: # keep rating >= this (None: keep all)
+    """The table `clean` (u, i, timestamp, rating, ord): `raw` without unknown items, exact duplicates and low ratings;
+    the counts, and each dropped row as (line, reason, detail, the line of the row it repeats or None)."""
+    con.execute("CREATE TABLE users AS SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)::INTEGER AS u FROM (SELECT DISTINCT user_id FROM raw)")
+    con.execute("CREATE TABLE known AS SELECT u, i, timestamp, rating, ord FROM raw JOIN users USING (user_id) JOIN items USING (item_id)")
+    unknown = con.execute("SELECT line, item_id FROM raw ANTI JOIN items USING (item_id) ORDER BY ord").fetchall()
+    con.execute("CREATE TABLE dup AS SELECT k.ord, g.first FROM known k JOIN (SELECT u, i, timestamp, min(ord) AS first FROM known "
+                "GROUP BY u, i, timestamp HAVING count(*) > 1) g USING (u, i, timestamp) WHERE k.ord <> g.first")
+    dups = con.execute("SELECT r.line, r.user_id, r.item_id, r.timestamp, f.line FROM dup JOIN raw r ON r.ord = dup.ord "
+                       "JOIN raw f ON f.ord = dup.first ORDER BY dup.ord").fetchall()
+    low, params = ("(rating IS NULL OR isnan(rating) OR rating < $1)", [float(min_rating)]) if min_rating is not None else ("FALSE", [])
+    con.execute(f"CREATE TABLE clean AS SELECT * FROM known ANTI JOIN dup USING (ord) WHERE NOT {low}", params)
+    kept = _one(con, "SELECT count(*) FROM known") - len(dups)
+    counts = {"interactions_without_item": len(unknown), "duplicates_removed": len(dups),
+              "below_min_rating": kept - _one(con, "SELECT count(*) FROM clean")}
+    dropped = [(line, "item not in the items file", f"item {i!r}", None) for line, i in unknown]
+    dropped += [(line, "duplicate interaction", f"user {u!r}, item {i!r}, timestamp {t}", first) for line, u, i, t, first in dups]
+    return counts, dropped
 
 # %% ../nbs/12_data.ipynb #152054ac
-def kcore(inter:pd.DataFrame, # interactions with user_id and item_id
+def kcore(con, # an engine holding `clean`
           min_user:int=5, # keep users with at least this many interactions
-          min_item:int=5) -> tuple[pd.DataFrame, int]: # keep items with at least this many
-    "The largest sub-table in which every user has >= `min_user` and every item >= `min_item` interactions; and the rounds."
-    u = pd.factorize(inter.user_id)[0]
-    i = pd.factorize(inter.item_id)[0]
-    keep, rounds = np.ones(len(inter), bool), 0
+          min_item:int=5) -> int: # keep items with at least this many
+    "The table `core`: the largest part of `clean` in which every user has >= `min_user` and every item >= `min_item` interactions; returns the rounds."
+    con.execute("CREATE OR REPLACE TABLE core AS SELECT * FROM clean")
+    n, rounds = _one(con, "SELECT count(*) FROM core"), 0
     while True:
         rounds += 1
-        uc = np.bincount(u[keep], minlength=u.max() + 1 if len(u) else 0)
-        ic = np.bincount(i[keep], minlength=i.max() + 1 if len(i) else 0)
-        new = keep & (uc[u] >= min_user) & (ic[i] >= min_item)
-        if new.sum() == keep.sum(): break
-        keep = new
-    return inter[keep].reset_index(drop=True), rounds
+        con.execute("CREATE OR REPLACE TABLE core_next AS SELECT * FROM core WHERE u IN (SELECT u FROM core GROUP BY u HAVING count(*) >= $1) "
+                    "AND i IN (SELECT i FROM core GROUP BY i HAVING count(*) >= $2)", [min_user, min_item])
+        m = _one(con, "SELECT count(*) FROM core_next")
+        if m == n: break
+        con.execute("DROP TABLE core; ALTER TABLE core_next RENAME TO core")
+        n = m
+    con.execute("DROP TABLE core_next")
+    return rounds
 
 # %% ../nbs/12_data.ipynb #fdd8bd28
-def leave_one_out(inter:pd.DataFrame) -> tuple[pd.DataFrame, int]: # interactions with an `order` column (input order)
-    "Sort by user, time, input order; add `position` and `split` (train/validation/test); drop users with < 3."
-    ucode = pd.factorize(inter.user_id, sort=True)[0]
-    order = np.lexsort((inter["order"].to_numpy(), inter.timestamp.to_numpy(), ucode))
-    seq = inter.iloc[order].drop(columns="order").reset_index(drop=True)
-    uc = ucode[order]
-    n = np.bincount(uc)
-    start = np.concatenate([[0], np.cumsum(n)[:-1]])
-    pos, length = np.arange(len(seq)) - start[uc], n[uc]
-    keep = length >= 3
-    seq = seq.assign(position=pos, split=np.where(pos == length - 1, "test", np.where(pos == length - 2, "validation", "train")))
-    return seq[keep].reset_index(drop=True), int((n < 3).sum())
+def leave_one_out(con) -> int: # an engine holding `core`
+    "The table `seq`: `core` with each interaction's `position` in its user's time order and its `split`; users with < 3 left out, and counted."
+    con.execute("""CREATE OR REPLACE TABLE seq AS SELECT u, i, timestamp, rating, position,
+                     CASE WHEN position = n - 1 THEN 'test' WHEN position = n - 2 THEN 'validation' ELSE 'train' END AS split
+                   FROM (SELECT *, row_number() OVER (PARTITION BY u ORDER BY timestamp, ord) - 1 AS position,
+                                   count(*) OVER (PARTITION BY u) AS n FROM core) WHERE n >= 3""")
+    return _one(con, "SELECT count(*) FROM (SELECT u FROM core GROUP BY u HAVING count(*) < 3)")
 
 # %% ../nbs/12_data.ipynb #62b86603
-def _list_array(offsets:np.ndarray, values:pa.Array) -> pa.Array:
-    "An Arrow list column: row r holds `values[offsets[r]:offsets[r+1]]`."
-    if offsets[-1] < 2**31: return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+def _list_array(offsets:np.ndarray, values:pa.Array, large:bool|None=None) -> pa.Array:
+    "An Arrow list column: row r holds `values[offsets[r]:offsets[r+1]]`; 64-bit offsets when `large` (default: when they need it)."
+    if not (offsets[-1] >= 2**31 if large is None else large): return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
     return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
+@dataclass
+class _Users:
+    "Whole users' interactions in user, then position order: what the writing steps read, all at once or a chunk at a time."
+    users: pa.Array # each user's id, in order
+    ucode: np.ndarray # each row's user: an index into `users`
+    icode: np.ndarray # each row's item: its rank among the dataset's items
+    names: pa.Array # every item id of the dataset, in rank order
+    pos: np.ndarray # each row's position in its user's sequence
+    split: np.ndarray # each row's split name
+    ts: np.ndarray # each row's timestamp
+
+    @property
+    def items(self) -> pa.Array: return self.names.take(pa.array(self.icode))
+
+def _users_of(seq:pd.DataFrame) -> _Users:
+    "A frame of sequences (`_seq_frame`, or any with user_id, item_id, position, split, timestamp in that order) as `_Users`."
+    item_ids = np.sort(seq.item_id.unique().astype(object))
+    ucode, users = pd.factorize(seq.user_id, sort=True)
+    return _Users(pa.array(np.asarray(users, dtype=object), pa.string()), ucode, np.searchsorted(item_ids, seq.item_id.to_numpy(dtype=object)),
+                  pa.array(item_ids, pa.string()), seq.position.to_numpy(), seq.split.to_numpy(), seq.timestamp.to_numpy())
+
 # %% ../nbs/12_data.ipynb #02822cae
-def history_examples(seq:pd.DataFrame, # the output of `leave_one_out`
-                     history:int=10) -> dict[str, pa.Table]: # the most history items an example keeps
-    "Train, validation and test examples (user_id, history, target, timestamp) as Arrow tables."
-    items = pa.array(seq.item_id.to_numpy(dtype=object), pa.string())
-    users = pa.array(seq.user_id.to_numpy(dtype=object), pa.string())
-    pos, split, ts = seq.position.to_numpy(), seq.split.to_numpy(), seq.timestamp.to_numpy()
-    out = {}
+def _history_tables(c:_Users, history:int, large:dict|None=None) -> dict[str, pa.Table]:
+    "Train, validation and test examples (user_id, history, target, timestamp) of the users in `c`, as Arrow tables."
+    items, out = c.items, {}
     for name in ("train", "validation", "test"):
-        rows = np.flatnonzero((split == name) & (pos >= 1))
-        lo = np.maximum(rows - pos[rows], rows - history)
+        rows = np.flatnonzero((c.split == name) & (c.pos >= 1))
+        lo = np.maximum(rows - c.pos[rows], rows - history)
         lengths = rows - lo
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         flat = np.repeat(lo - offsets[:-1], lengths) + np.arange(offsets[-1])
-        out[name] = pa.table({"user_id": users.take(pa.array(rows)), "history": _list_array(offsets, items.take(pa.array(flat))),
-                              "target": items.take(pa.array(rows)), "timestamp": pa.array(ts[rows], pa.int64())})
+        out[name] = pa.table({"user_id": c.users.take(pa.array(c.ucode[rows])), "history": _list_array(offsets, items.take(pa.array(flat)), (large or {}).get(name)),
+                              "target": items.take(pa.array(rows)), "timestamp": pa.array(c.ts[rows], pa.int64())})
     return out
 
+def history_examples(seq:pd.DataFrame, # sequences in user, then position order (the engine's `seq`, as a frame)
+                     history:int=10) -> dict[str, pa.Table]: # the most history items an example keeps
+    "Train, validation and test examples (user_id, history, target, timestamp) as Arrow tables."
+    return _history_tables(_users_of(seq), history)
+
 # %% ../nbs/12_data.ipynb #2955ec6e
-def _sample_unseen(rng:np.random.Generator, seen:np.ndarray, start:np.ndarray, count:np.ndarray, n_items:int, k:int) -> np.ndarray:
-    "For each user, `k` distinct item codes not in its sorted `seen[start:start+count]`; shape (users, k)."
-    n_users = len(count)
-    free = n_items - count
-    ranks = np.empty((n_users, k), np.int64)
+def _draw_ranks(rng:np.random.Generator, free:np.ndarray, k:int, block:int=1 << 18) -> np.ndarray:
+    "For each user, `k` distinct ranks in `[0, free)`, one seeded draw per row (rows with a repeat drawn again), `block` rows per call."
+    ranks = np.empty((len(free), k), np.int32 if len(free) and free.max() < 2**31 else np.int64)
     crowded = free < 10 * k
     todo = np.flatnonzero(~crowded)
     while todo.size:
-        r = rng.integers(0, free[todo][:, None], size=(todo.size, k))
-        srt = np.sort(r, axis=1)
-        repeat = (srt[:, 1:] == srt[:, :-1]).any(axis=1) if k > 1 else np.zeros(todo.size, bool)
-        ranks[todo[~repeat]] = r[~repeat]
-        todo = todo[repeat]
+        again = []
+        for part in np.split(todo, range(block, todo.size, block)):
+            r = rng.integers(0, free[part][:, None], size=(part.size, k))
+            srt = np.sort(r, axis=1)
+            repeat = (srt[:, 1:] == srt[:, :-1]).any(axis=1) if k > 1 else np.zeros(part.size, bool)
+            ranks[part[~repeat]] = r[~repeat]; again.append(part[repeat])
+        todo = np.concatenate(again)
     for u in np.flatnonzero(crowded): ranks[u] = rng.choice(free[u], size=k, replace=False)
+    return ranks
+
+def _ranks_to_items(ranks:np.ndarray, seen:np.ndarray, start:np.ndarray, count:np.ndarray, n_items:int) -> np.ndarray:
+    "Each user's ranks among the items it has not seen (its sorted `seen[start:start+count]`) as item codes."
+    n_users = len(count)
     user = np.repeat(np.arange(n_users), count)
     stride = n_items + 1
     key = user * stride + (seen - (np.arange(len(seen)) - start[user]))  # s_j - j, non-decreasing within a user
     below = np.searchsorted(key, (np.arange(n_users)[:, None] * stride + ranks).ravel(), side="right").reshape(ranks.shape)
     return ranks + below - start[:, None]
+
+def _sample_unseen(rng:np.random.Generator, seen:np.ndarray, start:np.ndarray, count:np.ndarray, n_items:int, k:int) -> np.ndarray:
+    "For each user, `k` distinct item codes not in its sorted `seen[start:start+count]`; shape (users, k)."
+    return _ranks_to_items(_draw_ranks(rng, n_items - count, k), seen, start, count, n_items)
 
 # %% ../nbs/12_data.ipynb #1ecb7224
 def _unique(a:np.ndarray) -> np.ndarray:
@@ -136,48 +202,60 @@ def _unique(a:np.ndarray) -> np.ndarray:
     return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
 
 # %% ../nbs/12_data.ipynb #9a4ac33e
-def candidate_sets(seq:pd.DataFrame, # the output of `leave_one_out`
+def _user_items(c:_Users) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Each user's distinct item codes, sorted and concatenated (`seen`), with their `count` and `start` per user."
+    keys = _unique(c.ucode.astype(np.int64) * len(c.names) + c.icode)
+    seen, count = keys % len(c.names), np.bincount(keys // len(c.names), minlength=len(c.users))
+    return seen, count, np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+
+def _check_room(count:np.ndarray, n_items:int, candidates:int, user_of):
+    "Every user must leave `candidates - 1` items unseen; else name the busiest (`user_of(index)`: its id)."
+    worst = int(np.argmax(count)) if len(count) else 0
+    if len(count) and n_items - count[worst] < candidates - 1:
+        raise HanorecError(f"candidates={candidates} needs {candidates - 1} items each user never interacted with, but user {user_of(worst)!r} "
+                           f"has interacted with {count[worst]} of the {n_items} items", hint="lower --candidates")
+
+def _draws(free:np.ndarray, candidates:int, seed:int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    "Every seeded draw of the candidate sets, in their one order: validation's negative ranks and target places, then test's."
+    rng, out = np.random.default_rng(seed), {}
+    for name in ("validation", "test"): out[name] = (_draw_ranks(rng, free, candidates - 1), rng.integers(0, candidates, size=len(free)))
+    return out
+
+# %% ../nbs/12_data.ipynb #dat0cand
+def _candidate_table(c:_Users, name:str, # whole users, and the split: validation or test
+                     ranks:np.ndarray, at:np.ndarray, # their draws (`_draws`, these users' rows)
+                     candidates:int, large:dict|None=None) -> pa.Table: # large: {"candidates", "exclude"}: 64-bit list offsets
+    "The users' fixed candidate sets of `name` (user_id, target, target_index, candidates, exclude) as an Arrow table."
+    n_users, n_items = len(c.users), len(c.names)
+    seen, count, start = _user_items(c)
+    rows = np.flatnonzero(c.split == name)  # one per user, in user order
+    target = c.icode[rows]
+    cand = np.empty((n_users, candidates), np.int64)
+    others = np.ones_like(cand, bool); others[np.arange(n_users), at] = False
+    cand[~others], cand[others] = target, _ranks_to_items(ranks, seen, start, count, n_items).ravel()
+    before = c.pos < c.pos[rows][c.ucode]
+    ex = _unique(c.ucode[before].astype(np.int64) * n_items + c.icode[before])
+    ex = ex[ex % n_items != target[ex // n_items]]
+    ex_off = np.concatenate([[0], np.cumsum(np.bincount(ex // n_items, minlength=n_users))])
+    large = large or {}
+    return pa.table({"user_id": c.users, "target": c.names.take(pa.array(target)), "target_index": pa.array(at, pa.int64()),
+                     "candidates": _list_array(np.arange(n_users + 1) * candidates, c.names.take(pa.array(cand.ravel())), large.get("candidates")),
+                     "exclude": _list_array(ex_off, c.names.take(pa.array(ex % n_items)), large.get("exclude"))})
+
+def candidate_sets(seq:pd.DataFrame, # sequences in user, then position order (the engine's `seq`, as a frame)
                    candidates:int=20, # items per set: the target and `candidates - 1` negatives
                    seed:int=0) -> dict[str, pa.Table]:
     "Fixed validation and test candidate sets (user_id, target, target_index, candidates, exclude) as Arrow tables."
-    item_ids = np.sort(seq.item_id.unique().astype(object))
-    n_items = len(item_ids)
-    icode = np.searchsorted(item_ids, seq.item_id.to_numpy(dtype=object))
-    ucode, users = pd.factorize(seq.user_id, sort=True)
-    n_users, k = len(users), candidates - 1
-    keys = _unique(ucode.astype(np.int64) * n_items + icode)
-    seen, count = keys % n_items, np.bincount(keys // n_items, minlength=n_users)
-    start = np.concatenate([[0], np.cumsum(count)[:-1]])
-    worst = int(np.argmin(n_items - count))
-    if n_items - count[worst] < k:
-        raise HanorecError(f"candidates={candidates} needs {k} items each user never interacted with, but user {users[worst]!r} "
-                           f"has interacted with {count[worst]} of the {n_items} items", hint="lower --candidates")
-    rng = np.random.default_rng(seed)
-    names = pa.array(item_ids, pa.string())
-    pos, split = seq.position.to_numpy(), seq.split.to_numpy()
-    out = {}
-    for name in ("validation", "test"):
-        rows = np.flatnonzero(split == name)  # one per user, in user order
-        target = icode[rows]
-        neg = _sample_unseen(rng, seen, start, count, n_items, k)
-        at = rng.integers(0, candidates, size=n_users)
-        cand = np.empty((n_users, candidates), np.int64)
-        others = np.ones_like(cand, bool); others[np.arange(n_users), at] = False
-        cand[~others], cand[others] = target, neg.ravel()
-        before = pos < pos[rows][ucode]
-        ex = _unique(ucode[before].astype(np.int64) * n_items + icode[before])
-        ex = ex[ex % n_items != target[ex // n_items]]
-        ex_off = np.concatenate([[0], np.cumsum(np.bincount(ex // n_items, minlength=n_users))])
-        out[name] = pa.table({"user_id": pa.array(np.asarray(users, dtype=object), pa.string()),
-                              "target": names.take(pa.array(target)), "target_index": pa.array(at, pa.int64()),
-                              "candidates": _list_array(np.arange(n_users + 1) * candidates, names.take(pa.array(cand.ravel()))),
-                              "exclude": _list_array(ex_off, names.take(pa.array(ex % n_items)))})
-    return out
+    c = _users_of(seq)
+    count = _user_items(c)[1]
+    _check_room(count, len(c.names), candidates, lambda w: c.users[w].as_py())
+    return {name: _candidate_table(c, name, ranks, at, candidates) for name, (ranks, at) in _draws(len(c.names) - count, candidates, seed).items()}
 
 # %% ../nbs/12_data.ipynb #c41d8bd2
 _LOG = get_logger("hanorec.data")
 _OUTPUTS = ("items.parquet", "interactions.parquet", "splits/train.parquet", "splits/validation.parquet", "splits/test.parquet",
             "candidates/validation.parquet", "candidates/test.parquet", "stats.json", "rejects.jsonl")
+CHUNK_ROWS = 500_000 # interactions prepare writes at a time (whole users): what bounds the memory of writing
 
 def _check_prepare_args(min_user, min_item, history, candidates):
     for name, v, lo in (("min_user", min_user, 1), ("min_item", min_item, 1), ("history", history, 1), ("candidates", candidates, 2)):
@@ -185,13 +263,15 @@ def _check_prepare_args(min_user, min_item, history, candidates):
             raise HanorecError(f"{name}={v!r}: expected an integer of at least {lo}", hint=f"set --{name.replace('_', '-')} to {lo} or more")
 
 # %% ../nbs/12_data.ipynb #b49727f9
+_LOADER_KEYWORDS = ("path", "reviews", "meta", "images", "strict", "work")  # every loader's; `work` is prepare's to give
+
 def _check_options(loader:Loader, options:dict):
     import inspect
     params = inspect.signature(loader.load).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()): return
     for k in options:
-        if k not in params or k in ("path", "reviews", "meta", "images", "strict"):
-            known = [n for n in params if n not in ("path", "reviews", "meta", "images", "strict")]
+        if k not in params or k in _LOADER_KEYWORDS:
+            known = [n for n in params if n not in _LOADER_KEYWORDS]
             raise HanorecError(f"{loader.name} takes no option {k!r}", hint=f"its options: {', '.join(known) or 'none'}")
 
 # %% ../nbs/12_data.ipynb #dbc46a6a
@@ -243,9 +323,8 @@ def _no_interactions(source:str, raw:RawData):
 def _dropped_rejects(source:str, raw:RawData, dropped:list) -> list[dict]:
     "The rows `clean_interactions` dropped, as rejected lines of the interactions file, in line order."
     f = str(raw.sources.get("reviews", source))
-    line = (lambda o: int(raw.lines[o])) if raw.lines is not None else (lambda o: o + 1)  # without lines: the row, from 1
-    rows = [{"file": f, "line": line(o), "reason": reason,
-             "detail": detail + (f", first on line {line(first)}" if first is not None else "")} for o, reason, detail, first in dropped]
+    rows = [{"file": f, "line": int(line), "reason": reason, "detail": detail + (f", first on line {first}" if first is not None else "")}
+            for line, reason, detail, first in dropped]
     return sorted(rows, key=lambda r: r["line"])
 
 def _show_rejects(rejects:list[dict], first:int=5):
@@ -253,44 +332,55 @@ def _show_rejects(rejects:list[dict], first:int=5):
     for r in rejects[:first]: _LOG.warning("skipped %s:%d: %s%s", r["file"], r["line"], r["reason"], f" ({r['detail']})" if r.get("detail") else "")
     if len(rejects) > first: _LOG.warning("... and %d more skipped lines (all in rejects.jsonl)", len(rejects) - first)
 
+@contextmanager
+def _work_folder(out:Path):
+    "A scratch folder beside `out` for the staged tables and the engine (`.NAME.*.work.tmp`: a later prepare clears one a stopped run left)."
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work.tmp", dir=out.parent))
+    try: yield work
+    finally: shutil.rmtree(work, ignore_errors=True)
+
 # %% ../nbs/12_data.ipynb #6c6268b3
-def _read_source(source:str, loader:Loader, options:dict, **files) -> RawData:
-    "The source read by its loader (`files`: path, reviews, meta, images, strict), its skipped lines shown; no interactions is an error."
+def _read_source(source:str, loader:Loader, options:dict, work:Path, **files) -> RawData:
+    "The source read by its loader (`files`: path, reviews, meta, images, strict; `work` where it may stage), its skipped lines shown; no interactions is an error."
+    import inspect
     _check_options(loader, options)
-    raw = loader.load(**files, **options)
+    stage = {"work": work} if "work" in inspect.signature(loader.load).parameters else {}
+    raw = loader.load(**files, **options, **stage)
     _show_rejects(raw.rejects)
-    if not len(raw.interactions): _no_interactions(source, raw)
+    if not raw.rows(): _no_interactions(source, raw)
     return raw
 
 # %% ../nbs/12_data.ipynb #40d08e71
-def _clean(source:str, raw:RawData, min_rating:float|None) -> tuple[pd.DataFrame, dict, list[dict]]:
-    "`clean_interactions` on a loaded source: the rows kept, the counts, and every skipped line (the loader's, then the dropped rows)."
-    dropped = []
-    inter, counts = clean_interactions(raw.interactions, raw.items.item_id, min_rating, dropped)
+def _clean(con, source:str, raw:RawData, min_rating:float|None) -> tuple[dict, list[dict]]:
+    "`clean_interactions` on a staged source: the counts, and every skipped line (the loader's, then the dropped rows)."
+    counts, dropped = clean_interactions(con, min_rating)
     cleaned = _dropped_rejects(source, raw, dropped)
     _show_rejects(cleaned)
-    if counts["interactions_without_item"] == len(raw.interactions):
-        raise HanorecError(f"{source}: none of the {len(raw.interactions):,} interactions' items is in the items file "
-                           f"({len(raw.items):,} items)", hint="check that the reviews and meta files are of the same dataset")
-    if not len(inter):
-        r = raw.interactions.rating
-        raise HanorecError(f"the filter min_rating={min_rating} left no interactions (ratings range from {r.min()} to {r.max()})",
+    n, n_items = _one(con, "SELECT count(*) FROM raw"), _one(con, "SELECT count(*) FROM items")
+    if counts["interactions_without_item"] == n:
+        raise HanorecError(f"{source}: none of the {n:,} interactions' items is in the items file "
+                           f"({n_items:,} items)", hint="check that the reviews and meta files are of the same dataset")
+    if not _one(con, "SELECT count(*) FROM clean"):
+        lo, hi = (float("nan") if v is None else v for v in con.sql("SELECT min(rating), max(rating) FROM raw WHERE NOT isnan(rating)").fetchall()[0])
+        raise HanorecError(f"the filter min_rating={min_rating} left no interactions (ratings range from {lo} to {hi})",
                            hint="lower --min-rating, or leave it out to keep every interaction")
-    return inter, counts, raw.rejects + cleaned
+    return counts, raw.rejects + cleaned
 
 # %% ../nbs/12_data.ipynb #7c1bb78a
-def _sequences(inter:pd.DataFrame, min_user:int, min_item:int) -> tuple[pd.DataFrame, dict]:
-    "k-core, then chronological leave-one-out; and what each removed, for the stats. A filter that leaves nothing is named."
-    core, rounds = kcore(inter, min_user, min_item)
-    if not len(core):
-        most_u, most_i = inter.user_id.value_counts().iloc[0], inter.item_id.value_counts().iloc[0]
-        raise HanorecError(f"the k-core filter (min_user={min_user}, min_item={min_item}) left none of {len(inter):,} interactions",
-                           hint=f"lower --min-user and --min-item (the busiest user has {most_u}, the most popular item {most_i} interactions)")
-    seq, too_short = leave_one_out(core)
-    if not len(seq):
+def _sequences(con, min_user:int, min_item:int) -> dict:
+    "k-core, then chronological leave-one-out, in the engine; what each removed, for the stats. A filter that leaves nothing is named."
+    n, rounds = _one(con, "SELECT count(*) FROM clean"), kcore(con, min_user, min_item)
+    left = _one(con, "SELECT count(*) FROM core")
+    if not left:
+        most = lambda key: _one(con, f"SELECT max(n) FROM (SELECT count(*) AS n FROM clean GROUP BY {key})")
+        raise HanorecError(f"the k-core filter (min_user={min_user}, min_item={min_item}) left none of {n:,} interactions",
+                           hint=f"lower --min-user and --min-item (the busiest user has {most('u')}, the most popular item {most('i')} interactions)")
+    too_short = leave_one_out(con)
+    if not _one(con, "SELECT count(*) FROM seq"):
         raise HanorecError(f"no user has 3 or more interactions after filtering (min_user={min_user}, min_item={min_item})",
                            hint="leave-one-out needs 3 interactions per user: raise --min-user to 3, or lower --min-item")
-    return seq, dict(removed_by_kcore=len(inter) - len(core), kcore_rounds=rounds, users_too_short=too_short)
+    return dict(removed_by_kcore=n - left, kcore_rounds=rounds, users_too_short=too_short)
 
 # %% ../nbs/12_data.ipynb #5b994a8d
 def _item_images(items:pd.DataFrame, tmp:Path, out:Path, raw:RawData, image_size, with_images:bool, strict:bool) -> tuple[pd.DataFrame, dict]:
@@ -300,30 +390,141 @@ def _item_images(items:pd.DataFrame, tmp:Path, out:Path, raw:RawData, image_size
     from hanorec.images import cache_item_images
     return cache_item_images(items, tmp, images_dir=raw.images_dir, size=tuple(image_size), strict=strict)
 
+_KEPT_ITEMS = "FROM items SEMI JOIN (SELECT DISTINCT i FROM seq) s USING (i)"  # the catalog left after filtering
+
+def _item_frame(t:pa.Table) -> pd.DataFrame:
+    "Catalog rows from the engine as the frame a loader gives (`canonical_items`): the types pandas writes them with."
+    return canonical_items(t.to_pandas())
+
 # %% ../nbs/12_data.ipynb #fe1af92a
-def _write_tables(tmp:Path, items:pd.DataFrame, seq:pd.DataFrame, splits:dict, cands:dict, rejects:list[dict]):
-    "The prepared folder's tables and `rejects.jsonl`, written into `tmp`."
+class _TableFile:
+    """A Parquet file written a chunk at a time, in row groups of pyarrow's default length (2^20 rows), each written
+    from one contiguous table: the same bytes as one `pq.write_table` of the whole table."""
+    ROWS = 1 << 20
+    def __init__(self, path:Path, schema:pa.Schema):
+        self.path, self.schema, self.parts, self.buffered, self.rows, self.writer = Path(path), schema, [], 0, 0, None
+
+    def write(self, table:pa.Table):
+        self.parts.append(table.cast(self.schema)); self.buffered += len(table); self.rows += len(table)
+        while self.buffered >= self.ROWS: self._flush(self.ROWS)
+
+    def _flush(self, n:int):
+        t = pa.concat_tables(self.parts).combine_chunks()
+        if self.writer is None: self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(t.slice(0, n))
+        self.parts, self.buffered = [t.slice(n)], len(t) - n
+
+    def close(self) -> int:
+        "Write what is left (a table without rows: as `pq.write_table` writes one); returns the rows written."
+        if self.writer is None and not self.buffered: pq.write_table(self.schema.empty_table(), self.path); return 0
+        if self.buffered: self._flush(self.buffered)
+        self.writer.close()
+        return self.rows
+
+def _pandas_schema(df:pd.DataFrame) -> pa.Schema:
+    "The Arrow schema, pandas' metadata included, with which `df.to_parquet` (and `pa.Table.from_pandas`) writes a frame like `df`."
+    return _typed(pa.Table.from_pandas(df, preserve_index=False)).schema
+
+# %% ../nbs/12_data.ipynb #dat0itm1
+def _write_items(con, tmp:Path, out:Path, raw:RawData, image_size, with_images:bool, strict:bool) -> tuple[int, dict]:
+    "items.parquet: the catalog left after filtering, by id, with the images room's columns; the number of items and the image counts."
+    tmp.mkdir(parents=True, exist_ok=True)
+    if with_images:  # the images room reads the catalog whole
+        items, counts = _item_images(_item_frame(con.sql(f"SELECT * EXCLUDE (i) {_KEPT_ITEMS} ORDER BY i").to_arrow_table()), tmp, out, raw,
+                                     image_size, True, strict)
+        pq.write_table(_typed(pa.Table.from_pandas(items, preserve_index=False)), tmp/"items.parquet")
+        return len(items), counts
+    # a column pandas sees as all None (or all empty lists) is typed null: the schema comes from the rows that show each column's type
+    witness = con.sql(f"SELECT * EXCLUDE (i) {_KEPT_ITEMS} WHERE i IN (SELECT min(i) {_KEPT_ITEMS} UNION ALL SELECT min(i) {_KEPT_ITEMS} "
+                      f"WHERE len(categories) > 0 UNION ALL SELECT min(i) {_KEPT_ITEMS} WHERE image_source IS NOT NULL) ORDER BY i").to_arrow_table()
+    f = _TableFile(tmp/"items.parquet", _pandas_schema(_no_images(_item_frame(witness))[0]))
+    for batch in con.sql(f"SELECT * EXCLUDE (i) {_KEPT_ITEMS} ORDER BY i").to_arrow_reader(CHUNK_ROWS):
+        items, counts = _no_images(_item_frame(pa.Table.from_batches([batch])))
+        f.write(_typed(pa.Table.from_pandas(items, preserve_index=False)))
+    return f.close(), counts
+
+# %% ../nbs/12_data.ipynb #dat0itm2
+def _user_chunks(reader, rows:int):
+    "The rows of `reader` (sorted by user code `u`) as tables of whole users, each of about `rows` rows."
+    pending, size = [], 0
+    for batch in reader:
+        pending.append(pa.Table.from_batches([batch])); size += batch.num_rows
+        if size < rows: continue
+        t = pa.concat_tables(pending)
+        u = t.column("u").to_numpy()
+        cut = int(np.searchsorted(u, u[-1]))  # where the last user, perhaps unfinished, starts
+        if cut == 0: continue
+        yield t.slice(0, cut)
+        pending, size = [t.slice(cut)], len(t) - cut
+    if size: yield pa.concat_tables(pending)
+
+def _chunk_users(t:pa.Table, codes:np.ndarray, names:pa.Array) -> _Users:
+    "A chunk of the engine's ordered `seq` as `_Users` (item codes: ranks among the kept items' engine codes `codes`)."
+    u = t.column("u").to_numpy()
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    ucode = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(u)]))
+    return _Users(t.column("user_id").combine_chunks().cast(pa.string()).take(pa.array(starts)), ucode,
+                  np.searchsorted(codes, t.column("i").to_numpy()), names, t.column("position").to_numpy(),
+                  t.column("split").to_numpy(zero_copy_only=False), t.column("timestamp").to_numpy())
+
+_SEQ_COLUMNS = lambda: pd.DataFrame({"user_id": np.array(["u"], dtype=object), "item_id": np.array(["i"], dtype=object),
+                                     "timestamp": np.zeros(1, np.int64), "rating": np.zeros(1), "position": np.zeros(1, np.int64),
+                                     "split": np.where([True], "test", "train")})  # how leave-one-out's frame was typed
+
+def _interaction_rows(t:pa.Table, c:_Users) -> pa.Table:
+    "interactions.parquet's rows of a chunk; an absent rating is null, as pandas writes NaN."
+    rating = t.column("rating").to_numpy(zero_copy_only=False)
+    return pa.table({"user_id": t.column("user_id"), "item_id": c.items, "timestamp": t.column("timestamp"),
+                     "rating": pa.array(rating, pa.float64(), mask=np.isnan(rating)), "position": t.column("position"), "split": t.column("split")})
+
+# %% ../nbs/12_data.ipynb #dat0seq1
+def _list_sizes(con, history:int, candidates:int, n_users:int) -> dict:
+    "Which list columns need 64-bit offsets, as one in-memory table would have them: each decided from its whole split, before any chunk."
+    big = lambda n: n is not None and n >= 2**31
+    hist = dict(con.execute("SELECT split, sum(least(position, $1)) FROM seq WHERE position >= 1 GROUP BY split", [history]).fetchall())
+    out = {name: big(hist.get(name)) for name in ("train", "validation", "test")}
+    for name in ("validation", "test"):
+        bound = _one(con, "SELECT sum(position) FROM seq WHERE split = $1", [name])  # rows before each target: at least the distinct items
+        exclude = big(bound) and big(_one(con, "SELECT count(*) FROM (SELECT DISTINCT s.u, s.i FROM seq s JOIN seq t ON s.u = t.u "
+                                              "AND t.split = $1 AND s.position < t.position AND s.i <> t.i)", [name]))
+        out[f"candidates/{name}"] = {"candidates": big(n_users * candidates), "exclude": exclude}
+    return out
+
+def _write_sequences(con, tmp:Path, history:int, candidates:int, seed:int) -> dict[str, int]:
+    "interactions.parquet, the splits and the candidate sets, a chunk of whole users at a time; the rows of each."
+    users = con.sql("SELECT u, count(DISTINCT i) AS n FROM seq GROUP BY u ORDER BY u").fetchnumpy()
+    codes = con.sql("SELECT DISTINCT i FROM seq ORDER BY i").fetchnumpy()["i"]
+    names = con.sql(f"SELECT item_id {_KEPT_ITEMS} ORDER BY i").to_arrow_table().column(0).combine_chunks().cast(pa.string())
+    _check_room(users["n"], len(codes), candidates, lambda w: _one(con, "SELECT user_id FROM users WHERE u = $1", [int(users["u"][w])]))
+    draws, large = _draws(len(codes) - users["n"], candidates, seed), _list_sizes(con, history, candidates, len(users["u"]))
     (tmp/"splits").mkdir(parents=True, exist_ok=True); (tmp/"candidates").mkdir(exist_ok=True)
-    pq.write_table(_typed(pa.Table.from_pandas(items, preserve_index=False)), tmp/"items.parquet")
-    seq.to_parquet(tmp/"interactions.parquet", index=False)
-    for name, table in splits.items(): pq.write_table(table, tmp/"splits"/f"{name}.parquet")
-    for name, table in cands.items(): pq.write_table(table, tmp/"candidates"/f"{name}.parquet")
-    with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
-        for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    files, done = {"interactions": _TableFile(tmp/"interactions.parquet", _pandas_schema(_SEQ_COLUMNS()))}, 0
+    reader = con.sql("SELECT user_id, u, i, timestamp, rating, position, split FROM seq JOIN users USING (u) ORDER BY u, position").to_arrow_reader(CHUNK_ROWS)
+    for t in _user_chunks(reader, CHUNK_ROWS):
+        c = _chunk_users(t, codes, names)
+        tables = {"interactions": _interaction_rows(t, c), **{f"splits/{k}": v for k, v in _history_tables(c, history, large).items()}}
+        for name, (ranks, at) in draws.items():
+            part = slice(done, done + len(c.users))
+            tables[f"candidates/{name}"] = _candidate_table(c, name, ranks[part], at[part], candidates, large[f"candidates/{name}"])
+        for k, table in tables.items():
+            if k not in files: files[k] = _TableFile(tmp/f"{k}.parquet", table.schema)
+            files[k].write(table)
+        done += len(c.users)
+    return {k: f.close() for k, f in files.items()}
 
 # %% ../nbs/12_data.ipynb #4cbe0d8a
-def _prepared_stats(source:str, raw:RawData, seq:pd.DataFrame, items:pd.DataFrame, splits:dict, image_counts:dict,
+def _prepared_stats(source:str, raw:RawData, con, rows:dict, n_items:int, image_counts:dict,
                     rejects:list[dict], counts:dict, removed:dict, filters:dict) -> dict:
     "The numbers of `stats.json`: what is left, what the images room did, what was read and skipped, what each filter removed."
-    users = int(seq.user_id.nunique())
-    return dict(source=source, users=users, items=len(items), interactions=len(seq),
-                train_examples=splits["train"].num_rows, validation_examples=splits["validation"].num_rows,
-                test_examples=splits["test"].num_rows, **{k: int(v) for k, v in image_counts.items()},
+    users, inter = _one(con, "SELECT count(DISTINCT u) FROM seq"), rows["interactions"]
+    return dict(source=source, users=users, items=n_items, interactions=inter,
+                train_examples=rows["splits/train"], validation_examples=rows["splits/validation"],
+                test_examples=rows["splits/test"], **{k: int(v) for k, v in image_counts.items()},
                 lines_read=int(raw.lines_read), lines_skipped=len(rejects),
                 skipped_by_reason=dict(Counter(r["reason"] for r in rejects).most_common()),
-                raw_users=int(raw.interactions.user_id.nunique()), raw_items=len(raw.items),
-                raw_interactions=len(raw.interactions), **counts, **removed,
-                density=round(len(seq) / (users * len(items)), 6), filters=filters)
+                raw_users=_one(con, "SELECT count(*) FROM users"), raw_items=_one(con, "SELECT count(*) FROM items"),
+                raw_interactions=_one(con, "SELECT count(*) FROM raw"), **counts, **removed,
+                density=round(inter / (users * n_items), 6), filters=filters)
 
 # %% ../nbs/12_data.ipynb #7dc88a7c
 def prepare(source:str, # a registered source: movielens-small, movielens-1m, amazon-2018, amazon-2023, microlens, ...
@@ -355,24 +556,24 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                       min_rating=min_rating, max_history=history, candidates=candidates, seed=seed, strict=strict,
                       image_size=list(image_size), with_images=with_images, options=options or {})
         config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
-
-        raw = _read_source(source, loader, options or {}, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
-        inter, counts, rejects = _clean(source, raw, min_rating)
-        seq, removed = _sequences(inter, min_user, min_item)
-        items = raw.items.set_index("item_id").loc[np.sort(seq.item_id.unique().astype(object))].reset_index()
-        splits, cands = history_examples(seq, history), candidate_sets(seq, candidates, seed)
-
-        with atomic_path(out) as tmp:
-            items, image_counts = _item_images(items, tmp, out, raw, image_size, with_images, strict)
-            _write_tables(tmp, items, seq, splits, cands, rejects)
-            extras = raw.write_extras(tmp) if raw.write_extras else []
-            filters = dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history, candidates=candidates, seed=seed)
-            stats = _prepared_stats(source, raw, seq, items, splits, image_counts, rejects, counts, removed, filters)
-            atomic_write_json(tmp/"stats.json", stats)
-            outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
-            sizes = {o: (tmp/o).stat().st_size for o in outputs}
-            write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
-                           outputs=outputs)
+        with _work_folder(out) as work, closing(engine(work)) as con:
+            raw = _read_source(source, loader, options or {}, work, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
+            stage_raw(con, raw, work)
+            counts, rejects = _clean(con, source, raw, min_rating)
+            removed = _sequences(con, min_user, min_item)
+            with atomic_path(out) as tmp:
+                n_items, image_counts = _write_items(con, tmp, out, raw, image_size, with_images, strict)
+                rows = _write_sequences(con, tmp, history, candidates, seed)
+                with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
+                    for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                extras = raw.write_extras(tmp) if raw.write_extras else []
+                filters = dict(min_user=min_user, min_item=min_item, min_rating=min_rating, max_history=history, candidates=candidates, seed=seed)
+                stats = _prepared_stats(source, raw, con, rows, n_items, image_counts, rejects, counts, removed, filters)
+                atomic_write_json(tmp/"stats.json", stats)
+                outputs = [*_OUTPUTS, *extras]  # their sizes let `load_prepared` notice a damaged file without hashing it
+                sizes = {o: (tmp/o).stat().st_size for o in outputs}
+                write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
+                               outputs=outputs)
         _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
                   time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
         return stats

@@ -9,6 +9,7 @@ import ast
 import gzip
 import json
 import math
+import os
 import time
 import zlib
 from collections import Counter
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .core import HanorecError, get_logger, progress
 
@@ -27,10 +29,10 @@ try: from orjson import loads as _json_loads  # 3-4x faster on the large review 
 except ImportError: from json import loads as _json_loads
 
 # %% auto #0
-__all__ = ['ITEM_COLUMNS', 'INTERACTION_COLUMNS', 'IMAGE_EXTENSIONS', 'LOADERS', 'canonical_items', 'canonical_interactions',
-           'BadInputError', 'Rejects', 'iter_lines', 'image_sources', 'RawData', 'Loader', 'register_loader',
-           'get_loader', 'load_movielens_small_source', 'load_movielens_1m', 'load_amazon_2018', 'load_amazon_2023',
-           'load_microlens', 'write_sample_files']
+__all__ = ['ITEM_COLUMNS', 'INTERACTION_COLUMNS', 'IMAGE_EXTENSIONS', 'LOADERS', 'CHUNK_LINES', 'STAGED_INTERACTIONS',
+           'STAGED_ITEMS', 'canonical_items', 'canonical_interactions', 'BadInputError', 'Rejects', 'iter_lines',
+           'image_sources', 'RawData', 'Loader', 'register_loader', 'get_loader', 'load_movielens_small_source',
+           'load_movielens_1m', 'load_amazon_2018', 'load_amazon_2023', 'load_microlens', 'write_sample_files']
 
 # %% ../nbs/11_sources.ipynb #60eca0eb
 ITEM_COLUMNS = ("item_id", "title", "description", "categories", "year", "image_source", "attributes")
@@ -308,15 +310,20 @@ def _images_dir(images) -> Path|None:
 
 # %% ../nbs/11_sources.ipynb #6e5b66d6
 def image_sources(item_ids, # the items' ids
-                  images_dir:Path|None) -> list: # the images folder, or None
+                  images_dir:Path|None, # the images folder, or None
+                  found:dict|None=None) -> list: # `_image_files(images_dir)`, when the caller has it already
     "Each item's image file name in `images_dir` (`<id>.<ext>` found, else `<id>.jpg`), or None without a folder."
     if images_dir is None: return [None]*len(item_ids)
+    found = _image_files(images_dir) if found is None else found
+    return [_first_decodable(Path(images_dir), str(i), found[str(i)]) if str(i) in found else f"{i}.jpg" for i in item_ids]
+
+def _image_files(images_dir:Path) -> dict[str, list[str]]:
+    "The folder's image files by stem, the best extension first (a loader reading in chunks looks once)."
     rank = {e: i for i, e in enumerate(IMAGE_EXTENSIONS)}
     found: dict[str, list[str]] = {}
     for p in sorted(Path(images_dir).iterdir()):
         if p.suffix.lower() in rank: found.setdefault(p.stem, []).append(p.name)
-    return [_first_decodable(Path(images_dir), str(i), sorted(found[str(i)], key=lambda n: rank[Path(n).suffix.lower()]))
-            if str(i) in found else f"{i}.jpg" for i in item_ids]
+    return {stem: sorted(names, key=lambda n: rank[Path(n).suffix.lower()]) for stem, names in found.items()}
 
 # %% ../nbs/11_sources.ipynb #a5c45f36
 def _first_decodable(images_dir:Path, item_id:str, names:list[str]) -> str:
@@ -334,14 +341,19 @@ def _first_decodable(images_dir:Path, item_id:str, names:list[str]) -> str:
 @dataclass
 class RawData:
     "A source read into the canonical schema, with what was skipped and where it came from."
-    items: pd.DataFrame # canonical items (`ITEM_COLUMNS`)
-    interactions: pd.DataFrame # canonical interactions (`INTERACTION_COLUMNS`), in input order
+    items: pd.DataFrame|Path # canonical items (`ITEM_COLUMNS`); or a Parquet file of them (`STAGED_ITEMS`) in a loader's `work` folder
+    interactions: pd.DataFrame|Path # canonical interactions (`INTERACTION_COLUMNS`), in input order; or a Parquet file (`STAGED_INTERACTIONS`)
     rejects: list[dict] = field(default_factory=list) # skipped lines: {file, line, reason[, detail]}
     lines_read: int = 0 # non-blank data lines read, over all files
     sources: dict[str, Path] = field(default_factory=dict) # role ("reviews", "meta", ...) -> the file read
     images_dir: Path|None = None # where `items.image_source` names are found
     write_extras: Callable[[Path], list[str]]|None = None # writes more files into the prepared folder; returns their names
-    lines: np.ndarray|None = None # each interaction's line in `sources["reviews"]`, so the rows `prepare` drops are named
+    lines: np.ndarray|None = None # each interaction's line in `sources["reviews"]` (in a staged file: its `line` column)
+
+    def rows(self, table:str="interactions") -> int:
+        "How many rows `items` or `interactions` holds, in memory or staged."
+        t = getattr(self, table)
+        return pq.ParquetFile(t).metadata.num_rows if isinstance(t, Path) else len(t)
 
 # %% ../nbs/11_sources.ipynb #7a512182
 @dataclass
@@ -386,9 +398,39 @@ def get_loader(name:str) -> Loader:
     return LOADERS[name]
 
 def _raw(items, interactions, rejects:Rejects, sources:dict, images_dir) -> RawData:
+    "A loader's result: staged Parquet files stay files; Arrow tables and frames become canonical frames."
+    sources = {k: Path(v) for k, v in sources.items()}
+    if isinstance(interactions, Path): return RawData(items, interactions, rejects.rows, rejects.lines_read, sources, images_dir)
+    items, interactions = (t.to_pandas() if isinstance(t, pa.Table) else t for t in (items, interactions))
     lines = interactions["line"].to_numpy(np.int64) if "line" in interactions.columns else None
     return RawData(canonical_items(items), canonical_interactions(interactions), rejects.rows, rejects.lines_read,
-                   {k: Path(v) for k, v in sources.items()}, images_dir, lines=lines)
+                   sources, images_dir, lines=lines)
+
+# %% ../nbs/11_sources.ipynb #src0chk2
+CHUNK_LINES = 500_000 # lines a loader parses before it hands their rows on as one Arrow table: what bounds a load's memory
+STAGED_INTERACTIONS = pa.schema([("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64()),
+                                 ("rating", pa.float64()), ("line", pa.int64())])
+STAGED_ITEMS = pa.schema([("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()),
+                          ("categories", pa.list_(pa.string())), ("year", pa.int64()), ("image_source", pa.string()),
+                          ("attributes", pa.string()), ("line", pa.int64())])
+
+# %% ../nbs/11_sources.ipynb #src0chk3
+class _Sink:
+    "Where a loader's rows go, one Arrow table per chunk: a Parquet file at `path` (for prepare's engine), else memory."
+    def __init__(self, path:Path|None, schema:pa.Schema): self.path, self.schema, self.tables, self.writer = path, schema, [], None
+
+    def add(self, table:pa.Table):
+        table = table.select(self.schema.names).cast(self.schema)
+        if self.path is None: self.tables.append(table); return
+        if self.writer is None: self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> pa.Table|Path:
+        "The rows: the Parquet file, or one table in memory."
+        if self.path is None: return pa.concat_tables([self.schema.empty_table(), *self.tables])
+        if self.writer is None: self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.close()
+        return self.path
 
 # %% ../nbs/11_sources.ipynb #c0537398
 def _no_files(source, path, reviews, meta):
@@ -459,12 +501,19 @@ def load_movielens_1m(path=None, reviews=None, meta=None, images=None, strict:bo
     return _raw(items, inter, rejects, {"reviews": ratings_file, "meta": movies_file}, images_dir)
 
 # %% ../nbs/11_sources.ipynb #3eeee4bf
+def _duplicate_rows(ids:pa.Array|pa.ChunkedArray, lines:np.ndarray, log:_FileLog) -> np.ndarray:
+    "A mask of the rows whose id an earlier row has; each is a rejected line naming the line of the first."
+    code = pc.index_in(ids, value_set=pc.unique(ids)).to_numpy(zero_copy_only=False) if len(ids) else np.zeros(0, np.int64)
+    _, first = np.unique(code, return_index=True)  # each id's first row
+    dup = np.ones(len(code), bool); dup[first] = False
+    rows = np.flatnonzero(dup)
+    for n, iid, f in zip(lines[rows], ids.take(pa.array(rows)).to_pylist(), lines[first[code[rows]]]):
+        log.add(n, "duplicate item id", f"{iid!r}, first on line {f}")
+    return dup
+
 def _drop_duplicate_items(items:pd.DataFrame, lines:np.ndarray, log:_FileLog) -> pd.DataFrame:
     "Keep each item id's first row; later ones are rejected lines naming where the first one was."
-    dup = items.item_id.duplicated().to_numpy()
-    if dup.any():
-        first = dict(zip(items.item_id[~dup], lines[~dup]))
-        for iid, n in zip(items.item_id[dup], lines[dup]): log.add(n, "duplicate item id", f"{iid!r}, first on line {first[iid]}")
+    dup = _duplicate_rows(pa.array(items.item_id.astype(str).tolist(), pa.string()), lines, log)
     return items[~dup].reset_index(drop=True)
 
 # %% ../nbs/11_sources.ipynb #4dd0ca6c
@@ -475,13 +524,12 @@ def _none_parsed(path:Path, records:int, log:_FileLog, source:str):
                            hint=f"is this a {source} file? name the files with --reviews FILE --meta FILE")
 
 # %% ../nbs/11_sources.ipynb #47f5bedc
-def _read_reviews(path:Path, rejects:Rejects, keys:dict[str, str], python_literals:bool=False, source:str="") -> pd.DataFrame:
-    "Interactions from JSON-lines reviews; `keys` maps user_id, item_id, timestamp, rating to the source's field names."
-    log = _FileLog(path)
+def _read_reviews(path:Path, rejects:Rejects, keys:dict[str, str], python_literals:bool=False, source:str="",
+                  sink:_Sink|None=None) -> pa.Table|Path:
+    "Interactions from JSON-lines reviews, `CHUNK_LINES` at a time into `sink`; `keys` maps user_id, item_id, timestamp, rating to the source's field names."
+    log, sink = _FileLog(path), sink or _Sink(None, STAGED_INTERACTIONS)
     need = [keys["user_id"], keys["item_id"], keys["timestamp"]]
-    cols: dict[str, list] = {k: [] for k in ("user_id", "item_id", "timestamp", "rating", "line")}
-    missing: Counter = Counter()
-    records = 0
+    cols, missing, records, now = _review_columns(), Counter(), 0, int(time.time()) + 86_400
     for n, rec in _records(path, log, python_literals):
         records += 1
         u, i, t = rec.get(need[0]), rec.get(need[1]), rec.get(need[2])
@@ -493,20 +541,26 @@ def _read_reviews(path:Path, rejects:Rejects, keys:dict[str, str], python_litera
         if odd: log.add(n, f"{odd} is not a string or number", repr(rec.get(odd))[:80]); continue
         cols["user_id"].append(str(u)); cols["item_id"].append(str(i)); cols["timestamp"].append(t)
         cols["rating"].append(rec.get(keys["rating"])); cols["line"].append(n)
+        if len(cols["line"]) == CHUNK_LINES: sink.add(_review_rows(cols, log, keys, now)); cols = _review_columns()
+    sink.add(_review_rows(cols, log, keys, now))
     _none_parsed(path, records, log, source)
     _require_lines(path, log, "reviews", hint=f"check the path; {source} reads one review per line from it")
     for k in need:
         if records and missing[k] == records:
             raise HanorecError(f"{path}: no line has the field {k!r}",
                                hint=f"{source} reviews need the fields {', '.join(need)}: is this the right source or file?")
-    lines = np.asarray(cols["line"], dtype=np.int64)
-    ts, ok = _numbers(cols["timestamp"], lines, log, keys["timestamp"], "timestamp")
-    rating, rated = _numbers(cols["rating"], lines, log, keys["rating"], "rating", missing_ok=True)
-    ok &= rated
     log.commit(rejects)
-    return pd.DataFrame({"user_id": np.asarray(cols["user_id"], dtype=object)[ok],
-                         "item_id": np.asarray(cols["item_id"], dtype=object)[ok],
-                         "timestamp": ts[ok], "rating": rating[ok], "line": lines[ok]})
+    return sink.close()
+
+def _review_columns() -> dict[str, list]: return {k: [] for k in ("user_id", "item_id", "timestamp", "rating", "line")}
+
+def _review_rows(cols:dict, log:_FileLog, keys:dict[str, str], now:int) -> pa.Table:
+    "One chunk of parsed reviews as canonical rows: timestamps and ratings judged value by value, the wrong ones logged and left out."
+    lines = np.asarray(cols["line"], dtype=np.int64)
+    ts, ok = _numbers(cols["timestamp"], lines, log, keys["timestamp"], "timestamp", now=now)
+    rating, rated = _numbers(cols["rating"], lines, log, keys["rating"], "rating", missing_ok=True, now=now)
+    return pa.table({"user_id": pa.array(cols["user_id"], pa.string()), "item_id": pa.array(cols["item_id"], pa.string()),
+                     "timestamp": ts, "rating": rating, "line": lines}).filter(pa.array(ok & rated))
 
 def _is_id(v) -> bool:
     "An id a JSON line may give: a string or a number, not a list, an object or a boolean."
@@ -530,9 +584,10 @@ def _flat_categories(v) -> list[str]:
 
 # %% ../nbs/11_sources.ipynb #c410dff6
 def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, ...], python_literals:bool=False,
-               source:str="", fallback_category:str|None=None) -> pd.DataFrame:
-    "Items from JSON-lines (or Python-literal) metadata keyed by `id_key`; unknown fields go to `attributes`."
-    log = _FileLog(path)
+               source:str="", fallback_category:str|None=None, images_dir:Path|None=None, sink:_Sink|None=None) -> pa.Table|Path:
+    "Items from JSON-lines (or Python-literal) metadata keyed by `id_key`, `CHUNK_LINES` at a time into `sink`; unknown fields go to `attributes`."
+    log, sink = _FileLog(path), sink or _Sink(None, STAGED_ITEMS)
+    found = None if images_dir is None else _image_files(images_dir)
     rows, lines, records, without_id = [], [], 0, 0
     for n, rec in _records(path, log, python_literals):
         records += 1
@@ -545,46 +600,74 @@ def _read_meta(path:Path, rejects:Rejects, id_key:str, category_keys:tuple[str, 
         if not categories and fallback_category: categories = _flat_categories(rec.get(fallback_category))
         rows.append((str(iid), title, description, categories, json.dumps(rec, ensure_ascii=False, sort_keys=True, default=str)))
         lines.append(n)
+        if len(rows) == CHUNK_LINES: sink.add(_item_rows(rows, lines, images_dir, found)); rows, lines = [], []
+    if rows: sink.add(_item_rows(rows, lines, images_dir, found))
     _none_parsed(path, records, log, source)
     _require_lines(path, log, "items", hint=f"check the path; {source} reads one item's metadata per line from it")
     if records and without_id == records:
         raise HanorecError(f"{path}: no line has the field {id_key!r}", hint=f"{source} metadata is keyed by {id_key}: is this the right file?")
-    items = pd.DataFrame(rows, columns=["item_id", "title", "description", "categories", "attributes"])
-    items = _drop_duplicate_items(items, np.asarray(lines, dtype=np.int64), log)
+    items = _drop_duplicate_staged(sink.close(), log)
     log.commit(rejects)
     return items
 
+def _item_rows(rows:list[tuple], lines:list[int], images_dir:Path|None, found:dict|None) -> pa.Table:
+    "One chunk of parsed metadata as canonical item rows, with their lines."
+    items = pd.DataFrame(rows, columns=["item_id", "title", "description", "categories", "attributes"])
+    items["image_source"] = image_sources(items.item_id, images_dir, found)
+    return pa.Table.from_pandas(canonical_items(items).assign(line=np.asarray(lines, np.int64)), preserve_index=False)
+
 _AMAZON_REVIEWS, _AMAZON_META = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz"), ("meta_*.json", "meta_*.json.gz", "meta_*.jsonl", "meta_*.jsonl.gz")
+
+# %% ../nbs/11_sources.ipynb #src0dup1
+def _drop_duplicate_staged(items:pa.Table|Path, log:_FileLog) -> pa.Table|Path:
+    "Staged items (a table, or a Parquet file rewritten only when it has some) without the rows whose id came earlier."
+    if not isinstance(items, Path):
+        return items.filter(pa.array(~_duplicate_rows(items.column("item_id"), items.column("line").to_numpy(), log)))
+    ids = pq.read_table(items, columns=["item_id", "line"])
+    dup = _duplicate_rows(ids.column("item_id"), ids.column("line").to_numpy(), log)
+    if dup.any():
+        f, done = pq.ParquetFile(items), 0
+        with pq.ParquetWriter(items.with_suffix(".kept"), f.schema_arrow) as w:
+            for b in f.iter_batches():
+                w.write_batch(b.filter(pa.array(~dup[done:done + b.num_rows]))); done += b.num_rows
+        os.replace(items.with_suffix(".kept"), items)
+    return items
 
 # %% ../nbs/11_sources.ipynb #7f83d454
 def _load_amazon(src:str, path, reviews, meta, images, strict:bool, # the loader's name and arguments
                  id_key:str, categories:tuple, review_keys:dict, # the release's item key, category fields and review fields
-                 python_literals:bool=False, fallback_category:str|None=None) -> RawData:
+                 python_literals:bool=False, fallback_category:str|None=None,
+                 work:str|Path|None=None) -> RawData: # where to stage the tables as Parquet files (None: in memory)
     "The Amazon releases share their files' shapes: reviews and meta JSON lines, images named by the item key."
     rejects = Rejects(strict)
     reviews_file = _find_file(src, "reviews", reviews, path, _AMAZON_REVIEWS, exclude=("meta_*",))
     meta_file = _find_file(src, "meta", meta, path, _AMAZON_META)
     images_dir = _images_dir(images)
-    items = _read_meta(meta_file, rejects, id_key, categories, python_literals=python_literals, source=src, fallback_category=fallback_category)
-    items["image_source"] = image_sources(items.item_id, images_dir)
-    inter = _read_reviews(reviews_file, rejects, review_keys, python_literals=python_literals, source=src)
+    sink = lambda name, schema: _Sink(None if work is None else Path(work)/name, schema)
+    items = _read_meta(meta_file, rejects, id_key, categories, python_literals, src, fallback_category, images_dir,
+                       sink("items.parquet", STAGED_ITEMS))
+    inter = _read_reviews(reviews_file, rejects, review_keys, python_literals, src, sink("interactions.parquet", STAGED_INTERACTIONS))
     return _raw(items, inter, rejects, {"reviews": reviews_file, "meta": meta_file}, images_dir)
 
 # %% ../nbs/11_sources.ipynb #1b2b480d
 @register_loader("amazon-2018", "Amazon reviews 2014/2018 (reviews JSON lines; meta JSON or Python-literal lines); images <asin>.<ext>",
                  files="<Category>.json[.gz] (or reviews_<Category>.json[.gz]), meta_<Category>.json[.gz]")
-def load_amazon_2018(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
+def load_amazon_2018(path=None, reviews=None, meta=None, images=None, strict:bool=False,
+                     work=None) -> RawData: # a folder to stage the tables in as Parquet files (prepare's); None: frames in memory
     "An Amazon 2014 or 2018 category in the canonical schema."
     return _load_amazon("amazon-2018", path, reviews, meta, images, strict, "asin", ("category", "categories"),
-                        dict(user_id="reviewerID", item_id="asin", timestamp="unixReviewTime", rating="overall"), python_literals=True)
+                        dict(user_id="reviewerID", item_id="asin", timestamp="unixReviewTime", rating="overall"), python_literals=True,
+                        work=work)
 
 # %% ../nbs/11_sources.ipynb #13441209
 @register_loader("amazon-2023", "Amazon Reviews 2023 (JSON lines; items are parent ASINs; ms timestamps); images <parent_asin>.<ext>",
                  files="<Category>.jsonl[.gz], meta_<Category>.jsonl[.gz]")
-def load_amazon_2023(path=None, reviews=None, meta=None, images=None, strict:bool=False) -> RawData:
+def load_amazon_2023(path=None, reviews=None, meta=None, images=None, strict:bool=False,
+                     work=None) -> RawData: # a folder to stage the tables in as Parquet files (prepare's); None: frames in memory
     "An Amazon Reviews 2023 category in the canonical schema (its millisecond timestamps become seconds, value by value)."
     return _load_amazon("amazon-2023", path, reviews, meta, images, strict, "parent_asin", ("categories",),
-                        dict(user_id="user_id", item_id="parent_asin", timestamp="timestamp", rating="rating"), fallback_category="main_category")
+                        dict(user_id="user_id", item_id="parent_asin", timestamp="timestamp", rating="rating"), fallback_category="main_category",
+                        work=work)
 
 # %% ../nbs/11_sources.ipynb #8ac9a089
 def _microlens_pairs(path:Path, rejects:Rejects) -> pd.DataFrame:
