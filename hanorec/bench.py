@@ -58,7 +58,7 @@ BENCHMARKS = {b.name: b for b in [ # `bench all` and BENCHMARKS.md run and list 
               "hanorec.benchmarks:bench_quickstart"),
     Benchmark("eval", "users scored per second on the test candidates: composed SmolLM2 MLLM (vs naive scoring of the same users) and the encoder (fixed and full catalog)",
               "hanorec.benchmarks:bench_eval"),
-    Benchmark("data-prepare", "prepare Amazon-2023-format reviews from 250k to 4M interactions; fitted exponents of time and memory",
+    Benchmark("data-prepare", "prepare an Amazon Reviews 2023 dump (generated) of 1.25M to 20M lines on DuckDB: fitted exponent of time, peak memory against 2 GB, where the time goes",
               "hanorec.benchmarks:bench_data_prepare"),
     Benchmark("summaries", "SmolLM2-135M user-summary generation (tokens/s, users/min) vs the statistical backend",
               "hanorec.benchmarks:bench_user_summaries"),

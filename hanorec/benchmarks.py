@@ -28,7 +28,6 @@ from .models import (QWEN_TOKENS, Recommender, add_item_tokens, add_lora, build_
                             image_only_processor, train_tokenizer)
 from .prompts import ITEM_LINES, Prompt, multiple_choice_prompt, next_item_prompt
 from .scoring import head_scores, label_logp, logp, logp_naive, synthetic_titles
-from .sources import write_sample_files
 from .summarize import (UserSummaryConfig, lm_backend, lm_folder, load_item_summaries, run_user_steps, statistical_backend,
                                summarize_items, target_histories)
 import hanorec.synthetic  # registers the synthetic source (the quick benchmarks' data)
@@ -37,8 +36,9 @@ import hanorec.synthetic  # registers the synthetic source (the quick benchmarks
 __all__ = ['TASK_PROMPTS', 'QWEN2_5_VL_3B', 'bench_prompt', 'bench_scoring', 'ideal_ratio', 'bench_candidate_scoring',
            'step_flops', 'matmul_flops_fn', 'lm_step_fn', 'bench_mfu', 'bench_catalog', 'task_prompts', 'prompt_tokens',
            'recommender_step_flops', 'task_step_fn', 'decoder_passes', 'bench_lm_step', 'bench_label_scoring',
-           'bench_quickstart', 'bench_eval', 'bench_data_prepare', 'bench_summaries', 'bench_user_summaries',
-           'gradio_call', 'demo_load', 'quantile', 'serve_demo', 'bench_demo', 'bench_real_size']
+           'bench_quickstart', 'bench_eval', 'amazon_2023_dump', 'bench_data_prepare', 'bench_summaries',
+           'bench_user_summaries', 'gradio_call', 'demo_load', 'quantile', 'serve_demo', 'bench_demo',
+           'bench_real_size']
 
 # %% ../nbs/62_benchmarks.ipynb #63898b20
 def _synthetic_images(rec:Recommender, items:Sequence[str], side:int=56, seed:int=0) -> dict|None:
@@ -437,41 +437,95 @@ def bench_eval(quick:bool=False, mllm_users:int|None=None, repeats:int=3) -> dic
         shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/62_benchmarks.ipynb #8ae2985f
-def _amazon_files(work:Path, size:int) -> dict:
-    return write_sample_files("amazon-2023", work/f"src{size}", users=max(50, size // 20), items=max(100, size // 50), per_user=20, seed=0)
+def amazon_2023_dump(folder:str|Path, # where to write Books.jsonl and meta_Books.jsonl (created)
+                     lines:int, # review lines to write, the repeated and broken ones included
+                     seed:int=0, block:int=1_000_000) -> dict: # lines built and written at a time
+    """An Amazon Reviews 2023 category of `lines` review lines, written `block` at a time with Arrow string kernels:
+    20 reviews a user (10 to 30, in time order), one item per 50 lines with a long-tailed popularity, one review in 1,000
+    repeated, one in 2,000 of an unknown item, one line in 100,000 not JSON. Returns {path, reviews, meta, lines, bytes}."""
+    import numpy as np, pyarrow as pa, pyarrow.compute as pc
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    rng, n_items = np.random.default_rng(seed), max(100, lines // 50)
+    ids = lambda prefix, codes, width: pc.binary_join_element_wise(prefix, pc.utf8_lpad(pa.array(codes).cast(pa.string()), width, "0"), "")
+    def write(f, parts):  # one block's lines joined by Arrow, written from its buffer as it is in memory
+        text = pc.binary_join_element_wise(*parts, "")
+        o = np.frombuffer(text.buffers()[1], np.int32)[text.offset:text.offset + len(text) + 1]
+        f.write(memoryview(text.buffers()[2])[o[0]:o[-1]])
+    with open(folder/"meta_Books.jsonl", "wb") as f:
+        for a in range(0, n_items, block):
+            k = np.arange(a, min(n_items, a + block))
+            asin, cats = ids("B", k, 9), pa.array(np.where(k % 3 == 0, "[]", '["Books", "Fiction"]'))
+            write(f, ['{"main_category": "Books", "title": "Book ', pa.array(k).cast(pa.string()), '", "average_rating": 4.5, "features": [], '
+                      '"description": ["A book."], "images": [{"large": "https://example.com/', asin, '.jpg", "variant": "MAIN"}], "categories": ',
+                      cats, ', "details": {"Publisher": "Press"}, "parent_asin": "', asin, '"}\n'])
+    cdf = np.cumsum(1 / (np.arange(n_items) + 5.0)); cdf /= cdf[-1]
+    done, user, t = 0, 0, 1_500_000_000_000
+    with open(folder/"Books.jsonl", "wb") as f:
+        while done < lines:
+            m = min(block, lines - done)
+            per = rng.integers(10, 31, size=m // 10 + 1)
+            u = np.repeat(np.arange(user, user + len(per)), per)[:m]; user = int(u[-1]) + 1
+            ts = t + np.cumsum(rng.integers(1, 5_000, size=m)); t = int(ts[-1])
+            n = done + np.arange(m)  # the lines' numbers, from 0
+            src = np.where(n % 1_000 == 999, np.maximum(n - 1 - done, 0), n - done)  # a repeated review: the line before, again
+            item = ids("B", np.searchsorted(cdf, rng.random(m)), 9)
+            item = pc.if_else(pa.array(n % 2_000 == 1_000), ids("Z", np.arange(m), 9), item)  # reviews of items the metadata lacks
+            parts = ['{"rating": ', pa.array(rng.integers(1, 6, size=m)).cast(pa.string()), '.0, "title": "ok", "text": "fine", "images": [], "asin": "',
+                     item, 'X", "parent_asin": "', item, '", "user_id": "', ids("A", u, 27), '", "timestamp": ', pa.array(ts).cast(pa.string()),
+                     ', "helpful_vote": 0, "verified_purchase": true}\n']
+            parts = [p.take(pa.array(src)) if isinstance(p, (pa.Array, pa.ChunkedArray)) else p for p in parts]
+            broken = pa.array(n % 100_000 == 50_000)
+            write(f, [pc.if_else(broken, "{not json\n", pc.binary_join_element_wise(*parts, ""))])
+            done += m
+    return {"path": folder, "reviews": folder/"Books.jsonl", "meta": folder/"meta_Books.jsonl", "lines": lines,
+            "bytes": (folder/"Books.jsonl").stat().st_size + (folder/"meta_Books.jsonl").stat().st_size}
 
 # %% ../nbs/62_benchmarks.ipynb #b19e60e7
+def _prepare_command(src:Path, out:Path, steps:Path) -> list[str]:
+    "`prepare` of an Amazon 2023 dump without images, as a child process (what `run_measured` times and watches); each step's seconds go to `steps`."
+    code = ("import json, logging, sys; from hanorec.data import prepare\n"
+            "class Steps(logging.Handler):  # prepare's last log line carries each step's seconds\n"
+            "    def emit(self, r): hasattr(r, 'steps') and open(sys.argv[3], 'w').write(json.dumps(r.steps))\n"
+            "logging.getLogger('hanorec.data').addHandler(Steps())\n"
+            "prepare('amazon-2023', sys.argv[2], path=sys.argv[1], with_images=False)")
+    return [sys.executable, "-c", code, str(src), str(out), str(steps)]
+
+def _prepare_profile(work:Path, lines:int) -> tuple[list[str], list[str]]:
+    "Where the time goes, at `lines`: hanorec's steps by time with callees, and the functions with the most time of their own."
+    d = amazon_2023_dump(work/"profiled-src", lines)
+    prof = cProfile.Profile()
+    prof.runcall(prepare, "amazon-2023", work/"profiled", path=d["path"], with_images=False)
+    return profile_lines(prof, n=10, only=os.sep + "hanorec" + os.sep, sort="total"), profile_lines(prof, n=10)
+
+# %% ../nbs/62_benchmarks.ipynb #bm0prep2
 def bench_data_prepare(quick:bool=False, sizes:Sequence[int]|None=None) -> dict:
-    import numpy as np
-    sizes = list(sizes or ([4_000, 8_000, 16_000] if quick else [250_000, 500_000, 1_000_000, 2_000_000, 4_000_000]))
+    import duckdb
+    from .data import ENGINE_MEMORY
+    sizes = list(sizes or ([4_000, 8_000, 16_000] if quick else [1_250_000, 2_500_000, 5_000_000, 10_000_000, 20_000_000]))
     rows, work = [], Path(tempfile.mkdtemp(prefix="hanorec-bench-"))
-    run = lambda files, out: prepare("amazon-2023", out, path=files["path"], with_images=False)
     try:
-        run(_amazon_files(work, 2_000), work/"warmup")  # untimed: the first call imports and allocates what later ones reuse
         for size in sizes:
-            files = _amazon_files(work, size)
-            seconds, peak = measure(lambda: run(files, work/f"out{size}"))
+            d = amazon_2023_dump(work/f"src{size}", size)
+            r = run_measured(_prepare_command(d["path"], work/f"out{size}", work/"steps.json"), interval=0.1)
+            if r["returncode"]: raise HanorecError(f"preparing {size:,} generated lines failed:\n{r['tail'][-800:]}", hint="run the command by hand")
             st = json.loads((work/f"out{size}"/"stats.json").read_text())
-            rows.append({"lines": st["lines_read"], "interactions": st["interactions"], "seconds": round(seconds, 3),
-                         "peak_memory_mb": round(peak / 2**20, 1)})
+            rows.append({"lines": size, "lines_read": st["lines_read"], "interactions": st["interactions"], "users": st["users"], "items": st["items"],
+                         "input_gb": round(d["bytes"] / 2**30, 2), "seconds": round(r["seconds"], 2), "peak_memory_gb": round(r["peak_bytes"] / 2**30, 3),
+                         "steps_s": json.loads((work/"steps.json").read_text())})
             shutil.rmtree(work/f"out{size}"); shutil.rmtree(work/f"src{size}")
         lines = [r["lines"] for r in rows]
-        time_exp = fit_exponent(lines, [r["seconds"] for r in rows])
-        mem_exp = fit_exponent(lines, [max(r["peak_memory_mb"], 1e-3) for r in rows])
-        mb_per_million = float(np.polyfit(np.asarray(lines) / 1e6, [r["peak_memory_mb"] for r in rows], 1)[0])
-        files = _amazon_files(work, sizes[0])  # where the time goes, at the smallest size (cProfile slows the code down)
-        prof = cProfile.Profile()
-        prof.runcall(run, files, work/"profiled")
-        steps = profile_lines(prof, n=8, only=os.sep + "hanorec" + os.sep, sort="total")
-        hot = profile_lines(prof, n=8)
-        return outcome([check("fitted exponent of time against interactions", time_exp, 1.1, "<=")],
-                       [r["seconds"] for r in rows[-1:]], {"interactions": sizes},
-                       {"rows": rows, "time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
-                        "memory_mb_per_million_interactions": round(mb_per_million, 1),
-                        "interactions_per_second": round(rows[-1]["lines"] / rows[-1]["seconds"]),
+        time_exp, peak = fit_exponent(lines, [r["seconds"] for r in rows]), max(r["peak_memory_gb"] for r in rows)
+        steps, hot = _prepare_profile(work, sizes[0])
+        return outcome([check("fitted exponent of time against lines", time_exp, 1.1, "<="),
+                        check("peak memory of preparing, GB, largest at any size", peak, 2, "<=")],
+                       [r["seconds"] for r in rows[-1:]], {"lines": sizes},
+                       {"rows": rows, "time_exponent": round(time_exp, 3),
+                        "memory_exponent": round(fit_exponent(lines, [r["peak_memory_gb"] for r in rows]), 3),
+                        "lines_per_second": round(rows[-1]["lines"] / rows[-1]["seconds"]),
+                        "engine": f"DuckDB {duckdb.__version__}, memory_limit {ENGINE_MEMORY}, threads {os.environ.get('OMP_NUM_THREADS') or os.cpu_count()}",
                         f"steps_at_{sizes[0]}": steps, f"hot_functions_at_{sizes[0]}": hot},
-                       profile=lambda: [f"hanorec's steps at {sizes[0]:,} interactions (time with callees):", *steps,
-                                        "the functions with the most time of their own (pandas' among them):", *hot])
+                       profile=lambda: [f"hanorec's steps at {sizes[0]:,} lines (time with callees):", *steps,
+                                        "the functions with the most time of their own:", *hot])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

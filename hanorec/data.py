@@ -32,16 +32,17 @@ __all__ = ['ENGINE_MEMORY', 'CHUNK_ROWS', 'engine', 'stage_raw', 'clean_interact
            'to_hf_dataset', 'stats_table', 'stats_figures', 'dataset_stats', 'Samples', 'item_rows', 'load_samples']
 
 # %% ../nbs/12_data.ipynb #dat0eng1
-ENGINE_MEMORY = "1GB" # DuckDB's memory in prepare: past it, its joins, sorts and windows spill to the work folder
+ENGINE_MEMORY = "512MB" # DuckDB's memory in prepare: past it, its joins, sorts and windows spill to the work folder
 
 def engine(work:str|Path, # a scratch folder: the database file and what spills
-           memory:str=ENGINE_MEMORY, # DuckDB's memory_limit
+           memory:str|None=None, # DuckDB's memory_limit (default: $HANOREC_ENGINE_MEMORY, else `ENGINE_MEMORY`)
            threads:int|None=None): # default: OMP_NUM_THREADS, else every core
     "A DuckDB database in `work` that keeps its working memory under `memory` and spills the rest to `work/spill`."
     import duckdb
     work = Path(work); work.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(work/"engine.duckdb"))
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    memory = memory or os.environ.get("HANOREC_ENGINE_MEMORY") or ENGINE_MEMORY
     con.execute(f"SET memory_limit = '{memory}'; SET temp_directory = '{_sql_text(work/'spill')}'; SET threads = {int(threads)}; "
                 "SET preserve_insertion_order = false")  # every result that needs an order says ORDER BY
     return con
@@ -255,7 +256,7 @@ def candidate_sets(seq:pd.DataFrame, # sequences in user, then position order (t
 _LOG = get_logger("hanorec.data")
 _OUTPUTS = ("items.parquet", "interactions.parquet", "splits/train.parquet", "splits/validation.parquet", "splits/test.parquet",
             "candidates/validation.parquet", "candidates/test.parquet", "stats.json", "rejects.jsonl")
-CHUNK_ROWS = 500_000 # interactions prepare writes at a time (whole users): what bounds the memory of writing
+CHUNK_ROWS = 200_000 # interactions prepare writes at a time (whole users): what bounds the memory of writing
 
 def _check_prepare_args(min_user, min_item, history, candidates):
     for name, v, lo in (("min_user", min_user, 1), ("min_item", min_item, 1), ("history", history, 1), ("candidates", candidates, 2)):
@@ -399,14 +400,16 @@ def _item_frame(t:pa.Table) -> pd.DataFrame:
 # %% ../nbs/12_data.ipynb #fe1af92a
 class _TableFile:
     """A Parquet file written a chunk at a time, in row groups of pyarrow's default length (2^20 rows), each written
-    from one contiguous table: the same bytes as one `pq.write_table` of the whole table."""
-    ROWS = 1 << 20
+    from one contiguous table: the same bytes as one `pq.write_table` of the whole table, as long as a row group's
+    rows hold less than `BYTES` in memory; past that, what is buffered is written as a row group of its own."""
+    ROWS, BYTES = 1 << 20, 32 << 20
     def __init__(self, path:Path, schema:pa.Schema):
         self.path, self.schema, self.parts, self.buffered, self.rows, self.writer = Path(path), schema, [], 0, 0, None
 
     def write(self, table:pa.Table):
         self.parts.append(table.cast(self.schema)); self.buffered += len(table); self.rows += len(table)
         while self.buffered >= self.ROWS: self._flush(self.ROWS)
+        if self.buffered and sum(p.nbytes for p in self.parts) >= self.BYTES: self._flush(self.buffered)
 
     def _flush(self, n:int):
         t = pa.concat_tables(self.parts).combine_chunks()
@@ -526,6 +529,14 @@ def _prepared_stats(source:str, raw:RawData, con, rows:dict, n_items:int, image_
                 raw_interactions=_one(con, "SELECT count(*) FROM raw"), **counts, **removed,
                 density=round(inter / (users * n_items), 6), filters=filters)
 
+# %% ../nbs/12_data.ipynb #dat0clk1
+class _Clock:
+    "Seconds of each step: `step(name)` ends one; printed as `read 80.1 s, clean 12.0 s, ...` (prepare's last log line)."
+    def __init__(self): self.seconds, self.last = {}, time.perf_counter()
+    def __call__(self, name:str):
+        now = time.perf_counter(); self.seconds[name] = round(now - self.last, 2); self.last = now
+    def __str__(self): return ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+
 # %% ../nbs/12_data.ipynb #7dc88a7c
 def prepare(source:str, # a registered source: movielens-small, movielens-1m, amazon-2018, amazon-2023, microlens, ...
             out:str|Path, # the prepared folder to write
@@ -557,13 +568,15 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                       image_size=list(image_size), with_images=with_images, options=options or {})
         config = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
         with _work_folder(out) as work, closing(engine(work)) as con:
+            step = _Clock()
             raw = _read_source(source, loader, options or {}, work, path=path, reviews=reviews, meta=meta, images=images, strict=strict)
+            step("read")
             stage_raw(con, raw, work)
-            counts, rejects = _clean(con, source, raw, min_rating)
-            removed = _sequences(con, min_user, min_item)
+            counts, rejects = _clean(con, source, raw, min_rating); step("clean")
+            removed = _sequences(con, min_user, min_item); step("k-core and leave-one-out")
             with atomic_path(out) as tmp:
-                n_items, image_counts = _write_items(con, tmp, out, raw, image_size, with_images, strict)
-                rows = _write_sequences(con, tmp, history, candidates, seed)
+                n_items, image_counts = _write_items(con, tmp, out, raw, image_size, with_images, strict); step("items")
+                rows = _write_sequences(con, tmp, history, candidates, seed); step("sequences, splits and candidates")
                 with open(tmp/"rejects.jsonl", "w", encoding="utf-8") as f:
                     for r in rejects: f.write(json.dumps(r, ensure_ascii=False) + "\n")
                 extras = raw.write_extras(tmp) if raw.write_extras else []
@@ -574,8 +587,10 @@ def prepare(source:str, # a registered source: movielens-small, movielens-1m, am
                 sizes = {o: (tmp/o).stat().st_size for o in outputs}
                 write_manifest(tmp, Manifest("prepared-dataset", inputs=_input_hashes(raw), config={**config, "output_bytes": sizes}),
                                outputs=outputs)
-        _LOG.info("prepared %s into %s in %.1f s: %d users, %d items, %d interactions, %d lines skipped", source, out,
-                  time.perf_counter() - t0, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"])
+            step("stats and manifest")
+        _LOG.info("prepared %s into %s in %.1f s (%s): %d users, %d items, %d interactions, %d lines skipped", source, out,
+                  time.perf_counter() - t0, step, stats["users"], stats["items"], stats["interactions"], stats["lines_skipped"],
+                  extra={"steps": step.seconds})  # a log handler can read each step's seconds
         return stats
 
 # %% ../nbs/12_data.ipynb #da0chk02
