@@ -214,7 +214,7 @@ def start_run(folder:RunFolder, # the stage's run folder
         if saved.exists(): raise HanorecError(f"{run} already holds a run", hint="add --resume to continue it, or choose another out=")
         return False, False
     if not saved.exists(): raise HanorecError(f"{run} holds no run to resume (no config.yaml)", hint="start it without --resume")
-    if diff := folder.config_changes(cfg):  # optim.skip_nonfinite is the one switch a resume may change (after a divergence)
+    if diff := folder.config_changes(cfg, may_change=("optim.skip_nonfinite", "distributed")):  # after a divergence; on other processes
         raise HanorecError(f"{run} was started with other settings: {'; '.join(diff)}",
                            hint=f"resume with its own settings (hanorec train --resume out={run}), or start a new run with another out=")
     if not folder.metrics_file.exists(): folder.check_data("hanorec train --resume", cfg.data)

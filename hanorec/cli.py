@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .assets import USES, asset_status, require_use, use_status
-from .core import HanorecError, hanorec_home, package_version, progress_mode, tune_malloc
+from .core import HanorecError, get_logger, hanorec_home, package_version, progress_mode, tune_malloc
 from .runs import RunFolder, check_place
 from .data import dataset_stats, load_prepared, prepare
 from .sources import LOADERS
@@ -24,8 +24,8 @@ from .summarize import UserSummaryConfig, items_folder, summarize_items, summari
 # %% auto #0
 __all__ = ['environment', 'format_environment', 'check_uses', 'cmd_env', 'project_root', 'cmd_docs', 'cmd_data_prepare',
            'cmd_data_stats', 'cmd_models_check', 'cmd_summarize_items', 'cmd_summarize_users', 'train_in_folder',
-           'cmd_train', 'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo', 'cmd_bench',
-           'build_parser', 'main', 'console']
+           'cmd_train', 'launch_train', 'cmd_evaluate', 'cmd_compare', 'cmd_quickstart', 'cmd_experiment', 'cmd_demo',
+           'cmd_bench', 'build_parser', 'main', 'console']
 
 # %% ../nbs/71_cli.ipynb #80f55fc0
 _PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "gradio", "plotly", "nbdev", "pandas", "numpy")
@@ -351,7 +351,9 @@ def cmd_train(args) -> dict:
     if getattr(args, "print_config", False):
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end=""); return {}
     args.interrupted_hint = f"continue the run with: hanorec train --resume out={cfg.out}"  # `main` prints it after Ctrl-C
+    if getattr(args, "processes", None) is not None: return launch_train(args, cfg)
     m = train_in_folder(cfg, args.resume)
+    if os.environ.get("RANK", "0") != "0": return m  # several processes: the main one prints the summary
     negatives = f", negatives {cfg.negatives.strategy}" if OBJECTIVES[cfg.objective].negatives else ""
     print(f"run: {cfg.out} ({m['steps']} steps, {cfg.objective}{negatives}; best step {m['best_step']})")
     show = lambda r: "  ".join(f"{k} {r[k]:.4f}" for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10"))
@@ -362,6 +364,24 @@ def cmd_train(args) -> dict:
     print("   ".join(f"{what}: {path}" for what, path in (("model", run.model()), ("log", run.log_file), ("curves", run.curves)) if path.exists()))  # a fitted baseline has no log
     return m
 
+# %% ../nbs/71_cli.ipynb #d1fc2879
+def launch_train(args, # `hanorec train`'s arguments, with --processes N
+                 cfg): # the stage's settings, as `cmd_train` read them
+    "`hanorec train --processes N`: check the stage here, then train it on N processes through accelerate's launcher (`distributed.launch`); its exit code becomes the command's."
+    from hanorec.distributed import check_mode, distributed_mode, launch, launched
+    from hanorec.settings import check_settings, resolve_model
+    n = args.processes
+    if n < 1: raise HanorecError(f"--processes {n}: a stage trains on at least one process", hint="--processes 2 (one per GPU, or CPU processes)")
+    if launched(): raise HanorecError("--processes starts the processes itself, and a launcher already started this one",
+                                          hint="drop --processes under accelerate launch or torchrun (they say how many)")
+    mode = distributed_mode(cfg.distributed, n)
+    check_mode(mode, starting=n)
+    if mode == "one": return train_in_folder(cfg, args.resume)  # one process: no launcher needed
+    check_settings(resolve_model(cfg), n)  # a refused stage starts no process
+    check_place(cfg.out, "run", "hanorec train")
+    args.exit_code = launch([*args.settings, *(["--resume"] if args.resume else [])], n, mode)
+    return {}
+
 # %% ../nbs/71_cli.ipynb #5bdd7d61
 def _add_train(sub):
     t = sub.add_parser("train", help="train one stage (sft, dpo, sdpo, hanorec) of a model on a prepared dataset",
@@ -371,6 +391,8 @@ def _add_train(sub):
     t.add_argument("settings", nargs="*", help="an optional CONFIG.yaml, then key=value overrides (e.g. objective=dpo init=runs/sft)")
     t.add_argument("--resume", action="store_true", help="continue the run in out= from its last checkpoint")
     t.add_argument("--print-config", action="store_true", help="print every setting (defaults, then the file and overrides) as YAML and exit")
+    t.add_argument("--processes", type=int, default=None, metavar="N", help="train on N processes of this machine, started through accelerate's "
+                   "launcher (one per GPU, or CPU processes over gloo): DDP, or FSDP with distributed=fsdp")
     t.set_defaults(func=cmd_train)
 
 # %% ../nbs/71_cli.ipynb #cl0ev002
@@ -619,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/71_cli.ipynb #b513dde3
 def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted)."
+    "Entry point of the `hanorec` command; returns the exit code (0 ok, 2 a user error, 130 interrupted; with --processes, the processes' own)."
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -641,13 +663,19 @@ def main(argv:list[str]|None=None) -> int:
         print("hanorec: interrupted", file=sys.stderr)
         if getattr(args, "interrupted_hint", None): print(f"  hint: {args.interrupted_hint}", file=sys.stderr)
         return 130
-    return 0
+    return getattr(args, "exit_code", 0)
 
 # %% ../nbs/71_cli.ipynb #c66abf3f
 def console() -> int:
     """The `hanorec` command's own process, then `main`: glibc's heap keeps big short-lived tensors (`core.tune_malloc`: a
     fifth to a half less CPU in training and features), and transformers shows no bars where hanorec shows none. Both are
-    set for the whole process, so only the command does it; `main` called from Python changes nothing process-wide."""
+    set for the whole process, so only the command does it; `main` called from Python changes nothing process-wide. Of
+    several processes a launcher started, only the main one logs more than errors."""
     tune_malloc()
+    if os.environ.get("RANK", "0") != "0": get_logger().setLevel("ERROR")  # one of several processes: the main one tells the story
     if progress_mode() != "bars": os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too (no bars in a log file)
     return main()
+
+# %% ../nbs/71_cli.ipynb #bcaf7623
+#| eval: false
+if __name__ == "__main__": sys.exit(console())

@@ -100,6 +100,7 @@ class DynamicTopKPool:
     pool_size: int = 50 # K
     refresh_every: int = 100 # R, in optimizer steps
     pools: dict = field(default_factory=dict) # sample index -> (step computed, pool indices, pool scores)
+    fresh: dict = field(default_factory=dict) # the pools refreshed since `take_fresh` (several processes share them after each step)
 
     def get(self, samples:np.ndarray, # [B] sample indices (a sample's pool is its own)
             mask:np.ndarray, # [B, N] from `exclusion_mask`
@@ -109,8 +110,13 @@ class DynamicTopKPool:
         if stale:
             s = _allowed_scores(self.score_fn(samples[stale]), mask[stale])
             top = s.topk(min(self.pool_size, s.shape[1]), dim=1)  # a pool as large as the catalog at most
-            for r, j in enumerate(stale): self.pools[samples[j]] = (step, top.indices[r].numpy(), top.values[r].numpy())
+            for r, j in enumerate(stale): self.pools[samples[j]] = self.fresh[samples[j]] = (step, top.indices[r].numpy(), top.values[r].numpy())
         return (np.stack([self.pools[i][1] for i in samples]), np.stack([self.pools[i][2] for i in samples]))
+
+    def take_fresh(self) -> dict:
+        "The pools refreshed since the last call, by sample (what this process gives the others)."
+        out, self.fresh = self.fresh, {}
+        return out
 
 # %% ../nbs/30_negatives.ipynb #96d19aac
 def false_negative_rate(negatives:np.ndarray, # [B, k] drawn negatives

@@ -22,7 +22,7 @@ __all__ = ['MicroBatch', 'Observer', 'PairRecorder', 'pair_rows']
 # %% ../nbs/05_observers.ipynb #ob07c351
 @dataclass
 class MicroBatch:
-    "What one micro-step trained on, as an observer sees it."
+    "What one micro-step trained on (on several processes, all of theirs), as an observer sees it."
     step: int # the optimizer step, counted from 0
     micro: int # the micro-batch within the step, counted from 0
     idx: np.ndarray # [B] training sample indices (`data.Samples` rows)
@@ -44,7 +44,7 @@ class Observer:
 
 # %% ../nbs/05_observers.ipynb #obc34fed
 class PairRecorder(Observer):
-    "Each scored pair of a preference stage (who, the positive, the first negative, its beta, HaRS's h and R), written to pairs/upto-NNNNNN.parquet at each checkpoint and at the end."
+    "Each scored pair of a preference stage (who, the positive, the first negative, its beta, HaRS's h and R), written to pairs/upto-NNNNNN.parquet at each checkpoint and at the end (main process: the batch it sees is the global one)."
     def on_setup(self, trainer): self.kept = []
     def on_micro_step(self, trainer, step:int, batch:MicroBatch):
         if batch.negatives is not None and trainer.acc.is_main_process: self.kept.append(pair_rows(trainer.samples, trainer.item_ids, batch))

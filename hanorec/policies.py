@@ -91,7 +91,7 @@ class ReferenceStore:
         if check_manifest(self.folder, manifest, rebuild_hint=f"delete {self.folder} (the reference or the data changed)"):
             z = np.load(self.folder/"reference.npz")
             self.values = dict(zip(z["keys"].tolist(), z["values"].tolist()))
-        self.computed = 0
+        self.computed, self.fresh, self.fresh_rows = 0, {}, 0 # rows computed; what was computed since `take_fresh`, and in how many rows
 
     def get(self, keys:np.ndarray, # [B, C] answer keys
             compute:Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor: # row indices -> [b, C] reference log-probs
@@ -101,11 +101,17 @@ class ReferenceStore:
             rows = np.flatnonzero(missing)
             vals = compute(rows).detach().float().cpu().numpy()
             for r, v in zip(rows, vals):
-                self.values.update(zip(keys[r].tolist(), v.tolist()))
-            self.computed += int(missing.sum())
+                self.values.update(zip(keys[r].tolist(), v.tolist())); self.fresh.update(zip(keys[r].tolist(), v.tolist()))
+            self.computed += int(missing.sum()); self.fresh_rows += int(missing.sum())
         return torch.tensor([[self.values[k] for k in row] for row in keys.tolist()], dtype=torch.float32)
 
-    def merge(self, values:dict): self.values.update(values)
+    def take_fresh(self) -> tuple[dict, int]:
+        "What was computed since the last call, and in how many rows (what this process gives the others)."
+        out, self.fresh, self.fresh_rows = (self.fresh, self.fresh_rows), {}, 0
+        return out
+
+    def merge(self, values:dict, rows:int=0): # another process's values, and the rows it computed them in
+        self.values.update(values); self.computed += rows
 
     def save(self):
         with atomic_path(self.folder) as tmp:

@@ -81,6 +81,7 @@ class TrainConfig(PolicyConfig):
     deterministic: bool = False # torch deterministic algorithms (exact resume on CPU)
     device: str = "auto" # auto, cpu, cuda, cuda:N or mps (`core.pick_device`: one asked for but absent is an error)
     precision: Literal["auto", "fp32", "bf16"] = "auto" # auto: bf16 autocast on CUDA, fp32 elsewhere
+    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto" # several processes (`distributed.DISTRIBUTED`): auto, ddp, fsdp (FSDP2, sharded); a resume may change it
 
 # %% ../nbs/35_settings.ipynb #32268a08
 @dataclass
@@ -94,6 +95,7 @@ class RunState:
     last_eval: int|None = None # the step of the last validation
     stopped_early: bool = False
     skipped: int = 0 # steps skipped for a non-finite loss or gradient norm (optim.skip_nonfinite)
+    processes: int|None = None # the processes the run started on: with optim.batch_size and optim.grad_accum they fix its global batch
 
 # %% ../nbs/35_settings.ipynb #h2rng02
 SETTING_RANGES = {  # every number of a stage's settings, with the values that mean something ("(0, inf)": above 0)

@@ -28,6 +28,7 @@ from .checkpoints import (Checkpoint, append_record, diverged, drop_log_after, l
                                  restore_rng, rng_snapshot, start_run, write_checkpoint, write_run_files)
 from .stage import fit_hardness, init_hash, main_first, make_optimizer, reference_manifest, step_seed, trainable
 from .provenance import run_environment, weight_change
+from .distributed import Prepared, gather_batch, global_metrics, make_accelerator, micro_batch, share_fresh, started_on
 
 # %% auto #0
 __all__ = ['Trainer', 'train']
@@ -37,13 +38,12 @@ class Trainer:
     "One stage of training on one prepared dataset, in one run folder (one writer at a time), watched by `observers`."
     def __init__(self, cfg:TrainConfig, resume:bool=False,
                  observers=()): # `observers.Observer`s, called after the stage's own
-        from accelerate import Accelerator
         self.log = get_logger("hanorec.train")
         cfg = resolve_model(cfg)
         self.cfg, self.objective, self.run, self.folder = cfg, OBJECTIVES[cfg.objective], Path(cfg.out), RunFolder(cfg.out)
         self.observers = list(observers)
         device = pick_device(cfg.device)
-        self.acc = Accelerator(cpu=device.type == "cpu")
+        self.acc = make_accelerator(cfg.distributed, device)  # one process, DDP or FSDP2 (`distributed`)
         self.device = device if self.acc.num_processes == 1 else self.acc.device
         self.precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda") else "fp32"
         check_settings(cfg, self.acc.num_processes)  # before the run folder is touched: a refused run leaves nothing behind
@@ -92,33 +92,42 @@ def _build(self:Trainer):
     if self.acc.is_main_process: write_run_files(self.folder, c, lambda: describe_base(c.model, c.init, ds, self.run, c.seed), self.resume)
     self.acc.wait_for_everyone()
     self.base = self.folder.read_base()  # every process reads the base description back
-    self.policy = base_family(self.base).build(c, ds, self.samples, self.base, self.device, train_projector=not self.objective.reference,
-                               shortlist=c.negatives.shortlist, every_position=c.every_position)
+    self.policy = self._policy(self.device)
     if self.objective.reference and c.disable_dropout: self.policy.disable_dropout()  # its first forward equals the reference's
     self.sampler = NegativeSampler(c.negatives, self.samples, self.n_items, training_counts(ds), c.seed, self.policy.catalog_scores)
     digest = init_hash(self.base["init"]) if self.objective.reference else ""  # the reference's weights
     self.store = ReferenceStore(self.folder.reference, reference_manifest(c, digest, ds.path, self.precision)) if self.objective.reference else None
     self.hardness = main_first(self.acc, lambda: fit_hardness(c, ds, self.samples, self.sampler, self._fillers, self.policy, digest)) if self.objective.hars else None
+    found = newest_intact(self.folder.checkpoints, self.log) if self.resume else None  # the checkpoint to continue from
+    self.processes = started_on(found, self.acc.num_processes)
+    self.micro = micro_batch(c.optim.batch_size, self.processes, self.acc.num_processes)  # the run's global batch, on the processes now
     self.optimizer, self.scheduler, self.per_step, self.steps_per_epoch, self.max_steps = make_optimizer(
-        list(trainable(self.policy.module).values()), c.optim, len(self.samples), self.acc.num_processes)
-    self.state, self.best_weights = RunState(), None
+        list(trainable(self.policy.module).values()), c.optim, len(self.samples), self.processes)
+    self.state, self.best_weights = RunState(processes=self.processes), None
     self.start_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
+    self.prepared = Prepared(self.acc, self.policy.module, self.optimizer); self.optimizer = self.prepared.optimizer  # DDP or FSDP2 (accelerate's)
     own = [PairRecorder()] if self.objective.reference else []  # the demo's pairs/; below, the false-negative rate of a world with truth
     if (ds.path/"truth").exists(): from hanorec.synthetic import FalseNegativeRate; own.append(FalseNegativeRate(ds.path))
     own += list(getattr(self.policy, "observers", []))  # what the policy asks to be told (a language model's curriculum)
     self.observers = [*own, *self.observers]
     self._observe("on_setup")
-    if self.resume: self._load_checkpoint()
+    if self.resume: self._load_checkpoint(found)
     return self
+
+@patch
+def _policy(self:Trainer, device):
+    "The stage's policy on `device` (its family's builder: the init run's model with a fresh LoRA, or a fresh model)."
+    return base_family(self.base).build(self.cfg, self.ds, self.samples, self.base, device, train_projector=not self.objective.reference,
+                                        shortlist=self.cfg.negatives.shortlist, every_position=self.cfg.every_position)
 
 # %% ../nbs/40_train.ipynb #19aa26ff
 @patch
 def _batch_indices(self:Trainer, step:int) -> np.ndarray:
-    "[grad_accum, processes, batch_size] sample indices of optimizer step `step`."
+    "[grad_accum, processes, samples per process] sample indices of optimizer step `step` (`distributed.micro_batch`)."
     epoch, k = divmod(step, self.steps_per_epoch)
     perm = sample_rng(self.cfg.seed, Purpose.EPOCH, epoch).permutation(len(self.samples))
     c = self.cfg.optim
-    return perm[k * self.per_step:(k + 1) * self.per_step].reshape(c.grad_accum, self.acc.num_processes, c.batch_size)
+    return perm[k * self.per_step:(k + 1) * self.per_step].reshape(c.grad_accum, self.acc.num_processes, self.micro)
 
 @patch
 def _fillers(self:Trainer, idx:np.ndarray) -> np.ndarray:
@@ -145,8 +154,8 @@ def _beta(self:Trainer, idx, negs, scored, lp, ref) -> tuple:
     return beta, {"responsiveness": r}, h.detach().float().cpu().numpy()
 
 @patch
-def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
-    "Score one micro-batch, read its reference, compute beta and the loss, backpropagate, and show it to the observers; returns its metrics."
+def _forward(self:Trainer, idx:np.ndarray, step:int, micro:int) -> tuple:
+    "What runs inside the prepared module's forward: score one micro-batch, read its reference, compute beta and the loss; (loss to backpropagate, the global batch's metrics, what it trained on)."
     c, obj, pol = self.cfg, self.objective, self.policy
     fillers = self._fillers(idx) if pol.needs_fillers or self.sampler.strategy.fillers else None
     negs = self.sampler.draw(idx, step, fillers) if pol.needs_negatives(obj) else None
@@ -160,35 +169,34 @@ def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int) -> dict:
         nll = -lp[:, 0].mean()
         loss, metrics["loss"], extra["sft_loss"] = loss + c.sft_weight * nll, (loss + c.sft_weight * nll).detach(), nll.detach()
     if scored.aux is not None: extra["balance_loss"] = scored.aux.detach()
-    ((loss if scored.aux is None else loss + scored.aux) / c.optim.grad_accum).backward()
+    share, metrics = global_metrics(self.acc, len(lp), {**metrics, **extra})  # the global batch's numbers, this process's share of its rows
+    total = (loss * share if scored.aux is None else loss * share + scored.aux) / c.optim.grad_accum  # the processes' mean is the global mean's
     seen = MicroBatch(step, micro, idx, negs, scored.batch_row if negs is not None else None, beta, hardness, extra.get("responsiveness"))
-    extra.update(self._observe("on_micro_step", step, seen))  # their numbers are averaged with the step's own
-    return {k: float(v) for k, v in {**metrics, **extra}.items()}
+    return total, metrics, seen
+
+@patch
+def _micro_step(self:Trainer, idx:np.ndarray, step:int, micro:int, last:bool) -> dict:
+    "One micro-batch: its forward through the prepared module, its backward (averaged across processes in the step's `last` one), its observers; its metrics."
+    with self.prepared.accumulating(last):
+        loss, metrics, seen = self.prepared(self._forward, idx, step, micro)
+        self.prepared.backward(loss)
+    return {**metrics, **self._observe("on_micro_step", step, gather_batch(self.acc, seen))}  # observers see the global micro-batch
 
 # %% ../nbs/40_train.ipynb #4abe982f
 @patch
-def _sync_gradients(self:Trainer):
-    "Average the trainable gradients across processes (no DDP wrapper, so any model family works the same way)."
-    if self.acc.num_processes == 1: return
-    import torch.distributed as dist
-    for p in trainable(self.policy.module).values():
-        if p.grad is None: p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad); p.grad /= self.acc.num_processes
-
-@patch
 def _step(self:Trainer, step:int) -> dict:
-    "One optimizer step: micro-steps, gradient sync, clipping, optimizer and scheduler; returns the step's log record, with what the observers add."
+    "One optimizer step: micro-steps, clipping, optimizer and scheduler, what the processes computed shared; the step's log record, with what the observers add."
     c, t0 = self.cfg.optim, time.perf_counter()
     torch.manual_seed(step_seed(self.cfg.seed, step, self.acc.process_index))
     self.policy.module.train()
     batch = self._batch_indices(step)
-    records = [self._micro_step(b[self.acc.process_index], step, a) for a, b in enumerate(batch)]
-    self._sync_gradients()
-    norm = float(torch.nn.utils.clip_grad_norm_(list(trainable(self.policy.module).values()), c.max_grad_norm if c.max_grad_norm > 0 else float("inf")))
+    records = [self._micro_step(b[self.acc.process_index], step, a, a == len(batch) - 1) for a, b in enumerate(batch)]
+    norm = self.prepared.clip(c.max_grad_norm)
     rec = {k: float(np.mean([r[k] for r in records])) for k in records[0]}
-    if self.acc.num_processes > 1:  # reduced before the check below, so every process takes the same decision
-        t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.device), "mean")
+    if self.acc.num_processes > 1:  # an observer's own numbers averaged too, before the check below: every process takes the same decision
+        t = self.acc.reduce(torch.tensor([rec[k] for k in sorted(rec)], device=self.device, dtype=torch.float64), "mean")
         rec = dict(zip(sorted(rec), t.tolist()))
+    share_fresh(self.acc, self.store, self.sampler.pool)  # every process now holds the references and pools one process would
     lr = self.scheduler.get_last_lr()[0]
     if math.isfinite(rec["loss"]) and math.isfinite(norm): self.optimizer.step()
     elif c.skip_nonfinite:
@@ -208,7 +216,7 @@ def evaluate(self:Trainer, split:str="validation") -> dict:
     "Metrics of the current policy on the evaluation users' fixed candidates of `split`."
     samples = self.val if split == "validation" else self.test
     self.policy.module.eval()
-    with torch.no_grad(), self.autocast(): scores = self.policy.eval_scores(samples, self.eval_idx, self.cfg.eval.batch_size)
+    with torch.no_grad(), self.autocast(): scores = self.prepared(self.policy.eval_scores, samples, self.eval_idx, self.cfg.eval.batch_size)
     return evaluate_scores(scores, samples.target_index[self.eval_idx], ks=(1, 5, 10))
 
 @patch
@@ -218,7 +226,7 @@ def _validate(self:Trainer, step:int) -> bool:
     m = self.evaluate("validation")
     if s.best is None or m[c.metric] > s.best:
         s.best, s.best_step, s.best_metrics, s.bad_evals = m[c.metric], step, m, 0
-        self.best_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}
+        self.best_weights = self.prepared.weights()  # whole (under FSDP on the main process)
     else: s.bad_evals += 1
     s.last_eval = step
     self._write_log({"step": step, "split": "validation", **m, "best": s.best})
@@ -228,44 +236,39 @@ def _validate(self:Trainer, step:int) -> bool:
 # %% ../nbs/40_train.ipynb #e6e711d0
 @patch
 def save_checkpoint(self:Trainer, step:int):
-    "Write checkpoints/step-NNNNNN (main process, `checkpoints.write_checkpoint`), after gathering the reference store and pools of every process."
-    from accelerate.utils import gather_object
+    "Write checkpoints/step-NNNNNN (main process, `checkpoints.write_checkpoint`): weights and optimizer state whole (gathered from FSDP's shards), so any number of processes continues it."
     acc = self.acc
-    if acc.num_processes > 1:
-        if self.store: [self.store.merge(v) for v in gather_object([self.store.values])]
-        pools = gather_object([self.sampler.pool.pools if self.sampler.pool else {}])
-        if self.sampler.pool: [self.sampler.pool.pools.update(p) for p in pools]
-    weights = {k: v.detach().cpu().contiguous() for k, v in trainable(self.policy.module).items()}
-    if bad := [k for k, v in weights.items() if not torch.isfinite(v).all()]:  # every process: they all stop together
+    if bad := self.prepared.nonfinite():  # every process: they all stop together
         raise HanorecError(f"the weights after step {step} are not finite ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): "
                            "no checkpoint of them is written", hint=f"lower optim.lr (now {self.cfg.optim.lr}) and train again with a new out=")
+    weights, optimizer = self.prepared.weights(), self.prepared.optimizer_state()
     def before():  # inside the space check, before the folder: the store and the observers' files never fall behind it
         if self.store: self.store.save()
         self._observe("on_checkpoint", step)
     if acc.is_main_process:
         state = dataclasses.asdict(dataclasses.replace(self.state, step=step))
-        ck = Checkpoint(weights, self.optimizer.state_dict(), self.scheduler.state_dict(), state, self.sampler.state(), rng_snapshot(), self.best_weights)
+        ck = Checkpoint(weights, optimizer, self.scheduler.state_dict(), state, self.sampler.state(), rng_snapshot(), self.best_weights)
         write_checkpoint(self.folder.checkpoints, step, ck, self.cfg.checkpoint.keep, self.run, before)
     acc.wait_for_everyone()
 
 # %% ../nbs/40_train.ipynb #tr000014
 @patch
-def _load_checkpoint(self:Trainer):
-    "Continue from the newest intact checkpoint: weights, optimizer, scheduler, random states, negative pools and the run state."
-    if (folder := newest_intact(self.folder.checkpoints, self.log)) is None:
+def _load_checkpoint(self:Trainer, folder): # the newest intact checkpoint (`checkpoints.newest_intact`), or None
+    "Continue from `folder`: weights, optimizer, scheduler, random states, negative pools and the run state (without one, from step 0)."
+    if folder is None:
         if list_checkpoints(self.folder.checkpoints): self.log.warning("%s has no intact checkpoint: starting again from step 0", self.run)
         else: self.log.info("%s has no checkpoint yet: starting from step 0", self.run)
         return self._drop_records_after(-1)  # step 0 runs again, its validation too
-    ck, own = read_checkpoint(folder), trainable(self.policy.module)
-    if set(ck.weights) != set(own):
-        raise HanorecError(f"{folder} holds other trainable weights than this model ({len(set(ck.weights) ^ set(own))} names differ)",
+    ck, own = read_checkpoint(folder), set(self.prepared.names)
+    if set(ck.weights) != own:
+        raise HanorecError(f"{folder} holds other trainable weights than this model ({len(set(ck.weights) ^ own)} names differ)",
                            hint="resume with the same model and LoRA settings")
-    self.policy.module.load_state_dict(ck.weights, strict=False)
+    self.prepared.load_weights(ck.weights)
     if ck.best is not None: self.best_weights = ck.best
-    self.optimizer.load_state_dict(ck.optimizer); self.scheduler.load_state_dict(ck.scheduler)
+    self.prepared.load_optimizer_state(ck.optimizer); self.scheduler.load_state_dict(ck.scheduler)
     restore_rng(ck.rng)
     self.sampler.load_state(ck.sampler)
-    self.state = RunState(**ck.state)
+    self.state = RunState(**{**ck.state, "processes": self.processes})
     self._drop_records_after(self.state.step)
     self.log.info("resuming %s from %s (step %d)", self.run, folder.name, self.state.step)
 
@@ -312,15 +315,16 @@ def finish(self:Trainer) -> dict:
     s = self.state
     if s.last_eval != s.step: self._validate(s.step)
     final = self.evaluate("test") if self.test is not None and s.best_step != s.step else None  # the last weights, before the best load
-    moved = lambda: weight_change(self.start_weights, trainable(self.policy.module))
-    last_moved = moved()
-    if self.best_weights is not None: self.policy.module.load_state_dict(self.best_weights, strict=False)
+    moved = lambda w: weight_change(self.start_weights, w) if w else None  # whole weights: under FSDP on the main process alone
+    last_moved = moved(self.prepared.weights())
+    if self.best_weights is not None: self.prepared.load_weights(self.best_weights)
+    kept = self.prepared.weights()
     metrics = {"validation": s.best_metrics, "best_step": s.best_step, "steps": s.step, "stopped_early": s.stopped_early,
                "objective": self.cfg.objective, "negatives": self.cfg.negatives.strategy,
                "trained": {"epochs": round(s.step * self.per_step / len(self.samples), 4), "samples_per_step": self.per_step,
-                           "training_samples": len(self.samples), "weights_moved": {"kept": moved(), "last": last_moved,
+                           "training_samples": len(self.samples), "weights_moved": {"kept": moved(kept), "last": last_moved,
                            "parameters": sum(w.numel() for w in self.start_weights.values())}},
-               "environment": run_environment(self.device, self.precision)}
+               "environment": {**run_environment(self.device, self.precision), "processes": self.acc.num_processes, "distributed": self.acc.distributed_type.value}}
     if self.cfg.optim.skip_nonfinite: metrics["skipped_steps"] = s.skipped
     if self.test is not None: metrics["test"] = self.evaluate("test")
     if final is not None: metrics["final"] = {"step": s.step, "test": final}
@@ -330,7 +334,7 @@ def finish(self:Trainer) -> dict:
         self.log.warning("%s: %s", self.run, metrics["note"])
     if self.acc.is_main_process:
         self._observe("on_finish", metrics)
-        self.policy.save(self.folder.model())
+        self.prepared.save_policy(self.policy, self.folder.model(), kept, lambda: self._policy(torch.device("cpu")))
         self.folder.write_metrics(metrics)
         plot_curves(self.run)
     self.acc.wait_for_everyone()
