@@ -4,7 +4,7 @@ Run it through scripts/device_check.sh (which sets the Python path and installs 
 the orchestrator (stdlib only: it runs even where hanorec cannot be imported, and says why) and, with --stage, the
 child that runs one stage in its own process, so that each stage has a hard time cap and its own peak GPU memory.
 
-Stages: env, data, smollm2, sasrec, qwen2vl, lm_head, lm_label. Results: device_check.json and device_check.log in
+Stages: env, data, smollm2, sasrec, qwen2vl, distributed, lm_head, lm_label. Results: device_check.json and device_check.log in
 $OUT (where set) or ./device_check/, the JSON rewritten after every stage so a killed run still leaves its numbers.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ def plan(smoke:bool) -> dict:
                 "lm": {"cap": 300, "train": 60, "settings": ["optim.max_steps=2", "optim.batch_size=4", "optim.warmup_steps=1",
                                                              "eval.batch_size=16", "eval.users=16"]},
                 "lm_label_min": 60, "qwen2vl": {"cap": 90, "prompts": 2, "history": 2, "candidates": 4, "iters": 2, "image": 56},
+                "distributed": {"cap": 150, "settings": ["optim.max_steps=4", "optim.batch_size=4", "eval.users=16", "checkpoint.every=2"]},
                 "caps": {"env": 60, "data": 120, "smollm2": 240}}
     if smoke:
         return {"budget": 300, "source": ["synthetic", "--users", "60", "--items", "80"],
@@ -45,12 +46,15 @@ def plan(smoke:bool) -> dict:
                 "lm": {"cap": 90, "train": 40, "settings": ["optim.max_steps=4", "optim.batch_size=8", "optim.warmup_steps=1",
                                                             "eval.batch_size=16"]},
                 "lm_label_min": 20, "qwen2vl": {"cap": 90, "prompts": 2, "history": 2, "candidates": 4, "iters": 3, "image": 56},
+                "distributed": {"cap": 120, "settings": ["optim.max_steps=4", "optim.batch_size=4", "eval.users=16", "checkpoint.every=2",
+                                                         "history=4", "prompt_candidates=5"]},
                 "caps": {"env": 60, "data": 60, "smollm2": 90}}
     return {"budget": 450, "source": ["movielens-small"],
             "sasrec": {"cap": 90, "train": 55, "settings": ["eval.every=200", "checkpoint.every=0"]},  # the family's recipe: 20 epochs, batch 128
             "lm": {"cap": 140, "train": 75, "settings": ["optim.max_steps=300", "optim.batch_size=64", "optim.warmup_steps=20",
                                                          "precision=bf16", "eval.batch_size=64"]},
             "lm_label_min": 60, "qwen2vl": {"cap": 60, "prompts": 16, "history": 5, "candidates": 10, "iters": 12, "image": 112},
+            "distributed": {"cap": 90, "settings": ["optim.max_steps=10", "optim.batch_size=16", "eval.users=64", "checkpoint.every=5"]},
             "caps": {"env": 60, "data": 75, "smollm2": 150}}  # SmolLM2: joined, converted once (75 s on 2 busy CPU cores)
 
 # ------------------------------------------------------------------------------------------------------ orchestrator
@@ -113,6 +117,7 @@ def orchestrate(args) -> int:
     ok = lambda n: stages.get(n, {}).get("status") in ("ok", "substitute")
     order = [("env", [], p["caps"]["env"], 10), ("data", ["env"], p["caps"]["data"], 15), ("smollm2", ["data"], p["caps"]["smollm2"], 15),
              ("sasrec", ["data"], p["sasrec"]["cap"], 30), ("qwen2vl", ["env"], p["qwen2vl"]["cap"], 20),
+             ("distributed", ["data"], p["distributed"]["cap"], 30),
              ("lm_head", ["sasrec", "smollm2"], p["lm"]["cap"], 45), ("lm_label", ["sasrec", "smollm2"], None, p["lm_label_min"])]
     for name, needs, cap, least in order:
         left = deadline - time.monotonic()
@@ -134,7 +139,7 @@ def orchestrate(args) -> int:
                              if s.get("metrics", {}).get("test") else {}) for n, s in stages.items()}
     env = stages.get("env", {}).get("environment", {})
     results["device"] = env.get("gpu") or "cpu"
-    need = ["env", "data", "sasrec", "qwen2vl", "lm_head"]
+    need = ["env", "data", "sasrec", "qwen2vl", "distributed", "lm_head"]
     results["ok"] = all(ok(n) for n in need) and stages["lm_label"]["status"] in ("ok", "substitute", "skipped")
     results["seconds"] = round(time.monotonic() - t_start, 1)
     if stages["smollm2"].get("status") == "substitute": results["note"] = "SmolLM2 was missing: the language-model stages ran on a stand-in of its shape"
@@ -366,7 +371,37 @@ def stage_qwen2vl(work, smoke, extra) -> dict:
         result.update(status="failed", error=f"non-finite losses {bad}, {no_grad} trainable tensors without a gradient, weights in {lm_dtype}")
     return result
 
-STAGES = {"env": stage_env, "data": stage_data, "smollm2": stage_smollm2, "sasrec": stage_sasrec, "qwen2vl": stage_qwen2vl,
+def stage_distributed(work, smoke, extra) -> dict:
+    """A stage through accelerate's FSDP2, started as a user starts one (`hanorec train --processes N distributed=fsdp`: one
+    process per GPU, one here on a single GPU; one CPU process over gloo in the smoke): a LoRA on a tiny composed MLLM sharded
+    layer by layer, checkpoints of the whole weights, and the final model gathered whole and read back by `load_policy`."""
+    import torch
+    from hanorec.families import load_policy
+    n, run = max(1, torch.cuda.device_count()), work/"distributed"
+    settings = [f"data={work/'data'}", f"out={run}", "model=composed-tiny", "distributed=fsdp", "images=false", "eval.every=0",
+                "optim.warmup_steps=1", "optim.lr=1e-3", *plan(smoke)["distributed"]["settings"]]
+    print(f"hanorec train --processes {n} " + " ".join(settings))
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "hanorec.cli", "train", "--processes", str(n), *settings], capture_output=True, text=True,
+                       timeout=max(10, extra["cap"] - 20))
+    seconds = round(time.monotonic() - t0, 1)
+    for line in (r.stdout + r.stderr).splitlines()[-8:]: print(line)
+    if r.returncode: return {"status": "failed", "error": f"hanorec train --processes {n} exited with {r.returncode}", "seconds_train": seconds}
+    m = json.loads((run/"metrics.json").read_text())
+    steps = [json.loads(x) for x in (run/"log.jsonl").read_text().splitlines() if "split" not in json.loads(x)]
+    policy = load_policy(run, device="cuda" if torch.cuda.is_available() else "cpu")
+    pick = lambda d: {k: d[k] for k in ("auc", "hr@5", "mrr@5", "ndcg@5", "hr@10", "ndcg@10", "users") if k in d}
+    result = {"command": f"hanorec train --processes {n} " + " ".join(settings).replace(str(work), "WORK"), "processes": m["environment"]["processes"],
+              "distributed": m["environment"]["distributed"], "steps": m["steps"], "loss_first": steps[0]["loss"], "loss_last": steps[-1]["loss"],
+              "train_s": seconds, "checkpoints": sorted(p.name for p in (run/"checkpoints").glob("step-*")),
+              "model_whole": not any(type(w).__name__ == "DTensor" for w in policy.module.parameters()),
+              "metrics": {"validation": pick(m["validation"]), "test": pick(m.get("test", {}))}}
+    print(f"FSDP on {n} process(es): {m['steps']} steps, loss {result['loss_first']:.4f} -> {result['loss_last']:.4f}, model read back whole: {result['model_whole']}")
+    if result["distributed"] != "FSDP" or not result["model_whole"] or not all(math.isfinite(x["loss"]) for x in steps):
+        result.update(status="failed", error=f"ran as {result['distributed']}, model whole: {result['model_whole']}, losses {[x['loss'] for x in steps]}")
+    return result
+
+STAGES = {"env": stage_env, "data": stage_data, "smollm2": stage_smollm2, "sasrec": stage_sasrec, "qwen2vl": stage_qwen2vl, "distributed": stage_distributed,
           "lm_head": lambda w, s, e: stage_lm(w, s, e, "head"), "lm_label": lambda w, s, e: stage_lm(w, s, e, "label")}
 
 def child(args) -> int:

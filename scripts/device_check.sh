@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device check (issue 27): the language-model stage at a GPU budget on MovieLens-small, a SASRec over ids for its item
-# tokens, SmolLM2 with task=head then task=label (bf16, all test users), and a tiny real Qwen2-VL forward and backward in
-# bf16 through a LoRA; tokens/s, peak GPU memory and test metrics in device_check.json (and device_check.log) under $OUT,
+# tokens, SmolLM2 with task=head then task=label (bf16, all test users), a tiny real Qwen2-VL forward and backward in
+# bf16 through a LoRA, and a stage trained through accelerate's FSDP2 (`hanorec train --processes N distributed=fsdp`,
+# one process per GPU; issue 28); tokens/s, peak GPU memory and test metrics in device_check.json (and device_check.log) under $OUT,
 # else ./device_check/. Under 8 minutes on one H100, offline; each stage has its own time cap (scripts/device_check.py).
 #   bash scripts/device_check.sh               the GPU check (on the GPU machine)
 #   bash scripts/device_check.sh --cpu-smoke   every stage on the CPU at a tiny size (about a minute; tests/test_device_check.py)

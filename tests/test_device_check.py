@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["env", "data", "smollm2", "sasrec", "qwen2vl", "lm_head", "lm_label"]
+STAGES = ["env", "data", "smollm2", "sasrec", "qwen2vl", "distributed", "lm_head", "lm_label"]
 METRICS = {"auc", "hr@5", "mrr@5", "ndcg@5", "hr@10", "ndcg@10", "users"}
 
 
@@ -47,6 +47,9 @@ def test_cpu_smoke_runs_every_stage_and_writes_finite_numbers(tmp_path):
         assert finite(report["stages"][name]["tokens_per_s"]) and report["stages"][name]["tokens_per_s"] > 0, report["stages"][name]
     assert report["stages"]["lm_head"]["lm"] == "composed-tiny" and report["stages"]["lm_label"]["lm"] == "tiny local composed LM (smoke)"
     assert "task=head items=token item_tokens=WORK/sasrec" in report["stages"]["lm_head"]["command"]
+    d = report["stages"]["distributed"]  # FSDP2 through `hanorec train --processes 1` (accelerate's launcher): the GPU machine's path
+    assert (d["processes"], d["distributed"], d["steps"], d["model_whole"]) == (1, "FSDP", 4, True), d
+    assert d["checkpoints"] == ["step-000002", "step-000004"] and finite(d["loss_last"]) and d["metrics"]["test"]["users"] == 16, d
     q = report["stages"]["qwen2vl"]
     assert q["family"] == "qwen2_vl" and q["dtype"] == "bfloat16" and q["params_without_grad"] == 0 and q["trainable_parameters"] > 0
     assert finite(q["loss_first"]) and finite(q["loss_last"]) and q["loss_last"] < q["loss_first"], q  # three LoRA steps on the same batch

@@ -198,11 +198,13 @@ def killed(world, two):
     return out
 
 
-def test_a_killed_two_process_run_resumes_on_two_processes(world, two, killed):
+def test_a_killed_two_process_run_resumes_on_two_processes_under_fsdp_too(world, two, killed):
+    "Its checkpoint, written under DDP, is scattered into FSDP's shards: a resume may change how the processes share the model."
     run = world/"killed-2"
     shutil.copytree(killed, run)
-    train("--processes", 2, "--resume", f"out={run}")
+    train("--processes", 2, "--resume", f"out={run}", "distributed=fsdp")
     assert_same_training(two, run)
+    assert json.loads((run/"metrics.json").read_text())["environment"]["distributed"] == "FSDP"
 
 
 def test_a_two_process_run_resumes_on_one_process_with_its_global_batch(world, two, killed):
