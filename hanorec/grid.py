@@ -47,7 +47,7 @@ class Grid:
 
 # %% ../nbs/52_grid.ipynb #gr000008
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a folder name: no slashes, no leading dot
-_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against", "seeds"}
+_GRID_KEYS, _STAGE_KEYS = {"name", "datasets", "seeds", "settings", "stages", "metrics"}, {"name", "about", "settings", "start", "users", "budget", "against", "seeds", "datasets"}
 SEEDS = (0, 2**32 - 1)  # the seeds every generator takes (NumPy's are 32-bit)
 
 # %% ../nbs/52_grid.ipynb #834583d2
@@ -199,12 +199,17 @@ def _check_starts(grid:Grid, w:_Where):
 
 # %% ../nbs/52_grid.ipynb #f98d9e37
 def _check_stage_seeds(grid:Grid, w:_Where):
-    "A stage's own `seeds` are seeds of the grid, and each stage it names (start, against, init=, item_tokens=) runs on every seed it runs on."
+    """A stage's own `seeds` are seeds of the grid and its own `datasets` datasets of it, and each stage it names (start,
+    against, init=, item_tokens=) runs on every seed and every dataset it runs on."""
     on = {s.name: s.seeds if s.seeds is not None else grid.seeds for s in grid.stages}
+    of = {s.name: s.datasets if s.datasets is not None else list(grid.datasets) for s in grid.stages}
     for i, s in enumerate(grid.stages):
         for j, x in enumerate(s.seeds or []):
             if x not in grid.seeds: w.fail(("stages", i, "seeds", j), f" of stage {s.name}: {x} is not one of the grid's seeds {grid.seeds}",
                                            f"list seeds the grid runs (seeds: [{grid.seeds[0]}]), or add {x} to the grid's seeds", sep="")
+        for j, x in enumerate(s.datasets or []):
+            if x not in grid.datasets: w.fail(("stages", i, "datasets", j), f" of stage {s.name}: {x} is not one of the grid's datasets ({', '.join(grid.datasets)})",
+                                              f"list datasets the grid has (datasets: [{next(iter(grid.datasets), 'NAME')}]), or add {x} to the grid's datasets", sep="")
         named = [(s.start, "start"), (s.against, "against")] + [(v, "settings") for _, v in references([*grid.settings, *s.settings])]
         for ref, key in named:
             if ref not in on or ref == s.name: continue
@@ -212,6 +217,10 @@ def _check_stage_seeds(grid:Grid, w:_Where):
                 w.fail(("stages", i, "seeds" if s.seeds is not None else key),
                        f" of stage {s.name}: it runs on seed{'s' * (len(on[s.name]) > 1)} {', '.join(map(str, on[s.name]))}, but {ref}, which it names, "
                        f"does not run on {', '.join(map(str, missing))}", f"give stage {s.name} seeds: {on[ref]} (or fewer), or run {ref} on every seed", sep="")
+            if missing := [x for x in of[s.name] if x not in of[ref]]:
+                w.fail(("stages", i, "datasets" if s.datasets is not None else key),
+                       f" of stage {s.name}: it runs on {', '.join(of[s.name])}, but {ref}, which it names, does not run on {', '.join(missing)}",
+                       f"give stage {s.name} datasets: {of[ref]} (or fewer), or run {ref} on every dataset", sep="")
 
 # %% ../nbs/52_grid.ipynb #e436b4a8
 def check_grid(grid:Grid):
@@ -264,8 +273,11 @@ def _stage(s, i:int, names:list, settings:list, w:_Where) -> Stage:
     if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds)
                               or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
         w.fail(("stages", i, "seeds"), f"must be a list of distinct seeds of the grid, got {seeds!r}", "seeds: [0] (or leave it out: every seed of the grid)")
+    ds = s.get("datasets")
+    if ds is not None and (not isinstance(ds, list) or not ds or not all(isinstance(x, str) for x in ds) or len(set(ds)) != len(ds)):
+        w.fail(("stages", i, "datasets"), f"must be a list of distinct dataset names of the grid, got {ds!r}", "datasets: [movielens-small] (or leave it out: every dataset of the grid)")
     return Stage(name, str(s.get("about", name)), list(st), str(s.get("start") or ""), users, str(s.get("budget", "")), str(s.get("against") or ""),
-                 None if seeds is None else list(seeds))
+                 None if seeds is None else list(seeds), None if ds is None else list(ds))
 
 def _check_token_source(name:str, given:list, i:int, shared:int, names:list, w:_Where):
     "A stage's item_tokens= (its own, else the grid's `shared` first settings'): a stage defined before it, or a finished run's absolute path."
@@ -333,9 +345,10 @@ def grid_dataset(name:str, spec:dict, out:Path) -> Path:
     return folder
 
 def grid_cells(grid:Grid) -> list[tuple[str, int, Stage]]:
-    "(dataset, seed, stage with the grid's settings and its seed) for every cell, in the order they run; a stage with its own `seeds` on those only."
+    "(dataset, seed, stage with the grid's settings and its seed) for every cell, in the order they run; a stage with its own `seeds` (or `datasets`) on those only."
     return [(d, seed, replace(s, settings=[*grid.settings, *s.settings, f"seed={seed}"]))
-            for d in grid.datasets for seed in grid.seeds for s in grid.stages if s.seeds is None or seed in s.seeds]
+            for d in grid.datasets for seed in grid.seeds for s in grid.stages
+            if (s.seeds is None or seed in s.seeds) and (s.datasets is None or d in s.datasets)]
 
 def cell_folder(out:Path, dataset:str, seed:int) -> Path:
     "The folder holding one (dataset, seed)'s stages."
@@ -389,7 +402,8 @@ def _last(settings:list) -> list:
 def grid_dict(grid:Grid) -> dict:
     "The grid as the YAML structure `load_grid` reads (written to OUT/grid.yaml, so the folder says what made it; a grid built in Python may override a key in one list, written once)."
     stage = lambda s: {k: v for k, v in (("name", s.name), ("about", s.about), ("start", s.start), ("settings", _last(s.settings)),
-                                          ("users", s.users), ("budget", s.budget), ("against", s.against), ("seeds", s.seeds)) if v not in ("", None)}
+                                          ("users", s.users), ("budget", s.budget), ("against", s.against), ("seeds", s.seeds),
+                                          ("datasets", s.datasets)) if v not in ("", None)}
     return {"name": grid.name, "datasets": grid.datasets, "seeds": grid.seeds, "settings": _last(grid.settings),
             "metrics": list(grid.metrics), "stages": [stage(s) for s in grid.stages]}
 
@@ -449,6 +463,7 @@ def grid_summary(grid:Grid, out:str|Path, n:int=1000) -> pd.DataFrame: # bootstr
     validation = grid_results(grid, out).groupby(["dataset", "stage", "metric"]).validation.mean()
     for d in grid.datasets:
         for s in grid.stages:
+            if s.datasets is not None and d not in s.datasets: continue
             runs = {seed: cell_folder(out, d, seed)/s.name for seed in grid.seeds if s.seeds is None or seed in s.seeds}
             runs = {k: r for k, r in runs.items() if read_evaluation(r, "test", "sampled") is not None}
             if not runs: continue
@@ -745,11 +760,15 @@ def ablation_stages(models=("encoder",), # "encoder", "mllm", "summaries" and/or
 # %% ../nbs/52_grid.ipynb #33dcbb07
 def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASETS, or prepared folders
                   seeds:int=3, models=("encoder",), cuda:bool=False) -> Grid:
-    "The ablation as a `Grid`: `ablation_stages` on each dataset, seeds 0..seeds-1."
+    """The ablation as a `Grid`: `ablation_stages` on each dataset, seeds 0..seeds-1; the language model's variant rows
+    (its SFT with images, with a summary: each tested against `lm-sft` on seed 0) on the first dataset only, so the
+    language model's grid fits one sitting on a CPU."""
     specs = {}
     for d in datasets:
         if d in ABLATION_DATASETS: specs[d] = ABLATION_DATASETS[d]
         elif (Path(d)/"manifest.json").exists(): specs[Path(d).name] = {"path": str(Path(d).resolve())}
         else: raise HanorecError(f"unknown dataset {d!r}", hint=f"name one of {', '.join(ABLATION_DATASETS)}, or a folder made by hanorec data prepare")
     if seeds < 1: raise HanorecError(f"--seeds {seeds} is below 1", hint="run at least one seed (three for the report's tests)")
-    return Grid("hanorec ablation", specs, ablation_stages(models, cuda), list(range(seeds)))
+    first = [next(iter(specs))]
+    stages = [replace(s, datasets=first) if s.against == "lm-sft" else s for s in ablation_stages(models, cuda)]
+    return Grid("hanorec ablation", specs, stages, list(range(seeds)))

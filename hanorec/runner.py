@@ -40,6 +40,7 @@ class Stage:
     budget: str = "" # the training budget, printed beside its numbers
     against: str = "" # a stage it does not continue but is tested against (summaries on against off); default its start
     seeds: list|None = None # where an experiment runs several seeds (a grid): the only seeds it runs on; None: every seed
+    datasets: list|None = None # where an experiment has several datasets (a grid): the only ones it runs on; None: every dataset
 
 # %% ../nbs/50_runner.ipynb #ex000011
 REFERENCES = ("init", "item_tokens")  # settings that may name another stage of the same experiment, read as that stage's run folder
