@@ -705,8 +705,8 @@ def _lm_rows(qs:dict, # the quickstart's stages: the language model's settings a
              cuda:bool=False) -> list[Stage]: # a CUDA device: hanorec train's recipe (320 and 40 steps); else LM_CPU_BUDGET
     """The language model's rows: its SFT (text only), every preference stage on it, each tested against it, and its SFT with
     the items' images and with each summary variant in its prompt on seed 0 only. On a CPU they run `LM_CPU_BUDGET` (in
-    bf16 where the CPU has it, as the quickstart does): a seed's SASRec, SFT and 7 preference rows took about 50 minutes on
-    one thread of a shared 2-core CPU (the SFT 17, each preference row 4.5 with its evaluation)."""
+    bf16 where the CPU has it, as the quickstart does): a seed's SASRec, SFT and 7 preference rows took about 55 minutes on
+    one thread of a busy 2-core CPU (the SFT 18, each preference row 5 with its evaluation)."""
     from hanorec.families import RECIPES
     sft, pref = qs["mllm-sft"], qs["mllm-hanorec"]
     bf16 = "precision=bf16" in sft.settings
