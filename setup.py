@@ -20,6 +20,7 @@ extras = {
     "offline": reqs("offline_requirements"),
     "demo": reqs("demo_requirements"),
     "notebooks": reqs("notebook_requirements"),
+    "deepspeed": reqs("deepspeed_requirements"),  # distributed=deepspeed (ZeRO through accelerate): optional, in no other extra
 }
 # every use the README names (the main job, the demo, the notebooks, the docs): what scripts/quickstart.sh installs
 extras["all"] = extras["offline"] + extras["demo"] + extras["notebooks"]

@@ -392,7 +392,7 @@ def _add_train(sub):
     t.add_argument("--resume", action="store_true", help="continue the run in out= from its last checkpoint")
     t.add_argument("--print-config", action="store_true", help="print every setting (defaults, then the file and overrides) as YAML and exit")
     t.add_argument("--processes", type=int, default=None, metavar="N", help="train on N processes of this machine, started through accelerate's "
-                   "launcher (one per GPU, or CPU processes over gloo): DDP, or FSDP with distributed=fsdp")
+                   "launcher (one per GPU, or CPU processes over gloo): DDP, FSDP with distributed=fsdp, or DeepSpeed ZeRO-2 with distributed=deepspeed")
     t.set_defaults(func=cmd_train)
 
 # %% ../nbs/71_cli.ipynb #cl0ev002

@@ -25,16 +25,16 @@ from .observers import MicroBatch
 from .stage import trainable
 
 # %% auto #0
-__all__ = ['DISTRIBUTED', 'launched', 'distributed_mode', 'check_mode', 'layer_classes', 'StepModule', 'make_accelerator',
-           'Prepared', 'share_fresh', 'global_metrics', 'gather_batch', 'started_on', 'micro_batch', 'free_port',
-           'launch_command', 'launch']
+__all__ = ['DISTRIBUTED', 'LAUNCH_FLAGS', 'launched', 'distributed_mode', 'check_mode', 'layer_classes', 'StepModule',
+           'make_accelerator', 'Prepared', 'share_fresh', 'global_metrics', 'gather_batch', 'started_on', 'micro_batch',
+           'free_port', 'launch_command', 'launch']
 
 # %% ../nbs/38_distributed.ipynb #666288fa
 DISTRIBUTED = {  # the values of distributed=: how the processes of a stage share its model
     "auto": "accelerate's own choice: FSDP or DeepSpeed where `accelerate launch` (or its config file) names one, else DDP on several processes",
     "ddp": "DistributedDataParallel: every process holds the whole model; gradients are averaged in buckets during the backward pass",
     "fsdp": "FSDP2: parameters, gradients and optimizer state sharded across the processes, each layer gathered while it runs",
-    "deepspeed": "DeepSpeed ZeRO through accelerate's config file (refused: the trainer runs DDP and FSDP)"}
+    "deepspeed": "DeepSpeed ZeRO (stage 2, or 3 from accelerate's config) through accelerate: its engine owns the backward pass, accumulation, clipping and the step"}
 
 def launched() -> int:
     "How many processes a launcher (`accelerate launch`, `torchrun`, `hanorec train --processes`) started this one among; 0 when none did."
@@ -56,14 +56,14 @@ def distributed_mode(setting:str, # distributed= (a key of `DISTRIBUTED`)
 def check_mode(mode:str, # from `distributed_mode`
                starting:int=0): # processes `hanorec train --processes` is about to start (0: this process was started by now)
     "Refuse a way of sharing the model that cannot run here, saying what can."
-    if mode == "deepspeed":
-        missing = importlib.util.find_spec("deepspeed") is None
-        raise HanorecError("distributed=deepspeed: " + ("the deepspeed package is not installed, and " if missing else "") +
-                           "hanorec's trainer runs DDP and FSDP through accelerate, not DeepSpeed's engine",
-                           hint="use distributed=fsdp: FSDP2 shards parameters, gradients and optimizer state across the processes, as ZeRO-3 does")
-    if mode == "fsdp" and not starting and not launched():
-        raise HanorecError("distributed=fsdp needs its processes started by a launcher",
-                           hint="hanorec train --processes N distributed=fsdp ..., or accelerate launch --use_fsdp --fsdp_version 2 -m hanorec.cli train ...")
+    if mode == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise HanorecError("distributed=deepspeed needs the deepspeed package, which is not installed",
+                           hint="pip install deepspeed (or pip install 'hanorec[deepspeed]'), or use distributed=fsdp: FSDP2 shards "
+                                "parameters, gradients and optimizer state across the processes, as ZeRO-3 does")
+    if mode in ("fsdp", "deepspeed") and not starting and not launched():
+        raise HanorecError(f"distributed={mode} needs its processes started by a launcher",
+                           hint=f"hanorec train --processes N distributed={mode} ..., or accelerate launch "
+                                f"{'--use_fsdp --fsdp_version 2' if mode == 'fsdp' else '--use_deepspeed --zero_stage 2'} -m hanorec.cli train ...")
 
 # %% ../nbs/38_distributed.ipynb #7afe7c24
 def layer_classes(module:nn.Module) -> list[str]:
@@ -82,9 +82,9 @@ class StepModule(nn.Module):
 # %% ../nbs/38_distributed.ipynb #481087b6
 def make_accelerator(setting:str, # distributed=
                      device:torch.device): # where the stage trains (`core.pick_device`)
-    "accelerate's `Accelerator` for a stage: one process, DDP or FSDP2 as `distributed_mode` says; the trainer keeps placement and precision."
-    from accelerate import Accelerator, FullyShardedDataParallelPlugin
-    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+    "accelerate's `Accelerator` for a stage: one process, DDP, FSDP2 or DeepSpeed as `distributed_mode` says; the trainer keeps placement and precision."
+    from accelerate import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType, InitProcessGroupKwargs
     mode = distributed_mode(setting, launched() or 1)
     check_mode(mode)
     plugin = None
@@ -94,8 +94,11 @@ def make_accelerator(setting:str, # distributed=
                                hint="set fsdp_version: 2 in the accelerate config file (or pass --fsdp_version 2)")
         plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap", cpu_ram_efficient_loading=False)
     warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated")  # torch's new name for it is not one accelerate passes yet
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
-    acc = Accelerator(cpu=device.type == "cpu", device_placement=False, mixed_precision="no", fsdp_plugin=plugin, kwargs_handlers=[ddp])
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)]
+    if mode == "deepspeed":  # accelerate runs DeepSpeed only off its CPU mode: on a CPU the process group is gloo, DeepSpeed's CPU accelerator
+        if device.type == "cpu": handlers.append(InitProcessGroupKwargs(backend="gloo"))
+        acc = Accelerator(device_placement=False, mixed_precision="no", deepspeed_plugin=DeepSpeedPlugin(), kwargs_handlers=handlers)
+    else: acc = Accelerator(cpu=device.type == "cpu", device_placement=False, mixed_precision="no", fsdp_plugin=plugin, kwargs_handlers=handlers)
     if not acc.is_main_process: get_logger().setLevel("ERROR")  # the main process tells the story (the others' would repeat it)
     if mode == "fsdp" and acc.distributed_type != DistributedType.FSDP:  # a CPU process group: accelerate's FSDP path, on gloo
         from accelerate.state import PartialState
@@ -107,27 +110,43 @@ def make_accelerator(setting:str, # distributed=
 def _canonical(name:str) -> str: return name.replace("_checkpoint_wrapped_module.", "")  # activation checkpointing's wrapper left out
 
 class Prepared:
-    "A stage's module and optimizer as accelerate prepared them (DDP, FSDP2, or on one process as they were), with what the loop needs of them."
+    "A stage's module and optimizer as accelerate prepared them (DDP, FSDP2, DeepSpeed ZeRO, or on one process as they were), with what the loop needs of them."
     def __init__(self, acc, # the stage's `Accelerator` (`make_accelerator`)
                  module:nn.Module, # the policy's module
-                 optimizer:torch.optim.Optimizer): # its optimizer, over `trainable(module)`
+                 optimizer:torch.optim.Optimizer, # its optimizer, over `trainable(module)`
+                 micro:int=1, # samples per process per micro-batch; with the two below, what DeepSpeed's engine is made with
+                 grad_accum:int=1, # micro-batches per optimizer step
+                 max_grad_norm:float=0.0): # clipping (0: none)
         from accelerate.utils import DistributedType
         self.acc, self.module, self.sharded = acc, module, acc.distributed_type == DistributedType.FSDP
         self.names = list(trainable(module))  # what a checkpoint holds, named as before any wrapping
+        self.groups = [list(g["params"]) for g in optimizer.param_groups]  # the weights by position, before ZeRO flattens the optimizer's groups
         if acc.num_processes > 1:  # each process drew its own fresh LoRA (or encoder): all start from the main one's, as DDP (not FSDP) would see to
             from accelerate.utils import broadcast
             broadcast([p.data for p in trainable(module).values()], from_process=0)
+        deepspeed = acc.distributed_type == DistributedType.DEEPSPEED
+        if deepspeed:
+            acc.gradient_accumulation_steps = grad_accum  # accelerate checks its own count against the engine's
+            acc.state.deepspeed_plugin.deepspeed_config.update(train_micro_batch_size_per_gpu=micro, gradient_accumulation_steps=grad_accum,
+                train_batch_size=micro * grad_accum * acc.num_processes, gradient_clipping=max(max_grad_norm, 0.0))
         self.model, self.optimizer = acc.prepare(StepModule(module), optimizer)
+        self.engine = self.model if deepspeed else None  # DeepSpeed's engine: the backward pass, accumulation, clipping and the step are its
+        self.partitioned = self.sharded or (deepspeed and acc.state.deepspeed_plugin.zero_stage == 3)  # the module holds shards of its weights
 
     def __call__(self, work:Callable, *args): return self.model(work, *args)
-    def backward(self, loss:torch.Tensor): self.acc.backward(loss)
+    def backward(self, loss:torch.Tensor): # the micro-batch's share of the step's loss (already divided by grad_accum)
+        if self.engine: self.engine.backward(loss, scale_wrt_gas=False)
+        else: self.acc.backward(loss)
 
     def accumulating(self, last:bool): # the step's last micro-batch: gradients are averaged across processes in its backward pass
         "Within it, a micro-batch's backward pass adds to this process's gradients without averaging them across processes (accelerate's `no_sync`)."
+        if self.engine: self.engine.set_gradient_accumulation_boundary(last); return nullcontext()  # DeepSpeed reduces at its boundary
         return nullcontext() if last else self.acc.no_sync(self.model)
 
     def clip(self, max_norm:float) -> float: # 0: measure the norm, clip nothing
-        "Clip the gradients to `max_norm` (accelerate's, across every shard) and return their norm before clipping."
+        "Clip the gradients to `max_norm` (accelerate's, across every shard) and return their norm before clipping; DeepSpeed's engine steps here too."
+        if self.engine:  # it clips (to the max_grad_norm it was made with) in its own step, and skips a step whose gradients are not finite
+            self.engine.step(); return float(self.engine.get_global_grad_norm())
         return float(self.acc.clip_grad_norm_(self.model.parameters(), max_norm if max_norm > 0 else float("inf")))
 
 # %% ../nbs/38_distributed.ipynb #802155e1
@@ -137,7 +156,10 @@ def _state_options(**kw):
 
 @patch
 def weights(self:Prepared) -> dict:
-    "The trainable weights, whole, on the CPU, by name: each process's own copy, or under FSDP gathered onto the main process ({} on the others)."
+    "The trainable weights, whole, on the CPU, by name: each process's own copy, under DeepSpeed every process's gathered, or under FSDP gathered onto the main process ({} on the others)."
+    if self.engine:
+        from deepspeed.utils import safe_get_full_fp32_param  # ZeRO's fp32 weights, gathered from every process's partition
+        return {k: safe_get_full_fp32_param(p).detach().cpu().clone() for k, p in trainable(self.module).items()}
     if not self.sharded: return {k: v.detach().cpu().clone() for k, v in trainable(self.module).items()}
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
     whole = get_model_state_dict(self.model, options=_state_options(cpu_offload=True))
@@ -147,15 +169,16 @@ def weights(self:Prepared) -> dict:
 def save_policy(self:Prepared, policy, # the stage's policy (its `save` writes a model folder)
                 folder, # where: the run's model/
                 weights:dict, # the whole weights to save (`weights`: under FSDP the main process's)
-                rebuild:Callable): # makes the same policy whole on the CPU (FSDP only)
-    "Write the policy's model folder (main process): its own `save`, or under FSDP, whose module holds shards, a copy `rebuild` makes whole, holding `weights`."
-    if not self.sharded: return policy.save(folder)
+                rebuild:Callable): # makes the same policy whole on the CPU (FSDP and ZeRO-3 only)
+    "Write the policy's model folder (main process): its own `save`, or under FSDP or ZeRO-3, whose module holds shards, a copy `rebuild` makes whole, holding `weights`."
+    if not self.partitioned: return policy.save(folder)
     whole = rebuild()
     whole.module.load_state_dict(weights, strict=False); whole.save(folder)
 
 @patch
 def nonfinite(self:Prepared) -> list[str]:
     "The trainable weights holding a NaN or an infinity on any process (each looks at its own shards): the same names on every process."
+    if self.engine: return [k for k, v in self.weights().items() if not torch.isfinite(v).all()]  # every process holds them whole
     local = lambda v: v.to_local() if hasattr(v, "to_local") else v
     bad = [_canonical(k) for k, v in trainable(self.module).items() if not torch.isfinite(local(v.detach())).all()]
     if self.acc.num_processes == 1: return bad
@@ -164,11 +187,21 @@ def nonfinite(self:Prepared) -> list[str]:
 
 @patch
 def load_weights(self:Prepared, weights:dict): # name -> tensor (under FSDP the main process's are used)
-    "Put whole trainable weights back into the module: each process its own, or under FSDP scattered from the main process to every shard."
+    "Put whole trainable weights back into the module: each process its own, under DeepSpeed into ZeRO's fp32 copy and the module, or under FSDP scattered from the main process to every shard."
+    if self.engine: return _load_zero_weights(self, weights)
     if not self.sharded: return self.module.load_state_dict(weights, strict=False)
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
     mine = {f"module.{k}": v for k, v in weights.items()} if self.acc.is_main_process else {}
     set_model_state_dict(self.model, mine, options=_state_options(broadcast_from_rank0=True, strict=False))
+
+def _load_zero_weights(self:Prepared, weights:dict):
+    "ZeRO keeps an fp32 copy of the weights for its optimizer beside the module's (under ZeRO-3 partitioned): both take them."
+    import deepspeed
+    from deepspeed.utils import safe_set_full_fp32_param
+    params = {k: p for k, p in trainable(self.module).items() if k in weights}
+    with deepspeed.zero.GatheredParameters([p for p in params.values() if hasattr(p, "ds_id")], modifier_rank=0), torch.no_grad():
+        for k, p in params.items(): p.data.copy_(weights[k].to(p.device, p.dtype))
+    for k, p in params.items(): safe_set_full_fp32_param(p, weights[k].to(p.device, torch.float32))
 
 # %% ../nbs/38_distributed.ipynb #c067c6e6
 def _positions(self:Prepared) -> list[str]:
@@ -178,7 +211,8 @@ def _positions(self:Prepared) -> list[str]:
 
 @patch
 def optimizer_state(self:Prepared) -> dict:
-    "The optimizer's state as one process's `state_dict()` holds it (parameters by position): under FSDP gathered onto the main process ({} elsewhere)."
+    "The optimizer's state as one process's `state_dict()` holds it (parameters by position): under FSDP gathered onto the main process ({} elsewhere), under DeepSpeed onto every process."
+    if self.engine: return _zero_optimizer_state(self)
     if not self.sharded: return self.optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
     named = get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=_state_options(cpu_offload=True))
@@ -189,13 +223,49 @@ def optimizer_state(self:Prepared) -> dict:
 
 @patch
 def load_optimizer_state(self:Prepared, state:dict): # from `optimizer_state` (or a checkpoint)
-    "Put the optimizer's state back: each process its own, or under FSDP scattered from the main process's."
+    "Put the optimizer's state back: each process its own, under DeepSpeed into ZeRO's partitions, or under FSDP scattered from the main process's."
+    if self.engine: return _load_zero_optimizer_state(self, state)
     if not self.sharded: return self.optimizer.load_state_dict(state)
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
     names = _positions(self)  # as the prepared model names them ("module." first), what the state-dict functions read
     named = {"state": {names[i]: s for i, s in state["state"].items()},
              "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]} if self.acc.is_main_process else {}
     set_optimizer_state_dict(self.model, self.optimizer.optimizer, named, options=_state_options(broadcast_from_rank0=True))
+
+# %% ../nbs/38_distributed.ipynb #zero0001
+def _zero_base(self:Prepared):
+    "The torch optimizer ZeRO steps, over its flat partitions of the weights, with its state made if no step has made it yet (AdamW's: a step count, two moments)."
+    zero = self.engine.optimizer
+    base = zero.optimizer
+    flats = zero.fp32_partitioned_groups_flat if hasattr(zero, "fp32_partitioned_groups_flat") else zero.single_partition_of_fp32_groups  # ZeRO-3's, ZeRO-2's
+    for flat in flats:
+        if not base.state.get(flat): base.state[flat] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
+    if hasattr(zero, "_lazy_init_hp_params_optimizer_state"): zero._lazy_init_hp_params_optimizer_state()  # ZeRO-2 links each weight to its part of that state
+    return base
+
+def _zero_optimizer_state(self:Prepared) -> dict:
+    "ZeRO's optimizer state, gathered from every process's partition, in the shape one process's AdamW `state_dict()` has."
+    from deepspeed.utils import safe_get_full_optimizer_state
+    base = _zero_base(self)
+    first = next(iter(base.state.values()))
+    moments = [k for k in first if k != "step"]
+    state = {i: {"step": first["step"].detach().cpu().clone(), **{k: safe_get_full_optimizer_state(p, k).detach().cpu().clone() for k in moments}}
+             for i, p in enumerate(p for g in self.groups for p in g)}
+    start = np.cumsum([0] + [len(g) for g in self.groups])
+    return {"state": state, "param_groups": [{**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start[i], start[i + 1]))}
+                                             for i, g in enumerate(base.param_groups)]}
+
+def _load_zero_optimizer_state(self:Prepared, state:dict):
+    "Put one process's AdamW state (a checkpoint's, written by any number of processes with or without ZeRO) into ZeRO's partitions."
+    from deepspeed.utils import safe_set_full_optimizer_state
+    base = _zero_base(self)
+    for g, saved in zip(base.param_groups, state["param_groups"]): g.update({k: v for k, v in saved.items() if k != "params"})
+    for i, p in enumerate(p for g in self.groups for p in g):
+        for k, v in state["state"].get(i, {}).items():
+            if k != "step": safe_set_full_optimizer_state(p, v.to(p.device, torch.float32), k)
+    if state["state"]:
+        step = next(iter(state["state"].values()))["step"]
+        for s in base.state.values(): s["step"] = torch.as_tensor(step, dtype=torch.float32).clone()
 
 # %% ../nbs/38_distributed.ipynb #e2b561f8
 def share_fresh(acc, # the stage's `Accelerator`
@@ -263,15 +333,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
+LAUNCH_FLAGS = {  # accelerate launch's flags for each way of sharing the model
+    "ddp": ["--multi_gpu"],
+    "fsdp": ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_cpu_ram_efficient_loading", "false"],
+    "deepspeed": ["--use_deepspeed", "--zero_stage", "2"]}
+
 def launch_command(settings:list[str], # what follows `hanorec train`: a config file, key=value settings, --resume
                    processes:int, # processes on this machine
-                   mode:str, # from `distributed_mode`: 'ddp' or 'fsdp'
+                   mode:str, # from `distributed_mode`: 'ddp', 'fsdp' or 'deepspeed'
                    port:int) -> list[str]: # the rendezvous port (`free_port`)
     "The `accelerate launch` command that runs `hanorec train SETTINGS` on `processes` processes of this machine."
-    how = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_cpu_ram_efficient_loading", "false"] \
-          if mode == "fsdp" else ["--multi_gpu"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(processes), "--num_machines", "1",
-            "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hanorec.cli", "train", *settings]
+    return [sys.executable, "-m", "accelerate.commands.launch", *LAUNCH_FLAGS.get(mode, LAUNCH_FLAGS["ddp"]), "--num_processes", str(processes),
+            "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
+            "-m", "hanorec.cli", "train", *settings]
 
 # %% ../nbs/38_distributed.ipynb #587746db
 def launch(settings:list[str], processes:int, mode:str) -> int:

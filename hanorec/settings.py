@@ -81,7 +81,7 @@ class TrainConfig(PolicyConfig):
     deterministic: bool = False # torch deterministic algorithms (exact resume on CPU)
     device: str = "auto" # auto, cpu, cuda, cuda:N or mps (`core.pick_device`: one asked for but absent is an error)
     precision: Literal["auto", "fp32", "bf16"] = "auto" # auto: bf16 autocast on CUDA, fp32 elsewhere
-    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto" # several processes (`distributed.DISTRIBUTED`): auto, ddp, fsdp (FSDP2, sharded); a resume may change it
+    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto" # several processes (`distributed.DISTRIBUTED`): auto, ddp, fsdp (FSDP2, sharded), deepspeed (ZeRO, an optional extra); a resume may change it
 
 # %% ../nbs/35_settings.ipynb #32268a08
 @dataclass

@@ -105,7 +105,8 @@ def _build(self:Trainer):
         list(trainable(self.policy.module).values()), c.optim, len(self.samples), self.processes)
     self.state, self.best_weights = RunState(processes=self.processes), None
     self.start_weights = {k: v.detach().cpu().clone() for k, v in trainable(self.policy.module).items()}  # before a checkpoint's: how far it moved
-    self.prepared = Prepared(self.acc, self.policy.module, self.optimizer); self.optimizer = self.prepared.optimizer  # DDP or FSDP2 (accelerate's)
+    self.prepared = Prepared(self.acc, self.policy.module, self.optimizer, self.micro, c.optim.grad_accum, c.optim.max_grad_norm)  # DDP, FSDP2 or DeepSpeed (accelerate's)
+    self.optimizer = self.prepared.optimizer
     own = [PairRecorder()] if self.objective.reference else []  # the demo's pairs/; below, the false-negative rate of a world with truth
     if (ds.path/"truth").exists(): from hanorec.synthetic import FalseNegativeRate; own.append(FalseNegativeRate(ds.path))
     own += list(getattr(self.policy, "observers", []))  # what the policy asks to be told (a language model's curriculum)
