@@ -582,7 +582,7 @@ def write_grid_report(grid:Grid, out:str|Path, seconds:float|None=None, # this i
     with atomic_path(out/"results.csv", suffix=".csv") as tmp: results.to_csv(tmp, index=False)
     took = f" This invocation took {seconds / 60:.1f} minutes." if seconds else ""
     missing, cells = unfinished_cells(grid, out), len(grid_cells(grid))
-    unfinished = (f"\n\n**{len(missing)} of {cells} cells have not finished yet**, so this report shows the other {cells - len(missing)}: "
+    unfinished = (f"\n\n**{len(missing)} of {cells} cells have not finished yet**, so this report shows the other {cells - len(missing)}. Not finished: "
                   + ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "") + ".") if missing else ""
     text = (f"# {grid.name}\n\n{len(grid.datasets)} dataset(s) x {len(grid.seeds)} seed(s) x {len(grid.stages)} stage(s), every cell evaluated "
             f"on the test split.{took}{unfinished}\n\n{grid_markdown(grid, summary)}\n" + (f"\n{extra}\n" if extra else ""))

@@ -234,7 +234,7 @@ def test_report_on_a_grid_with_some_cells_finished(tmp_path):
     r = run_hanorec("experiment", "report", tmp_path/"grid", cwd=tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     report = (tmp_path/"grid"/"report.md").read_text()
-    assert "**1 of 2 cells have not finished yet**, so this report shows the other 1: world seed 1 popularity." in report
+    assert "**1 of 2 cells have not finished yet**, so this report shows the other 1. Not finished: world seed 1 popularity." in report
     assert "| popularity | 1 | 40 |" in report
 
 
