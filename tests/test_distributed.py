@@ -45,8 +45,9 @@ def train(*args):
 def log(run:Path) -> list[dict]: return [json.loads(line) for line in (run/"log.jsonl").read_text().splitlines()]
 
 
-def assert_same_training(a:Path, b:Path, tol:float=1e-5):
-    "The same log (every step's numbers and every validation, to float tolerance), the same final weights, the same pairs."
+def assert_same_training(a:Path, b:Path, tol:float=1e-5, weights_tol:float|None=None):
+    """The same log (every step's numbers and every validation, to float tolerance), the same final weights (to `weights_tol`,
+    default `tol`), the same pairs."""
     la, lb = log(a), log(b)
     assert [(x["step"], x.get("split")) for x in la] == [(x["step"], x.get("split")) for x in lb]
     for x, y in zip(la, lb):
@@ -58,7 +59,7 @@ def assert_same_training(a:Path, b:Path, tol:float=1e-5):
     assert files and files == sorted(p.name for p in (b/"model").glob("*.safetensors"))
     for f in files:  # an encoder's model.safetensors; a language model's adapter and projector
         wa, wb = load_file(a/"model"/f), load_file(b/"model"/f)
-        assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < tol, f
+        assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < (weights_tol or tol), f
     if (a/"pairs").exists():
         pa, pb = pd.read_parquet(a/"pairs"), pd.read_parquet(b/"pairs")
         cols = ["step", "sample", "user", "positive", "negative"]
@@ -126,8 +127,14 @@ def fsdp(world):
     return world/"fsdp"
 
 
+# FSDP reduce-scatters each gradient in another order than one process sums it, and AdamW's normalised step turns a last-bit
+# difference in a near-zero gradient entry into a weight difference near 1e-5 after 16 steps at lr 1e-3 (1.02e-5 on an AMD
+# EPYC, under 1e-5 on the machine the test was written on): the weights to 1e-4 (a step moves a weight by up to 1e-3), the log to 1e-5
+FSDP_WEIGHTS = 1e-4
+
+
 def test_fsdp_on_two_processes_trains_as_one_process_and_writes_a_whole_model(one, fsdp):
-    assert_same_training(one, fsdp)
+    assert_same_training(one, fsdp, weights_tol=FSDP_WEIGHTS)
     assert json.loads((fsdp/"metrics.json").read_text())["environment"]["distributed"] == "FSDP"
     code = f"""
 import json, torch
@@ -166,7 +173,7 @@ def test_an_fsdp_checkpoint_resumes_on_one_process_without_fsdp(world, one, fsdp
     "The checkpoint holds whole weights and optimizer state (gathered from the shards): one process continues it."
     run = cut(fsdp, world/"fsdp-cut", 12)  # checkpoint.keep=2: steps 12 and 16 are kept
     train("--resume", f"out={run}")  # distributed=auto: FSDP under the launcher's FSDP configuration, one process without one
-    assert_same_training(one, run)
+    assert_same_training(one, run, weights_tol=FSDP_WEIGHTS)
 
 
 def dead(procs, wait:float=60) -> bool:
@@ -203,7 +210,7 @@ def test_a_killed_two_process_run_resumes_on_two_processes_under_fsdp_too(world,
     run = world/"killed-2"
     shutil.copytree(killed, run)
     train("--processes", 2, "--resume", f"out={run}", "distributed=fsdp")
-    assert_same_training(two, run)
+    assert_same_training(two, run, weights_tol=FSDP_WEIGHTS)
     assert json.loads((run/"metrics.json").read_text())["environment"]["distributed"] == "FSDP"
 
 
