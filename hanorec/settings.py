@@ -261,14 +261,20 @@ def _check_ignored(cfg:TrainConfig, family:Family, given:set[str]):
     "Refuse a setting the user gave (at other than its default, or a continuing encoder's init run's value) that this stage's model never reads."
     built = bool(cfg.init) and RunFolder(cfg.init).started  # a grid checks its stages before their starts exist; each is checked again when it runs
     if not cfg.model and cfg.init and not built: return  # its model is known once init has run
+    import os
+    from hanorec.runs import PATH_KEYS
+    _where = lambda v: os.path.abspath(v) if v else v
     default = flat(config_to_dict(TrainConfig()))
     now = flat(config_to_dict(cfg))
     groups = [(family.ignores, family.ignores_why, default)]
     if family.shape and built:  # a continuing model may repeat its init run's shape (a grid's shared settings do): only a change is refused
-        groups.append((family.shape, family.shape_why, {**default, **flat(config_to_dict(RunFolder(cfg.init).config(TrainConfig, part=False)))}))
+        init = RunFolder(cfg.init)  # its folders (item_tokens=) compared by where they point: recorded relative to it, given from here
+        groups.append((family.shape, family.shape_why, {**default, **{k: _where(init.resolve(v)) if k in PATH_KEYS else v
+                                                                       for k, v in flat(config_to_dict(init.config(TrainConfig, part=False))).items()}}))
     for keys, why, ref in groups:
         for k in sorted(given):
-            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and now[k] != ref[k]:
+            mine = _where(now.get(k)) if k in PATH_KEYS else now.get(k)
+            if any(k == p or k.startswith(p + ".") for p in keys) and k in now and mine != ref[k]:
                 raise HanorecError(f"{k}={str(now[k]).lower() if isinstance(now[k], bool) else now[k]} is {why}", hint=f"drop {k}=... from the settings (it changes nothing for this model)")
 
 # %% ../nbs/35_settings.ipynb #b48b7ddd
