@@ -5,7 +5,9 @@
 # %% ../nbs/52_grid.ipynb #gr000003
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -30,7 +32,7 @@ from .settings import check_settings, train_config
 __all__ = ['SEEDS', 'ABLATION_DATASETS', 'LM_METHOD', 'LM_LENGTH', 'LM_CPU_BUDGET', 'Grid', 'check_grid', 'load_grid',
            'grid_dataset', 'grid_cells', 'cell_folder', 'run_grid', 'grid_dict', 'grid_results', 'test_values',
            'paired_over_seeds', 'seeds_note', 'grid_summary', 'grid_markdown', 'preference_figures', 'unfinished_cells',
-           'write_grid_report', 'ablation_stages', 'ablation_grid']
+           'write_grid_report', 'ablation_stages', 'ablation_grid', 'grid_record']
 
 # %% ../nbs/52_grid.ipynb #gr000006
 @dataclass
@@ -772,3 +774,49 @@ def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASET
     first = [next(iter(specs))]
     stages = [replace(s, datasets=first) if s.against == "lm-sft" else s for s in ablation_stages(models, cuda)]
     return Grid("hanorec ablation", specs, stages, list(range(seeds)))
+
+# %% ../nbs/52_grid.ipynb #84119c16
+def _portable(copy:Path, root:str, run:str):
+    """The copied run's folders inside the grid (a grid given as an absolute --out records them so) made relative to the run,
+    as config.yaml and base.json record any other: the record stands wherever it is copied back."""
+    from hanorec.runs import BASE_PATHS, PATH_KEYS
+    inside = lambda v: isinstance(v, str) and os.path.isabs(v) and (v == root or v.startswith(root + os.sep))
+    fix = lambda d, keys: {k: os.path.relpath(v, run) if k in keys and inside(v) else v for k, v in d.items()}
+    if (f := copy/"config.yaml").is_file():
+        raw = yaml.safe_load(f.read_text())
+        if (new := fix(raw, [k for k in PATH_KEYS if k != "out"])) != raw: atomic_write_text(f, yaml.safe_dump(new, sort_keys=False))
+    if (f := copy/"base.json").is_file():
+        raw = json.loads(f.read_text())
+        if (new := fix(raw, BASE_PATHS)) != raw: atomic_write_text(f, json.dumps(new, indent=2))
+
+def grid_record(out:str|Path, # a grid's folder
+                to:str|Path) -> Path: # the record's folder: made, or replaced where it holds an earlier record
+    """A copy of the grid in OUT small enough to keep in a repository: grid.yaml, results.csv, report.md and every finished
+    cell without checkpoints, plots or weights, but for the models other stages continue from or read item tokens from."""
+    import shutil
+    out, to = Path(out), Path(to)
+    if not (out/"grid.yaml").is_file(): raise HanorecError(f"{out} holds no grid (no grid.yaml)", hint="give the folder `hanorec experiment run` wrote")
+    if to.resolve() == out.resolve() or out.resolve() in to.resolve().parents:
+        raise HanorecError(f"{to} is inside the grid {out}", hint="write the record somewhere else")
+    if to.exists() and any(to.iterdir()) and not (to/"grid.yaml").is_file():
+        raise HanorecError(f"{to} holds other files than a grid's record", hint="choose an empty or new folder")
+    grid, root = load_grid(out/"grid.yaml"), os.path.abspath(out)
+    named = {s.start for s in grid.stages if s.start} | {Path(v).name for s in grid.stages for _, v in references(s.settings)}
+    tmp = to.with_name(f".{to.name}.tmp")
+    if tmp.exists(): shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in ("grid.yaml", "results.csv", "report.md"):
+        if (out/f).is_file(): shutil.copy2(out/f, tmp/f)
+    for d, seed, s in grid_cells(grid):
+        run = cell_folder(out, d, seed)/s.name
+        if not RunFolder(run).finished or read_evaluation(run, "test", "sampled") is None: continue  # the next sitting runs it
+        keep = lambda p: p.parts[0] not in ("checkpoints", "plots") and (p.parts[0] != "model" or s.name in named)
+        for f in sorted(run.rglob("*")):
+            if f.is_file() and keep(rel := f.relative_to(run)):
+                (tmp/run.relative_to(out)/rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, tmp/run.relative_to(out)/rel)
+        _portable(tmp/run.relative_to(out), root, os.path.abspath(run))
+    if to.exists(): shutil.rmtree(to)
+    tmp.rename(to)
+    return to
+
