@@ -777,11 +777,16 @@ def ablation_grid(datasets=tuple(ABLATION_DATASETS), # names of ABLATION_DATASET
 
 # %% ../nbs/52_grid.ipynb #84119c16
 def _portable(copy:Path, root:str, run:str):
-    """The copied run's folders inside the grid (a grid given as an absolute --out records them so) made relative to the run,
-    as config.yaml and base.json record any other: the record stands wherever it is copied back."""
+    """The copied run's folders inside the grid (a grid given as an absolute --out records them so; a grid copied or moved
+    since, where it stood) made relative to the run, as config.yaml and base.json record any other: the record stands
+    wherever it is copied back. A folder outside the grid (a dataset given by its path) stays as it is."""
     from hanorec.runs import BASE_PATHS, PATH_KEYS
-    inside = lambda v: isinstance(v, str) and os.path.isabs(v) and (v == root or v.startswith(root + os.sep))
-    fix = lambda d, keys: {k: os.path.relpath(v, run) if k in keys and inside(v) else v for k, v in d.items()}
+    def here(v):  # the grid's folder an absolute path names: itself, or the one at the same place in the grid (its last parts)
+        if not (isinstance(v, str) and os.path.isabs(v)): return None
+        if v == root or v.startswith(root + os.sep): return v
+        parts = Path(v).parts
+        return next((str(Path(root, *parts[-k:])) for k in range(1, min(4, len(parts) - 1) + 1) if Path(root, *parts[-k:]).exists()), None)
+    fix = lambda d, keys: {k: os.path.relpath(here(v), run) if k in keys and here(v) else v for k, v in d.items()}
     if (f := copy/"config.yaml").is_file():
         raw = yaml.safe_load(f.read_text())
         if (new := fix(raw, [k for k in PATH_KEYS if k != "out"])) != raw: atomic_write_text(f, yaml.safe_dump(new, sort_keys=False))
@@ -792,7 +797,7 @@ def _portable(copy:Path, root:str, run:str):
 def grid_record(out:str|Path, # a grid's folder
                 to:str|Path) -> Path: # the record's folder: made, or replaced where it holds an earlier record
     """A copy of the grid in OUT small enough to keep in a repository: grid.yaml, results.csv, report.md and every finished
-    cell without checkpoints, plots or weights, but for the models other stages continue from or read item tokens from."""
+    cell without checkpoints, plots or weights, but for the models that cells not finished yet continue from or read item tokens from."""
     import shutil
     out, to = Path(out), Path(to)
     if not (out/"grid.yaml").is_file(): raise HanorecError(f"{out} holds no grid (no grid.yaml)", hint="give the folder `hanorec experiment run` wrote")
@@ -801,16 +806,20 @@ def grid_record(out:str|Path, # a grid's folder
     if to.exists() and any(to.iterdir()) and not (to/"grid.yaml").is_file():
         raise HanorecError(f"{to} holds other files than a grid's record", hint="choose an empty or new folder")
     grid, root = load_grid(out/"grid.yaml"), os.path.abspath(out)
-    named = {s.start for s in grid.stages if s.start} | {Path(v).name for s in grid.stages for _, v in references(s.settings)}
+    names = lambda s: {s.start} | {Path(v).name for _, v in references(s.settings)}  # the stages a stage continues or reads
+    cells = grid_cells(grid)
+    finished = {(d, seed, s.name) for d, seed, s in cells if RunFolder(cell_folder(out, d, seed)/s.name).finished
+                and read_evaluation(cell_folder(out, d, seed)/s.name, "test", "sampled") is not None}
+    needed = {(d, seed, n) for d, seed, s in cells if (d, seed, s.name) not in finished for n in names(s)}  # what a cell not run yet reads
     tmp = to.with_name(f".{to.name}.tmp")
     if tmp.exists(): shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for f in ("grid.yaml", "results.csv", "report.md"):
         if (out/f).is_file(): shutil.copy2(out/f, tmp/f)
-    for d, seed, s in grid_cells(grid):
+    for d, seed, s in cells:
         run = cell_folder(out, d, seed)/s.name
-        if not RunFolder(run).finished or read_evaluation(run, "test", "sampled") is None: continue  # the next sitting runs it
-        keep = lambda p: p.parts[0] not in ("checkpoints", "plots") and (p.parts[0] != "model" or s.name in named)
+        if (d, seed, s.name) not in finished: continue  # the next sitting runs it
+        keep = lambda p: p.parts[0] not in ("checkpoints", "plots") and (p.parts[0] != "model" or (d, seed, s.name) in needed)
         for f in sorted(run.rglob("*")):
             if f.is_file() and keep(rel := f.relative_to(run)):
                 (tmp/run.relative_to(out)/rel).parent.mkdir(parents=True, exist_ok=True)
