@@ -787,10 +787,10 @@ def _portable(copy:Path, root:str, run:str):
         parts = Path(v).parts
         return next((str(Path(root, *parts[-k:])) for k in range(1, min(4, len(parts) - 1) + 1) if Path(root, *parts[-k:]).exists()), None)
     fix = lambda d, keys: {k: os.path.relpath(here(v), run) if k in keys and here(v) else v for k, v in d.items()}
-    if (f := copy/"config.yaml").is_file():
+    if (f := RunFolder(copy).config_file).is_file():
         raw = yaml.safe_load(f.read_text())
         if (new := fix(raw, [k for k in PATH_KEYS if k != "out"])) != raw: atomic_write_text(f, yaml.safe_dump(new, sort_keys=False))
-    if (f := copy/"base.json").is_file():
+    if (f := RunFolder(copy).base_file).is_file():
         raw = json.loads(f.read_text())
         if (new := fix(raw, BASE_PATHS)) != raw: atomic_write_text(f, json.dumps(new, indent=2))
 
@@ -819,11 +819,13 @@ def grid_record(out:str|Path, # a grid's folder
     for d, seed, s in cells:
         run = cell_folder(out, d, seed)/s.name
         if (d, seed, s.name) not in finished: continue  # the next sitting runs it
-        keep = lambda p: p.parts[0] not in ("checkpoints", "plots") and (p.parts[0] != "model" or (d, seed, s.name) in needed)
-        for f in sorted(run.rglob("*")):
-            if f.is_file() and keep(rel := f.relative_to(run)):
-                (tmp/run.relative_to(out)/rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, tmp/run.relative_to(out)/rel)
+        rf, to_run = RunFolder(run), tmp/run.relative_to(out)
+        kept = [rf.config_file, rf.base_file, rf.log_file, rf.data_file, rf.metrics_file, rf.eval_dir().parent, rf.pairs]  # what the report reads
+        if (d, seed, s.name) in needed: kept += [rf.model(), rf.base_model]  # what a cell not run yet loads
+        to_run.mkdir(parents=True)
+        for p in kept:
+            if p.is_dir(): shutil.copytree(p, to_run/p.name)
+            elif p.is_file(): shutil.copy2(p, to_run/p.name)
         _portable(tmp/run.relative_to(out), root, os.path.abspath(run))
     if to.exists(): shutil.rmtree(to)
     tmp.rename(to)
